@@ -21,6 +21,28 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// came from, to tell a deletion or insertion from an edit.
 const MOVE_SEARCH_WINDOW: i64 = 1_000;
 
+/// Who is acting, and in which request: every audit entry names both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `user:ana`, `user:ana (token ci)`, `system:close-hours`, `anonymous`.
+    pub name: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, request_id: Option<String>) -> Self {
+        Self {
+            name: name.into(),
+            request_id,
+        }
+    }
+
+    /// An entry by this actor in this request.
+    pub fn draft(&self, action: impl Into<String>) -> AuditDraft {
+        AuditDraft::new(self.name.clone(), action).request_id(self.request_id.clone())
+    }
+}
+
 /// An event to be recorded, before it takes its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditDraft {

@@ -153,6 +153,33 @@ impl Principal {
     }
 }
 
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub roles: BTreeSet<Role>,
+    pub clearances: BTreeSet<String>,
+    pub residency: Option<Country>,
+    pub disabled_at: Option<jiff::Timestamp>,
+    pub created_at: jiff::Timestamp,
+}
+
+impl User {
+    /// The caller this user is, directly or through the named token.
+    pub fn principal(&self, via_token: Option<String>) -> Principal {
+        Principal {
+            user_id: self.id.clone(),
+            username: self.username.clone(),
+            roles: self.roles.clone(),
+            clearances: self.clearances.clone(),
+            residency: self.residency,
+            via_token,
+        }
+    }
+}
+
 /// A user as an administrator creates one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {

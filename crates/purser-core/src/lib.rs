@@ -19,6 +19,6 @@ pub mod validation;
 
 pub use account::{Account, AccountId, AccountStatus, Marketplace, NewAccount, Owners};
 pub use boundary::{BoundaryName, BoundaryRule, Country};
-pub use identity::{Permission, Principal, Role};
+pub use identity::{NewUser, Permission, Principal, Role, User};
 pub use scope::AccountScope;
 pub use validation::{FieldError, ValidationErrors};

@@ -8,15 +8,14 @@
 
 use std::collections::BTreeSet;
 
+use crate::audit::Actor;
 use crate::boundary::{BoundaryName, BoundaryRule};
 use crate::identity::{Permission, Principal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountScope {
-    /// How the caller appears in the audit log.
-    pub actor: String,
-    /// The request this scope was built for, when there is one.
-    pub request_id: Option<String>,
+    /// Who is asking, for the audit entries reads through this scope write.
+    pub actor: Actor,
     visible: Visible,
     /// Boundaries whose reads are audited (every boundary that is not open to all).
     restricted: BTreeSet<BoundaryName>,
@@ -47,8 +46,7 @@ impl AccountScope {
             BTreeSet::new()
         };
         Self {
-            actor: principal.audit_actor(),
-            request_id,
+            actor: Actor::new(principal.audit_actor(), request_id),
             visible: Visible::Boundaries(visible),
             restricted: restricted(rules),
         }
@@ -58,8 +56,7 @@ impl AccountScope {
     /// request.
     pub fn system(job: &str, rules: &[BoundaryRule]) -> Self {
         Self {
-            actor: format!("system:{job}"),
-            request_id: None,
+            actor: Actor::new(format!("system:{job}"), None),
             visible: Visible::Everything,
             restricted: restricted(rules),
         }
@@ -155,6 +152,6 @@ mod tests {
         let scope = AccountScope::system("close-hours", &rules);
         assert!(scope.visible_boundaries().is_none());
         assert!(scope.permits(&BoundaryName::parse("sg-gov").expect("name")));
-        assert_eq!(scope.actor, "system:close-hours");
+        assert_eq!(scope.actor.name, "system:close-hours");
     }
 }
