@@ -1,0 +1,49 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+use purser_store::Store;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<HttpSettings>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The HTTP surface's settings, from Purser's configuration.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Larger bodies are refused with 413 before they are read.
+    pub max_body_bytes: usize,
+    /// How long a page session lasts.
+    pub session_ttl: SignedDuration,
+    /// Mark cookies `Secure` (behind TLS).
+    pub cookie_secure: bool,
+    /// The longest lifetime a new API token may have.
+    pub token_max_days: i64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            session_ttl: SignedDuration::from_hours(12),
+            cookie_secure: false,
+            token_max_days: 365,
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: HttpSettings) -> Self {
+        Self {
+            store,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
