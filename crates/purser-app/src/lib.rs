@@ -1,1 +1,128 @@
-//! placeholder
+//! Purser's application wiring: configuration, logging, the server's life cycle, the
+//! scheduler, the demo data set, and the commands the CLI runs. The `purser` binary
+//! parses arguments and calls [`commands`]; everything else is here or below.
+
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod jobs;
+
+use std::net::SocketAddr;
+
+use purser_http::{AppState, HttpSettings};
+use purser_store::{OpenMode, Store};
+use tokio::sync::watch;
+
+pub use config::{Config, FlagOverrides};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] purser_store::StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Sets up structured logs (text or JSON) on standard error.
+pub fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub async fn open_store(config: &Config, mode: OpenMode) -> Result<Store, AppError> {
+    Ok(Store::open(&config.location(), mode).await?)
+}
+
+fn http_settings(config: &Config) -> HttpSettings {
+    HttpSettings {
+        max_body_bytes: config.max_body_bytes,
+        session_ttl: jiff::SignedDuration::from_hours(config.session_hours),
+        cookie_secure: config.cookie_secure,
+        token_max_days: config.token_max_days,
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then stops taking connections, finishes the
+/// requests in flight and the job run in progress, and returns. `on_listening` is
+/// called with the bound address once the server accepts connections.
+pub async fn serve(
+    config: &Config,
+    store: Store,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), AppError> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| AppError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
+    let address = listener.local_addr()?;
+    let (router, _, _) = purser_http::build(AppState::new(store.clone(), http_settings(config)));
+    let (stop_jobs, jobs_stopped) = watch::channel(false);
+    let scheduler = config.jobs.enabled.then(|| {
+        let scheduler = jobs::Scheduler {
+            store: store.clone(),
+            jobs: jobs::standard_jobs(&config.jobs),
+            owner: jobs::owner_name(),
+            lease: jiff::SignedDuration::from_secs(config.jobs.lease_seconds),
+        };
+        tracing::info!(owner = %scheduler.owner, "periodic jobs run in this process");
+        tokio::spawn(scheduler.run(jobs_stopped))
+    });
+    on_listening(address);
+    tracing::info!(%address, location = %config.location().describe(), "Purser is serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let _ = stop_jobs.send(true);
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
+    tracing::info!("Purser stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,1 +1,389 @@
-fn main() {}
+//! The `purser` command. It parses arguments and calls `purser_app::commands`;
+//! nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use purser_app::commands::{self, ApiClient, UserAdd};
+use purser_app::config::LogFormat;
+use purser_app::{Config, FlagOverrides};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "purser",
+    version,
+    about = "Run the business of selling through the cloud marketplaces"
+)]
+struct Cli {
+    /// A TOML configuration file (default: purser.toml here, if present).
+    #[arg(long, global = true, env = "PURSER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded SQLite database lives.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL; overrides the embedded database.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Log lines as text or JSON.
+    #[arg(long, global = true, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and the pages, and run periodic jobs.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Serve with a realistic demo data set (in ./purser-demo unless --data-dir is given).
+    Demo {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print the effective configuration, secrets masked.
+    Config,
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Accounts, through a running server's API.
+    Account {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user directly in the database (the first administrator).
+    Add {
+        username: String,
+        /// admin, finance, support, sre, csm, auditor or viewer; repeatable.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// A boundary clearance such as us-gov; repeatable.
+        #[arg(long = "clearance")]
+        clearances: Vec<String>,
+        /// Country of residence (ISO 3166-1 alpha-2).
+        #[arg(long)]
+        residency: Option<String>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Read the password (12+ characters) from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and name the first entry that was tampered with.
+    Verify {
+        /// A checkpoint (SEQ:HASH) printed earlier: prove the log still extends it.
+        #[arg(long)]
+        against: Option<String>,
+    },
+    /// Print the chain's head (SEQ:HASH), to keep outside Purser.
+    Checkpoint,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The running Purser's address.
+    #[arg(long, env = "PURSER_API_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An API token.
+    #[arg(long, env = "PURSER_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// List the accounts you may see.
+    List {
+        #[arg(long)]
+        q: Option<String>,
+        #[arg(long)]
+        marketplace: Option<String>,
+        #[arg(long)]
+        boundary: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// Fetch every page, not just the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one account.
+    Show { account_id: String },
+    /// Create an account.
+    Create {
+        #[command(flatten)]
+        fields: AccountFields,
+    },
+    /// Change an account; only the fields given change (`""` clears one).
+    Update {
+        account_id: String,
+        #[command(flatten)]
+        fields: AccountFields,
+    },
+}
+
+#[derive(Args)]
+struct AccountFields {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    external_id: Option<String>,
+    #[arg(long)]
+    marketplace: Option<String>,
+    #[arg(long)]
+    marketplace_account_id: Option<String>,
+    #[arg(long)]
+    crm_account_id: Option<String>,
+    #[arg(long)]
+    boundary: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    account_executive: Option<String>,
+    #[arg(long)]
+    csm: Option<String>,
+    #[arg(long)]
+    tam: Option<String>,
+}
+
+impl AccountFields {
+    fn to_json(&self) -> Value {
+        let mut body = serde_json::Map::new();
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                body.insert(key.into(), Value::String(value.clone()));
+            }
+        };
+        put("name", &self.name);
+        put("external_id", &self.external_id);
+        put("marketplace", &self.marketplace);
+        put("marketplace_account_id", &self.marketplace_account_id);
+        put("crm_account_id", &self.crm_account_id);
+        put("boundary", &self.boundary);
+        put("region", &self.region);
+        put("status", &self.status);
+        let mut owners = serde_json::Map::new();
+        for (key, value) in [
+            ("account_executive", &self.account_executive),
+            ("csm", &self.csm),
+            ("tam", &self.tam),
+        ] {
+            if let Some(value) = value {
+                owners.insert(key.into(), Value::String(value.clone()));
+            }
+        }
+        if !owners.is_empty() {
+            body.insert("owners".into(), Value::Object(owners));
+        }
+        Value::Object(body)
+    }
+}
+
+fn parse_log_format(value: &str) -> Result<LogFormat, String> {
+    match value {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("`{other}` is not a log format (text or json)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("purser: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("purser: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let listen = match &cli.command {
+        Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
+        _ => None,
+    };
+    let data_dir = match (&cli.command, &cli.data_dir) {
+        (Command::Demo { .. }, None) => Some(PathBuf::from("purser-demo")),
+        (_, dir) => dir.clone(),
+    };
+    let flags = FlagOverrides {
+        listen,
+        data_dir,
+        database_url: cli.database_url.clone(),
+        log_format: cli.log_format,
+    };
+    let config = Config::load(cli.config.as_deref(), &flags)?;
+    match cli.command {
+        Command::Serve { .. } => {
+            purser_app::init_logging(&config);
+            commands::run_server(&config).await?;
+        }
+        Command::Demo { .. } => {
+            purser_app::init_logging(&config);
+            commands::run_demo(&config).await?;
+        }
+        Command::Config => commands::show_config(&config),
+        Command::User(UserCommand::Add {
+            username,
+            roles,
+            clearances,
+            residency,
+            display_name,
+            password_stdin,
+        }) => {
+            commands::user_add(
+                &config,
+                UserAdd {
+                    username,
+                    display_name,
+                    roles,
+                    clearances,
+                    residency,
+                    password_stdin,
+                },
+            )
+            .await?;
+        }
+        Command::Audit(AuditCommand::Verify { against }) => {
+            if !commands::audit_verify(&config, against.as_deref()).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Audit(AuditCommand::Checkpoint) => commands::audit_checkpoint(&config).await?,
+        Command::Account { client, command } => account(client, command).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn account(client: ClientArgs, command: AccountCommand) -> anyhow::Result<()> {
+    let api = ApiClient::new(&client.url, client.token)?;
+    let show = |value: &Value| -> anyhow::Result<()> {
+        if client.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            commands::print_accounts(std::slice::from_ref(value));
+        }
+        Ok(())
+    };
+    match command {
+        AccountCommand::List {
+            q,
+            marketplace,
+            boundary,
+            status,
+            all,
+        } => {
+            let mut query = url_query(&[
+                ("q", &q),
+                ("marketplace", &marketplace),
+                ("boundary", &boundary),
+                ("status", &status),
+            ]);
+            let mut accounts = Vec::new();
+            loop {
+                let page = api
+                    .send(reqwest::Method::GET, &format!("/v1/accounts?{query}"), None)
+                    .await?;
+                accounts.extend(page["items"].as_array().cloned().unwrap_or_default());
+                match page["next_cursor"].as_str() {
+                    Some(cursor) if all => {
+                        query = format!(
+                            "{}&cursor={cursor}",
+                            url_query(&[
+                                ("q", &q),
+                                ("marketplace", &marketplace),
+                                ("boundary", &boundary),
+                                ("status", &status)
+                            ])
+                        )
+                    }
+                    _ => break,
+                }
+            }
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&accounts)?);
+            } else {
+                commands::print_accounts(&accounts);
+            }
+        }
+        AccountCommand::Show { account_id } => {
+            show(
+                &api.send(
+                    reqwest::Method::GET,
+                    &format!("/v1/accounts/{account_id}"),
+                    None,
+                )
+                .await?,
+            )?;
+        }
+        AccountCommand::Create { fields } => {
+            show(
+                &api.send(
+                    reqwest::Method::POST,
+                    "/v1/accounts",
+                    Some(&fields.to_json()),
+                )
+                .await?,
+            )?;
+        }
+        AccountCommand::Update { account_id, fields } => {
+            let body = fields.to_json();
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                anyhow::bail!("nothing to change: give at least one field, e.g. --status active");
+            }
+            show(
+                &api.send(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/accounts/{account_id}"),
+                    Some(&json!(body)),
+                )
+                .await?,
+            )
+            .context("printing the account")?;
+        }
+    }
+    Ok(())
+}
+
+fn url_query(pairs: &[(&str, &Option<String>)]) -> String {
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        if let Some(value) = value {
+            serializer.append_pair(key, value);
+        }
+    }
+    serializer.finish()
+}

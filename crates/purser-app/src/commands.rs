@@ -1,0 +1,260 @@
+//! What each `purser` command does. The binary only parses arguments into these calls.
+//!
+//! Commands that read (`audit verify`, `audit checkpoint`, `config`) open the database
+//! read-only, so they run beside a server. Commands that change accounts go through a
+//! running server's API with a token, so they are authenticated, scoped and audited
+//! exactly like any other change. `user add` (to create the first administrator)
+//! writes directly, and on SQLite says plainly when a server holds the database.
+
+use std::io::{BufRead, Write};
+
+use purser_core::audit::{Actor, Checkpoint};
+use purser_core::identity::{NewUser, check_password};
+use purser_store::OpenMode;
+use serde_json::Value;
+
+use crate::{AppError, Config, demo, open_store, serve};
+
+pub async fn run_server(config: &Config) -> Result<(), AppError> {
+    let store = open_store(config, OpenMode::Write).await?;
+    serve(config, store, |address| {
+        println!("Purser is listening on http://{address}");
+    })
+    .await
+}
+
+/// Seeds the demo data set if the database is empty, prints how to sign in, serves.
+pub async fn run_demo(config: &Config) -> Result<(), AppError> {
+    let store = open_store(config, OpenMode::Write).await?;
+    let seeded = demo::seed(&store).await?;
+    let location = config.location().describe();
+    serve(config, store, move |address| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "\nPurser demo {} ({location})",
+            if seeded {
+                "seeded and running"
+            } else {
+                "running"
+            }
+        );
+        let _ = writeln!(out, "Pages:        http://{address}/");
+        let _ = writeln!(
+            out,
+            "API:          http://{address}/docs/api   (OpenAPI at /openapi.json)"
+        );
+        let _ = writeln!(
+            out,
+            "\nSign in as any of these (username / password — roles, clearances, residency):"
+        );
+        for user in demo::users() {
+            let clearances = if user.clearances.is_empty() {
+                "none".to_owned()
+            } else {
+                user.clearances.join(",")
+            };
+            let _ = writeln!(
+                out,
+                "  {:<15} / {:<26} {} — cleared: {}, resides: {}",
+                user.username,
+                user.password,
+                user.roles.join(","),
+                clearances,
+                user.residency
+            );
+        }
+        let _ = writeln!(out, "\nStop with Ctrl-C.");
+    })
+    .await
+}
+
+pub struct UserAdd {
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+    pub clearances: Vec<String>,
+    pub residency: Option<String>,
+    /// Read the password from standard input (one line) instead of leaving none.
+    pub password_stdin: bool,
+}
+
+/// Creates a user directly in the database (the first administrator, typically).
+pub async fn user_add(config: &Config, request: UserAdd) -> Result<(), AppError> {
+    let user = NewUser::validate(
+        &request.username,
+        &request.display_name,
+        &request.roles,
+        &request.clearances,
+        request.residency.as_deref(),
+    )
+    .map_err(|e| AppError::Invalid(e.to_string()))?;
+    let hash = if request.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        check_password(&password).map_err(|e| AppError::Invalid(e.to_string()))?;
+        Some(
+            purser_http::auth::hash_password(password)
+                .await
+                .map_err(|e| AppError::Failed(e.message))?,
+        )
+    } else {
+        None
+    };
+    let store = open_store(config, OpenMode::Write).await?;
+    let actor = Actor::new(
+        format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "operator".into())
+        ),
+        None,
+    );
+    let created = store.create_user(&actor, user, hash).await?;
+    println!(
+        "created user {} ({}) with roles {}",
+        created.username,
+        created.id,
+        created
+            .roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// Walks the audit chain. Returns whether it verified.
+pub async fn audit_verify(config: &Config, against: Option<&str>) -> Result<bool, AppError> {
+    let checkpoint = against
+        .map(Checkpoint::parse)
+        .transpose()
+        .map_err(AppError::Invalid)?;
+    let store = open_store(config, OpenMode::ReadOnly).await?;
+    match store.verify_audit(checkpoint.clone()).await? {
+        Ok(verified) => {
+            println!(
+                "audit log intact: {} entries, head {}",
+                verified.n_entries, verified.head
+            );
+            if let Some(checkpoint) = checkpoint {
+                println!("it extends checkpoint {checkpoint}");
+            }
+            Ok(true)
+        }
+        Err(chain_break) => {
+            println!(
+                "audit log BROKEN at entry {}: {chain_break}",
+                chain_break.seq()
+            );
+            Ok(false)
+        }
+    }
+}
+
+pub async fn audit_checkpoint(config: &Config) -> Result<(), AppError> {
+    let store = open_store(config, OpenMode::ReadOnly).await?;
+    println!("{}", store.audit_recorded_head().await?);
+    Ok(())
+}
+
+pub fn show_config(config: &Config) {
+    print!("{}", config.to_masked_toml());
+}
+
+/// A client of a running server's API.
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, AppError> {
+        let token = token.ok_or_else(|| {
+            AppError::Invalid(
+                "this command goes through a running Purser's API: give a token with --token or PURSER_API_TOKEN (create one on the API tokens page)".into(),
+            )
+        })?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, AppError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            AppError::Failed(format!(
+                "cannot reach Purser at {}: {e}. Is `purser serve` running there?",
+                self.base
+            ))
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| AppError::Failed(e.to_string()))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(AppError::Failed(describe_api_error(
+                &value,
+                status.as_u16(),
+            )))
+        }
+    }
+}
+
+/// The API's error shape as a line for a terminal: message, then each field.
+pub fn describe_api_error(value: &Value, status: u16) -> String {
+    let error = &value["error"];
+    let mut line = format!(
+        "{} ({})",
+        error["message"].as_str().unwrap_or("the request failed"),
+        error["code"]
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_owned)
+    );
+    for detail in error["details"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            "\n  {}: {}",
+            detail["field"].as_str().unwrap_or("?"),
+            detail["reason"].as_str().unwrap_or("")
+        ));
+    }
+    line
+}
+
+/// Prints accounts as a table.
+pub fn print_accounts(accounts: &[Value]) {
+    println!(
+        "{:<38} {:<32} {:<8} {:<14} {:<11}",
+        "ID", "NAME", "MARKET", "BOUNDARY", "STATUS"
+    );
+    for account in accounts {
+        let field = |name: &str| account[name].as_str().unwrap_or("").to_owned();
+        println!(
+            "{:<38} {:<32} {:<8} {:<14} {:<11}",
+            field("id"),
+            field("name"),
+            field("marketplace"),
+            field("boundary"),
+            field("status")
+        );
+    }
+}

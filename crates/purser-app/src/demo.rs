@@ -1,0 +1,336 @@
+//! The demo data set: a few dozen accounts across the marketplaces and boundaries,
+//! and a user for every role, with and without clearances. Seeded once into an empty
+//! database, through the same store calls as real work, so it is audited like them.
+
+use purser_core::account::{AccountDraft, Owners};
+use purser_core::audit::Actor;
+use purser_core::identity::NewUser;
+use purser_core::{AccountScope, BoundaryRule};
+use purser_store::{Store, StoreError};
+
+/// A demo sign-in, printed at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoUser {
+    pub username: &'static str,
+    pub password: String,
+    pub roles: &'static [&'static str],
+    pub clearances: &'static [&'static str],
+    pub residency: &'static str,
+}
+
+/// (username, roles, clearances, residency)
+const USERS: [(&str, &[&str], &[&str], &str); 11] = [
+    ("admin", &["admin"], &["us-gov"], "US"),
+    ("finance", &["finance"], &[], "US"),
+    ("support", &["support"], &[], "GB"),
+    ("support-usgov", &["support"], &["us-gov"], "US"),
+    ("support-eu", &["support"], &["eu-sovereign"], "DE"),
+    ("support-sg", &["support"], &["sg-gov"], "SG"),
+    ("sre", &["sre"], &[], "US"),
+    ("csm", &["csm"], &[], "US"),
+    ("auditor", &["auditor"], &[], "US"),
+    ("auditor-usgov", &["auditor"], &["us-gov"], "US"),
+    ("viewer", &["viewer"], &[], "IE"),
+];
+
+pub fn users() -> Vec<DemoUser> {
+    USERS
+        .iter()
+        .map(|(username, roles, clearances, residency)| DemoUser {
+            username,
+            password: format!("{username}-demo-pass"),
+            roles,
+            clearances,
+            residency,
+        })
+        .collect()
+}
+
+/// (name, marketplace, boundary, region, status)
+const ACCOUNTS: [(&str, &str, &str, &str, &str); 36] = [
+    (
+        "Northwind Genomics",
+        "gcp",
+        "standard",
+        "us-central1",
+        "active",
+    ),
+    (
+        "Bluefin Analytics",
+        "gcp",
+        "standard",
+        "europe-west4",
+        "active",
+    ),
+    (
+        "Cobalt Media Group",
+        "gcp",
+        "standard",
+        "us-east4",
+        "active",
+    ),
+    (
+        "Halcyon Health",
+        "gcp",
+        "standard",
+        "us-west1",
+        "onboarding",
+    ),
+    (
+        "Juniper Robotics",
+        "gcp",
+        "standard",
+        "asia-northeast1",
+        "active",
+    ),
+    (
+        "Lumen Freight",
+        "gcp",
+        "standard",
+        "us-central1",
+        "suspended",
+    ),
+    ("Meridian Bank", "gcp", "standard", "europe-west2", "active"),
+    ("Orchid Biotech", "gcp", "standard", "us-east1", "churned"),
+    ("Pioneer Energy", "gcp", "standard", "us-south1", "active"),
+    (
+        "Quarry Labs",
+        "gcp",
+        "standard",
+        "australia-southeast1",
+        "onboarding",
+    ),
+    (
+        "Defense Logistics Office",
+        "gcp",
+        "us-gov",
+        "us-east4",
+        "active",
+    ),
+    (
+        "Bundesamt Datenarchiv",
+        "gcp",
+        "eu-sovereign",
+        "europe-west3",
+        "active",
+    ),
+    ("Redwood Insurance", "azure", "standard", "eastus", "active"),
+    ("Sable Retail", "azure", "standard", "westeurope", "active"),
+    (
+        "Tamarack Studios",
+        "azure",
+        "standard",
+        "westus2",
+        "onboarding",
+    ),
+    (
+        "Umber Mining",
+        "azure",
+        "standard",
+        "australiaeast",
+        "active",
+    ),
+    ("Vantage Telecom", "azure", "standard", "uksouth", "active"),
+    (
+        "Willow Education",
+        "azure",
+        "standard",
+        "centralus",
+        "suspended",
+    ),
+    (
+        "Xylem Water Works",
+        "azure",
+        "standard",
+        "northeurope",
+        "active",
+    ),
+    (
+        "Federal Health Records",
+        "azure",
+        "us-gov",
+        "usgovvirginia",
+        "active",
+    ),
+    (
+        "Direction Numerique",
+        "azure",
+        "eu-sovereign",
+        "francecentral",
+        "onboarding",
+    ),
+    (
+        "GovTech Data Platform",
+        "azure",
+        "sg-gov",
+        "southeastasia",
+        "active",
+    ),
+    ("Yarrow Pharma", "aws", "standard", "us-east-1", "active"),
+    ("Zephyr Airlines", "aws", "standard", "eu-west-1", "active"),
+    ("Acorn Payments", "aws", "standard", "us-west-2", "active"),
+    (
+        "Basalt Semiconductors",
+        "aws",
+        "standard",
+        "ap-northeast-2",
+        "onboarding",
+    ),
+    (
+        "Cedar Logistics",
+        "aws",
+        "standard",
+        "ca-central-1",
+        "active",
+    ),
+    ("Driftwood Games", "aws", "standard", "us-east-2", "churned"),
+    (
+        "Emberline Security",
+        "aws",
+        "standard",
+        "eu-central-1",
+        "active",
+    ),
+    (
+        "Treasury Analytics Bureau",
+        "aws",
+        "us-gov",
+        "us-gov-west-1",
+        "active",
+    ),
+    (
+        "Census Modernisation Unit",
+        "aws",
+        "us-gov",
+        "us-gov-east-1",
+        "onboarding",
+    ),
+    (
+        "Smart Nation Records",
+        "aws",
+        "sg-gov",
+        "ap-southeast-1",
+        "active",
+    ),
+    (
+        "Fjord Maritime",
+        "direct",
+        "standard",
+        "eu-north-1",
+        "active",
+    ),
+    (
+        "Granite Capital",
+        "direct",
+        "standard",
+        "us-east-1",
+        "active",
+    ),
+    (
+        "Helios Research Council",
+        "direct",
+        "eu-sovereign",
+        "eu-central-1",
+        "active",
+    ),
+    (
+        "Iris Clinics",
+        "direct",
+        "standard",
+        "us-west-2",
+        "onboarding",
+    ),
+];
+
+const CSMS: [&str; 4] = ["maya.chen", "luis.ortega", "ana.lima", "tom.berg"];
+
+/// Seeds an empty database; does nothing when users already exist. Returns whether
+/// it seeded.
+pub async fn seed(store: &Store) -> Result<bool, StoreError> {
+    if !store.users().await?.is_empty() {
+        return Ok(false);
+    }
+    let actor = Actor::new("system:demo-seed", None);
+    for user in users() {
+        let new_user = NewUser::validate(
+            user.username,
+            &demo_display_name(user.username),
+            &user.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            &user
+                .clearances
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            Some(user.residency),
+        )?;
+        let hash = purser_http::auth::hash_password(user.password.clone())
+            .await
+            .map_err(|e| StoreError::Backend(e.message))?;
+        store.create_user(&actor, new_user, Some(hash)).await?;
+    }
+    let rules = store.boundary_rules().await?;
+    let scope = AccountScope::system("demo-seed", &rules);
+    let known: Vec<_> = rules
+        .iter()
+        .map(|r: &BoundaryRule| r.name.clone())
+        .collect();
+    for (index, (name, marketplace, boundary, region, status)) in ACCOUNTS.iter().enumerate() {
+        let external_id = name.to_lowercase().replace(' ', "-");
+        let csm = CSMS[index % CSMS.len()];
+        let draft = AccountDraft {
+            name: (*name).into(),
+            external_id,
+            marketplace: (*marketplace).into(),
+            marketplace_account_id: buyer_id(marketplace, index),
+            crm_account_id: Some(format!("001Dn00000{:08X}", 0x5EED_0000 + index as u32)),
+            boundary: Some((*boundary).into()),
+            region: (*region).into(),
+            owners: Owners {
+                account_executive: Some(format!("ae{}@vendor.example", index % 5 + 1)),
+                csm: Some(format!("{csm}@vendor.example")),
+                tam: (index % 3 == 0).then(|| "tam.desk@vendor.example".to_owned()),
+            },
+            status: Some((*status).into()),
+        };
+        store
+            .create_account(&scope, draft.validate(&known)?)
+            .await?;
+    }
+    Ok(true)
+}
+
+fn demo_display_name(username: &str) -> String {
+    let mut words: Vec<String> = username
+        .split('-')
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+        })
+        .collect();
+    words.insert(0, "Demo".into());
+    words.join(" ")
+}
+
+fn buyer_id(marketplace: &str, index: usize) -> Option<String> {
+    let n = index as u64 + 1;
+    match marketplace {
+        "gcp" => Some(format!(
+            "E-{:04X}-{:04X}-{:04X}",
+            0xA100 + n,
+            0xB200 + n * 7,
+            0xC300 + n * 13
+        )),
+        "azure" => Some(format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            0x3fa8_5f64 + n,
+            0x5717 + n,
+            n,
+            n * 3,
+            0x2c96_3f66_afa6 + n
+        )),
+        "aws" => Some(format!("{:012}", 210_987_654_000 + n * 1_111)),
+        _ => None,
+    }
+}
