@@ -125,7 +125,7 @@ impl Store {
         if !scope.permits(&fields.boundary) {
             return Err(not_cleared(&fields.boundary));
         }
-        let now = jiff::Timestamp::now();
+        let now = crate::now_micros();
         let id = uuid::Uuid::now_v7().to_string();
         let mut params = vec![Value::from(&id)];
         params.extend(field_values(&fields));
@@ -328,8 +328,7 @@ impl Store {
         if !scope.permits(&fields.boundary) {
             return Err(not_cleared(&fields.boundary));
         }
-        let now =
-            jiff::Timestamp::now().max(before.updated_at + jiff::SignedDuration::from_micros(1));
+        let now = crate::now_micros().max(before.updated_at + jiff::SignedDuration::from_micros(1));
         let mut params = field_values(&fields);
         params.push(Value::Int(now.as_microsecond()));
         params.push(id.into());

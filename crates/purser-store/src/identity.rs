@@ -138,7 +138,7 @@ impl Store {
         user: NewUser,
         password_hash: Option<String>,
     ) -> Result<User, StoreError> {
-        let now = Timestamp::now();
+        let now = crate::now_micros();
         let created = User {
             id: uuid::Uuid::now_v7().to_string(),
             username: user.username,
@@ -272,7 +272,7 @@ impl Store {
         expires_at: Timestamp,
     ) -> Result<ApiToken, StoreError> {
         let user = self.user(user_id).await?;
-        let now = Timestamp::now();
+        let now = crate::now_micros();
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.db.begin().await?;
         tx.execute(

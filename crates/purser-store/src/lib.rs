@@ -168,6 +168,13 @@ impl Store {
     }
 }
 
+/// Now, at the microsecond precision storage keeps, so what a call returns equals
+/// what a later read finds.
+pub(crate) fn now_micros() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
+}
+
 pub(crate) fn from_micros(micros: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_microsecond(micros)
         .map_err(|e| StoreError::Corrupt(format!("instant {micros} out of range: {e}")))

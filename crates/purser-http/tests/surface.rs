@@ -1,0 +1,814 @@
+//! The HTTP surface as a whole: the route × role × boundary walk, and the table of bad
+//! input. Both run in-process against the real router and a real SQLite store.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use jiff::{SignedDuration, Timestamp};
+use purser_core::account::{AccountDraft, Owners};
+use purser_core::audit::Actor;
+use purser_core::identity::{NewUser, Role, secret_digest};
+use purser_core::{Account, AccountScope, BoundaryRule};
+use purser_http::{Access, AppState, HttpSettings, RouteInfo};
+use purser_store::Store;
+use purser_testkit::{Backend, TestDatabase};
+use tower::ServiceExt;
+
+struct Response {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(router: &Router, request: Request<Body>) -> Response {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// Someone who may call: a token for the API, a session and its CSRF token for pages.
+struct Caller {
+    label: String,
+    token: String,
+    session: String,
+    csrf: String,
+    /// Which restricted boundaries this caller's clearances and residency open.
+    cleared_for: Vec<&'static str>,
+    roles: Vec<Role>,
+}
+
+/// (profile, clearances, residency): the ways a user can stand towards the boundaries.
+const PROFILES: [(&str, &[&str], &str); 4] = [
+    ("uncleared", &[], "US"),
+    ("usgov", &["us-gov"], "US"),
+    ("eu", &["eu-sovereign"], "DE"),
+    // Holds the clearance but lives outside the EU: must still be refused.
+    ("eu-abroad", &["eu-sovereign"], "US"),
+];
+
+const RESTRICTED: [&str; 3] = ["us-gov", "sg-gov", "eu-sovereign"];
+
+struct World {
+    _db: TestDatabase,
+    store: Store,
+    router: Router,
+    table: Vec<RouteInfo>,
+    callers: Vec<Caller>,
+    /// The restricted account of each boundary.
+    restricted: BTreeMap<&'static str, Account>,
+    victim_user: String,
+    victim_token: String,
+}
+
+fn draft(name: &str, external_id: &str, boundary: &str) -> AccountDraft {
+    AccountDraft {
+        name: name.into(),
+        external_id: external_id.into(),
+        marketplace: "direct".into(),
+        marketplace_account_id: None,
+        crm_account_id: None,
+        boundary: Some(boundary.into()),
+        region: "eu-central-1".into(),
+        owners: Owners::default(),
+        status: None,
+    }
+}
+
+async fn world(settings: HttpSettings) -> World {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let store = db.open().await;
+    let rules = BoundaryRule::built_in();
+    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
+    let system = AccountScope::system("test", &rules);
+    store
+        .create_account(
+            &system,
+            draft("Open Standard Co", "open-standard", "standard")
+                .validate(&known)
+                .expect("valid"),
+        )
+        .await
+        .expect("account");
+    let mut restricted = BTreeMap::new();
+    for boundary in RESTRICTED {
+        let name = format!("Classified {boundary} Agency");
+        let external_id = format!("classified-{boundary}-7731");
+        let account = store
+            .create_account(
+                &system,
+                draft(&name, &external_id, boundary)
+                    .validate(&known)
+                    .expect("valid"),
+            )
+            .await
+            .expect("account");
+        restricted.insert(boundary, account);
+    }
+    let actor = Actor::new("system:test", None);
+    let now = Timestamp::now();
+    let mut callers = Vec::new();
+    for role in Role::ALL {
+        for (profile, clearances, residency) in PROFILES {
+            let username = format!("{}-{profile}", role.as_str());
+            let user = NewUser::validate(
+                &username,
+                "",
+                &[role.as_str().to_owned()],
+                &clearances.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                Some(residency),
+            )
+            .expect("valid user");
+            let user = store.create_user(&actor, user, None).await.expect("user");
+            let token = format!("psr_{username}-token-secret");
+            store
+                .create_token(
+                    &actor,
+                    &user.id,
+                    "walk",
+                    &secret_digest(&token),
+                    now + SignedDuration::from_hours(1),
+                )
+                .await
+                .expect("token");
+            let session = format!("{username}-session-secret");
+            let csrf = format!("{username}-csrf");
+            store
+                .create_session(
+                    &user.id,
+                    &secret_digest(&session),
+                    &csrf,
+                    now + SignedDuration::from_hours(1),
+                )
+                .await
+                .expect("session");
+            let cleared_for = match profile {
+                "usgov" => vec!["us-gov"],
+                "eu" => vec!["eu-sovereign"],
+                _ => vec![],
+            };
+            callers.push(Caller {
+                label: username,
+                token,
+                session,
+                csrf,
+                cleared_for,
+                roles: vec![role],
+            });
+        }
+    }
+    let victim = store
+        .create_user(
+            &actor,
+            NewUser::validate("victim", "", &["viewer".into()], &[], Some("US")).expect("valid"),
+            None,
+        )
+        .await
+        .expect("victim");
+    let victim_token = store
+        .create_token(
+            &actor,
+            &victim.id,
+            "victim",
+            &secret_digest("psr_victim"),
+            now + SignedDuration::from_hours(1),
+        )
+        .await
+        .expect("token");
+    let (router, table, _) = purser_http::build(AppState::new(store.clone(), settings));
+    World {
+        _db: db,
+        store,
+        router,
+        table,
+        callers,
+        restricted,
+        victim_user: victim.id,
+        victim_token: victim_token.id,
+    }
+}
+
+impl World {
+    fn path(&self, route: &RouteInfo, account: &Account) -> String {
+        route
+            .path
+            .replace("{account_id}", &account.id.0)
+            .replace("{user_id}", &self.victim_user)
+            .replace("{token_id}", &self.victim_token)
+    }
+
+    /// A request a determined caller would send: with their credentials, a valid
+    /// CSRF token, and a body that tries to read or move the restricted account.
+    fn request(
+        &self,
+        route: &RouteInfo,
+        caller: Option<&Caller>,
+        account: &Account,
+        boundary: &str,
+    ) -> Request<Body> {
+        let path = self.path(route, account);
+        let mut builder = Request::builder().method(route.method.clone()).uri(&path);
+        let mut body = Body::empty();
+        if let Some(caller) = caller {
+            match route.access {
+                Access::Token => {
+                    builder =
+                        builder.header(header::AUTHORIZATION, format!("Bearer {}", caller.token))
+                }
+                Access::Session | Access::Public => {
+                    builder =
+                        builder.header(header::COOKIE, format!("purser_session={}", caller.session))
+                }
+            }
+            if route.method != Method::GET {
+                match route.access {
+                    Access::Token => {
+                        builder = builder.header(header::CONTENT_TYPE, "application/json");
+                        body = Body::from(
+                            serde_json::json!({
+                                "name": "Moved", "external_id": format!("moved-{}", caller.label), "marketplace": "direct",
+                                "region": "eu-central-1", "boundary": boundary, "status": "churned"
+                            })
+                            .to_string(),
+                        );
+                    }
+                    _ => {
+                        builder = builder
+                            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                        body = Body::from(format!(
+                            "_csrf={}&name=Moved&external_id=moved-{}&marketplace=direct&region=eu-central-1&boundary={boundary}&status=churned&expected_updated_at={}",
+                            caller.csrf,
+                            caller.label,
+                            account.updated_at.as_microsecond()
+                        ));
+                    }
+                }
+            }
+        }
+        builder.body(body).expect("a request")
+    }
+}
+
+fn leaks(body: &str, account: &Account) -> bool {
+    body.contains(&account.id.0)
+        || body.contains(&account.fields.name)
+        || body.contains(&account.fields.external_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_demands_authentication_and_hides_restricted_accounts_from_the_uncleared() {
+    let mut world = world(HttpSettings::default()).await;
+    // Signing out ends the caller's session; walk it last.
+    world.table.sort_by_key(|r| r.path == "/signout");
+    assert!(
+        world.table.len() >= 30,
+        "the table lists every route ({} found)",
+        world.table.len()
+    );
+    assert!(
+        world
+            .table
+            .iter()
+            .any(|r| r.path == "/v1/accounts/{account_id}" && r.method == Method::PATCH)
+    );
+    assert!(
+        world
+            .table
+            .iter()
+            .any(|r| r.path == "/accounts/{account_id}" && r.access == Access::Session)
+    );
+
+    let before: Vec<Account> = world.restricted.values().cloned().collect();
+    let mut n_requests = 0;
+    for route in &world.table {
+        let any = &before[0];
+        // Without credentials.
+        let response = send(&world.router, world.request(route, None, any, "us-gov")).await;
+        n_requests += 1;
+        match route.access {
+            Access::Public => {}
+            Access::Token => {
+                assert_eq!(
+                    response.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{} {} without a token",
+                    route.method,
+                    route.path
+                );
+                let body: serde_json::Value =
+                    serde_json::from_str(&response.body).expect("the error shape");
+                assert_eq!(body["error"]["code"], "unauthenticated");
+            }
+            Access::Session => {
+                assert_eq!(
+                    response.status,
+                    StatusCode::SEE_OTHER,
+                    "{} {} without a session",
+                    route.method,
+                    route.path
+                );
+                let location = response
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                assert!(
+                    location.starts_with("/signin"),
+                    "{} {} sends to sign-in, not {location}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+        for account in &before {
+            assert!(
+                !leaks(&response.body, account),
+                "{} {} leaks {} without credentials",
+                route.method,
+                route.path,
+                account.fields.name
+            );
+        }
+
+        // Every caller, against every restricted account they are not cleared for.
+        for caller in &world.callers {
+            for (boundary, account) in &world.restricted {
+                if caller.cleared_for.contains(boundary) {
+                    continue;
+                }
+                let response = send(
+                    &world.router,
+                    world.request(route, Some(caller), account, boundary),
+                )
+                .await;
+                n_requests += 1;
+                let what = format!(
+                    "{} {} as {} for {boundary}",
+                    route.method, route.path, caller.label
+                );
+                assert!(
+                    !response.status.is_server_error(),
+                    "{what}: {} {}",
+                    response.status,
+                    response.body
+                );
+                assert!(
+                    !leaks(&response.body, account),
+                    "{what} leaks the account: {}",
+                    response.body
+                );
+                if route.path.contains("{account_id}") {
+                    assert!(
+                        matches!(
+                            response.status,
+                            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN
+                        ),
+                        "{what}: expected 404 or 403, got {}",
+                        response.status
+                    );
+                }
+            }
+        }
+    }
+    assert!(n_requests > 1000, "the walk made {n_requests} requests");
+
+    // Nothing the uncleared tried changed a restricted account or put one in a boundary.
+    let rules = BoundaryRule::built_in();
+    let system = AccountScope::system("test", &rules);
+    for account in &before {
+        let now = world
+            .store
+            .account(&system, &account.id.0)
+            .await
+            .expect("still there");
+        assert_eq!(&now, account, "{} was changed", account.fields.name);
+    }
+    let all = world
+        .store
+        .list_accounts(
+            &system,
+            &purser_store::AccountFilter::default(),
+            &purser_store::PageRequest {
+                after: None,
+                limit: Some(500),
+            },
+        )
+        .await
+        .expect("list");
+    for account in &all.items {
+        if account.fields.name == "Moved" {
+            assert_eq!(
+                account.fields.boundary.as_str(),
+                "standard",
+                "an uncleared caller placed an account in {}",
+                account.fields.boundary
+            );
+        }
+    }
+
+    // The control: a cleared caller does see the account, so the walk above could fail.
+    let cleared = world
+        .callers
+        .iter()
+        .find(|c| c.label == "support-usgov")
+        .expect("caller");
+    let target = &world.restricted["us-gov"];
+    let api = Request::builder()
+        .uri(format!("/v1/accounts/{}", target.id))
+        .header(header::AUTHORIZATION, format!("Bearer {}", cleared.token))
+        .body(Body::empty())
+        .expect("request");
+    let response = send(&world.router, api).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert!(leaks(&response.body, target));
+    let page = Request::builder()
+        .uri(format!("/accounts/{}", target.id))
+        .header(
+            header::COOKIE,
+            format!("purser_session={}", cleared.session),
+        )
+        .body(Body::empty())
+        .expect("request");
+    let response = send(&world.router, page).await;
+    // The cleared support user signed out at the end of the walk; sign-in is asked again.
+    assert_eq!(response.status, StatusCode::SEE_OTHER);
+    let fresh = "fresh-session";
+    let user = world
+        .store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == "support-usgov")
+        .expect("user");
+    world
+        .store
+        .create_session(
+            &user.id,
+            &secret_digest(fresh),
+            "csrf",
+            Timestamp::now() + SignedDuration::from_hours(1),
+        )
+        .await
+        .expect("session");
+    let page = Request::builder()
+        .uri(format!("/accounts/{}", target.id))
+        .header(header::COOKIE, format!("purser_session={fresh}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = send(&world.router, page).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(leaks(&response.body, target));
+    assert!(cleared.roles.contains(&Role::Support));
+}
+
+/// One bad request and what it must produce.
+struct BadCase {
+    name: &'static str,
+    method: Method,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: StatusCode,
+    code: &'static str,
+    /// The field the details must name, if any.
+    field: Option<&'static str>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_one_clear_error_shape_and_changes_nothing() {
+    let settings = HttpSettings {
+        max_body_bytes: 4096,
+        ..HttpSettings::default()
+    };
+    let world = world(settings).await;
+    let admin = world
+        .callers
+        .iter()
+        .find(|c| c.label == "admin-usgov")
+        .expect("admin");
+    let bearer = format!("Bearer {}", admin.token);
+    let json = |extra: Vec<(&'static str, String)>| {
+        let mut headers = vec![
+            ("authorization", bearer.clone()),
+            ("content-type", "application/json".to_owned()),
+        ];
+        headers.extend(extra);
+        headers
+    };
+    let valid = r#"{"name":"Acme","external_id":"acme","marketplace":"aws","marketplace_account_id":"123456789012","region":"us-east-1"}"#;
+    let cases = vec![
+        BadCase { name: "wrong type", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: br#"{"name":5,"external_id":"a","marketplace":"aws","region":"r"}"#.to_vec(),
+            status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("name") },
+        BadCase { name: "unknown field", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: br#"{"name":"a","external_id":"a","marketplace":"aws","region":"r","colour":"red"}"#.to_vec(),
+            status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("colour") },
+        BadCase { name: "nested wrong type", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: br#"{"name":"a","external_id":"a","marketplace":"aws","region":"r","owners":{"csm":1}}"#.to_vec(),
+            status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("owners.csm") },
+        BadCase { name: "invalid values", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: br#"{"name":"Acme","external_id":"Acme Corp","marketplace":"aws","marketplace_account_id":"12","region":"us-east-1"}"#.to_vec(),
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("external_id") },
+        BadCase { name: "invalid UTF-8", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: b"{\"name\":\"\xff\xfe\"}".to_vec(), status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("body") },
+        BadCase { name: "not JSON at all", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: b"name=acme".to_vec(), status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("body") },
+        BadCase { name: "oversize body", method: Method::POST, path: "/v1/accounts", headers: json(vec![]),
+            body: format!(r#"{{"name":"{}"}}"#, "a".repeat(10_000)).into_bytes(),
+            status: StatusCode::PAYLOAD_TOO_LARGE, code: "payload_too_large", field: None },
+        BadCase { name: "wrong content type", method: Method::POST, path: "/v1/accounts",
+            headers: vec![("authorization", bearer.clone()), ("content-type", "text/plain".into())],
+            body: valid.as_bytes().to_vec(), status: StatusCode::UNSUPPORTED_MEDIA_TYPE, code: "unsupported_media_type", field: None },
+        BadCase { name: "missing token", method: Method::POST, path: "/v1/accounts",
+            headers: vec![("content-type", "application/json".into())], body: valid.as_bytes().to_vec(),
+            status: StatusCode::UNAUTHORIZED, code: "unauthenticated", field: None },
+        BadCase { name: "forged token", method: Method::POST, path: "/v1/accounts",
+            headers: vec![("authorization", "Bearer psr_forged0000".into()), ("content-type", "application/json".into())],
+            body: valid.as_bytes().to_vec(), status: StatusCode::UNAUTHORIZED, code: "unauthenticated", field: None },
+        BadCase { name: "not a bearer token", method: Method::GET, path: "/v1/accounts",
+            headers: vec![("authorization", "Basic YWRtaW46YWRtaW4=".into())], body: vec![],
+            status: StatusCode::UNAUTHORIZED, code: "unauthenticated", field: None },
+        BadCase { name: "a session cookie does not open the API", method: Method::GET, path: "/v1/accounts",
+            headers: vec![("cookie", format!("purser_session={}", admin.session))], body: vec![],
+            status: StatusCode::UNAUTHORIZED, code: "unauthenticated", field: None },
+        BadCase { name: "form without its CSRF token", method: Method::POST, path: "/accounts/new",
+            headers: vec![("cookie", format!("purser_session={}", admin.session)), ("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
+            body: b"name=Acme&external_id=acme&marketplace=direct&region=r".to_vec(),
+            status: StatusCode::FORBIDDEN, code: "csrf_failed", field: None },
+        BadCase { name: "form with another session's CSRF token", method: Method::POST, path: "/accounts/new",
+            headers: vec![("cookie", format!("purser_session={}", admin.session)), ("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
+            body: b"_csrf=viewer-uncleared-csrf&name=Acme&external_id=acme&marketplace=direct&region=r".to_vec(),
+            status: StatusCode::FORBIDDEN, code: "csrf_failed", field: None },
+        BadCase { name: "sign-in without its CSRF cookie", method: Method::POST, path: "/signin",
+            headers: vec![("content-type", "application/x-www-form-urlencoded".into()), ("accept", "application/json".into())],
+            body: b"_csrf=x&username=admin-usgov&password=whatever".to_vec(),
+            status: StatusCode::FORBIDDEN, code: "csrf_failed", field: None },
+        BadCase { name: "bad query parameter", method: Method::GET, path: "/v1/accounts?limit=many",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("limit") },
+        BadCase { name: "unknown query parameter", method: Method::GET, path: "/v1/accounts?colour=red",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::BAD_REQUEST, code: "bad_request", field: Some("colour") },
+        BadCase { name: "bad filter value", method: Method::GET, path: "/v1/accounts?marketplace=ibm",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("marketplace") },
+        BadCase { name: "forged cursor", method: Method::GET, path: "/v1/accounts?cursor=zzzz",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("cursor") },
+        BadCase { name: "bad instant", method: Method::GET, path: "/v1/audit?from=yesterday",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("from") },
+        BadCase { name: "unknown API path", method: Method::GET, path: "/v1/nothing-here",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::NOT_FOUND, code: "not_found", field: None },
+        BadCase { name: "wrong method", method: Method::PUT, path: "/v1/accounts",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", field: None },
+        BadCase { name: "stale If-Match", method: Method::PATCH, path: "/v1/accounts/OPEN",
+            headers: json(vec![("if-match", "\"1\"".into())]), body: br#"{"status":"active"}"#.to_vec(),
+            status: StatusCode::PRECONDITION_FAILED, code: "precondition_failed", field: None },
+        BadCase { name: "permission denied", method: Method::POST, path: "/v1/users",
+            headers: vec![("authorization", format!("Bearer {}", world.callers.iter().find(|c| c.label == "viewer-uncleared").expect("viewer").token)), ("content-type", "application/json".into())],
+            body: br#"{"username":"mallory","roles":["admin"]}"#.to_vec(), status: StatusCode::FORBIDDEN, code: "forbidden", field: None },
+        BadCase { name: "short password", method: Method::POST, path: "/v1/users", headers: json(vec![]),
+            body: br#"{"username":"newbie","password":"short","roles":["viewer"]}"#.to_vec(),
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("password") },
+        BadCase { name: "token lifetime out of range", method: Method::POST, path: "/v1/tokens", headers: json(vec![]),
+            body: br#"{"name":"forever","expires_in_days":100000}"#.to_vec(),
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("expires_in_days") },
+    ];
+    let rules = BoundaryRule::built_in();
+    let system = AccountScope::system("test", &rules);
+    let open = world
+        .store
+        .list_accounts(
+            &system,
+            &purser_store::AccountFilter {
+                q: Some("open-standard".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("list")
+        .items
+        .remove(0);
+    let accounts_before = world.store.count_accounts().await.expect("count");
+    let users_before = world.store.users().await.expect("users").len();
+    let tokens_before = world.store.tokens(None).await.expect("tokens").len();
+    for case in cases {
+        let path = case.path.replace("OPEN", &open.id.0);
+        let mut builder = Request::builder().method(case.method.clone()).uri(&path);
+        for (name, value) in &case.headers {
+            builder = builder.header(*name, value);
+        }
+        let response = send(
+            &world.router,
+            builder.body(Body::from(case.body)).expect("request"),
+        )
+        .await;
+        assert_eq!(
+            response.status, case.status,
+            "{}: {}",
+            case.name, response.body
+        );
+        let body: serde_json::Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|_| panic!("{}: not the error shape: {}", case.name, response.body));
+        let error = &body["error"];
+        assert_eq!(error["code"], case.code, "{}: {}", case.name, response.body);
+        assert_eq!(error["status"], case.status.as_u16(), "{}", case.name);
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.len() > 10),
+            "{}: a message a person can read",
+            case.name
+        );
+        let request_id = error["request_id"].as_str().expect("a request id");
+        assert_eq!(
+            response
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some(request_id),
+            "{}",
+            case.name
+        );
+        if let Some(field) = case.field {
+            let fields: Vec<&str> = error["details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["field"].as_str())
+                .collect();
+            assert!(
+                fields.contains(&field),
+                "{}: details name {field}: {fields:?}",
+                case.name
+            );
+        }
+    }
+    assert_eq!(
+        world.store.count_accounts().await.expect("count"),
+        accounts_before,
+        "no account was created"
+    );
+    assert_eq!(
+        world.store.users().await.expect("users").len(),
+        users_before,
+        "no user was created"
+    );
+    assert_eq!(
+        world.store.tokens(None).await.expect("tokens").len(),
+        tokens_before,
+        "no token was created"
+    );
+    let unchanged = world
+        .store
+        .account(&system, &open.id.0)
+        .await
+        .expect("account");
+    assert_eq!(unchanged, open, "the account is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_session_cookie_is_forgotten_and_sends_to_sign_in() {
+    let world = world(HttpSettings::default()).await;
+    let request = Request::builder()
+        .uri("/accounts")
+        .header(header::COOKIE, "purser_session=forged-value")
+        .body(Body::empty())
+        .expect("request");
+    let response = send(&world.router, request).await;
+    assert_eq!(response.status, StatusCode::SEE_OTHER);
+    let location = response
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(location, "/signin?next=%2Faccounts&reason=session");
+    let cookie = response
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        cookie.starts_with("purser_session=;") && cookie.contains("Max-Age=0"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_api_route() {
+    let world = world(HttpSettings::default()).await;
+    let response = send(
+        &world.router,
+        Request::builder()
+            .uri("/openapi.json")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK);
+    let spec: serde_json::Value = serde_json::from_str(&response.body).expect("JSON");
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        spec["openapi"]
+    );
+    let paths = spec["paths"].as_object().expect("paths");
+    for route in world.table.iter().filter(|r| r.access == Access::Token) {
+        let operation = &paths[&route.path][route.method.as_str().to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{} {} is described",
+            route.method,
+            route.path
+        );
+        assert!(
+            operation["responses"]
+                .as_object()
+                .is_some_and(|r| !r.is_empty()),
+            "{} {} has responses",
+            route.method,
+            route.path
+        );
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    let docs = send(
+        &world.router,
+        Request::builder()
+            .uri("/docs/api")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.body.contains("/v1/accounts/{account_id}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_template() {
+    let world = world(HttpSettings::default()).await;
+    let caller = &world.callers[0];
+    let account = &world.restricted["us-gov"];
+    for _ in 0..3 {
+        let request = Request::builder()
+            .uri(format!("/v1/accounts/{}", account.id))
+            .header(header::AUTHORIZATION, format!("Bearer {}", caller.token))
+            .body(Body::empty())
+            .expect("request");
+        send(&world.router, request).await;
+    }
+    let metrics = send(
+        &world.router,
+        Request::builder()
+            .uri("/metrics")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let line = metrics
+        .body
+        .lines()
+        .find(|l| {
+            l.starts_with("purser_http_requests_total{")
+                && l.contains("route=\"/v1/accounts/{account_id}\"")
+                && l.contains("status=\"404\"")
+        })
+        .unwrap_or_else(|| panic!("a counter for the route template: {}", metrics.body));
+    assert!(line.ends_with(" 3"), "{line}");
+    assert!(
+        !metrics.body.contains(&account.id.0),
+        "ids never become labels"
+    );
+    assert!(
+        metrics.body.contains("purser_db_connections"),
+        "pool metrics"
+    );
+    assert!(
+        metrics
+            .body
+            .contains("purser_http_request_duration_seconds_bucket"),
+        "latency histogram"
+    );
+}
