@@ -315,26 +315,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_by_content() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abc", "abd"));
-        assert!(!same_secret("abc", "abcd"));
-        assert!(!same_secret("", "a"));
-    }
-
-    #[test]
-    fn random_secrets_are_256_bits_of_hex() {
-        let a = random_secret();
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, random_secret());
-    }
-}
-
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads: a
 /// hash takes tens of milliseconds by design.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
@@ -374,4 +354,24 @@ pub async fn verify_password(password: String, stored: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_content() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+        assert!(!same_secret("", "a"));
+    }
+
+    #[test]
+    fn random_secrets_are_256_bits_of_hex() {
+        let a = random_secret();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, random_secret());
+    }
 }

@@ -7,13 +7,15 @@
 //! id) writes the body, and rewrites any other failure response into the same shape,
 //! or into an error page for the pages.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use purser_core::{FieldError, ValidationErrors};
 use purser_store::StoreError;
 use serde::Serialize;
+
+use crate::state::AppState;
 
 /// A failure, as the caller will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +194,7 @@ pub fn is_page_path(path: &str) -> bool {
 }
 
 /// Writes every error response in the one shape, with its request id.
-pub async fn error_shape(request: Request, next: Next) -> Response {
+pub async fn error_shape(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get(crate::REQUEST_ID_HEADER)
@@ -204,6 +206,12 @@ pub async fn error_shape(request: Request, next: Next) -> Response {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.starts_with("application/json"));
+    let session = if page {
+        crate::auth::cookie_value(request.headers(), crate::auth::SESSION_COOKIE).map(str::to_owned)
+    } else {
+        None
+    };
+    let current_path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
     let status = response.status();
     let error = match response.extensions_mut().remove::<ApiError>() {
@@ -226,7 +234,27 @@ pub async fn error_shape(request: Request, next: Next) -> Response {
         None => return response,
     };
     let mut shaped = if page {
-        crate::pages::error_page(&error, request_id.as_deref())
+        // Keep the person's navigation on an error page: one more read, on errors only.
+        let chrome = match session {
+            Some(secret) => match state
+                .store
+                .session(
+                    &purser_core::identity::secret_digest(&secret),
+                    jiff::Timestamp::now(),
+                )
+                .await
+            {
+                Ok(Some(session)) => crate::pages::Chrome::signed_in(
+                    &session.user.display_name,
+                    &session.principal,
+                    &session.csrf_token,
+                    &current_path,
+                ),
+                _ => crate::pages::Chrome::anonymous(),
+            },
+            None => crate::pages::Chrome::anonymous(),
+        };
+        crate::pages::error_page(&error, request_id.as_deref(), chrome)
     } else {
         (error.status, axum::Json(error.body(request_id))).into_response()
     };

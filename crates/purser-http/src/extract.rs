@@ -139,9 +139,8 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_its_path() {
-        let error = parse_json::<Body>(br#"{"name": "a", "owners": {"csm": 5}}"#)
-            .err()
-            .expect("invalid");
+        let error =
+            parse_json::<Body>(br#"{"name": "a", "owners": {"csm": 5}}"#).expect_err("invalid");
         assert_eq!(error.details[0].field, "owners.csm");
         assert!(error.details[0].reason.contains("expected a string"));
     }
@@ -150,21 +149,18 @@ mod tests {
     fn an_unknown_field_is_named() {
         let error =
             parse_json::<Body>(br#"{"name": "a", "colour": "red", "owners": {"csm": "x"}}"#)
-                .err()
-                .expect("invalid");
+                .expect_err("invalid");
         assert_eq!(error.details[0].field, "colour");
     }
 
     #[test]
     fn invalid_utf8_and_syntax_errors_are_bad_requests() {
-        let error = parse_json::<Body>(b"{\"name\": \"\xff\"}")
-            .err()
-            .expect("invalid");
+        let error = parse_json::<Body>(b"{\"name\": \"\xff\"}").expect_err("invalid");
         assert_eq!(
             (error.status, error.details[0].field.as_str()),
             (StatusCode::BAD_REQUEST, "body")
         );
-        let error = parse_json::<Body>(b"{\"name\": ").err().expect("invalid");
+        let error = parse_json::<Body>(b"{\"name\": ").expect_err("invalid");
         assert_eq!(error.details[0].field, "body");
     }
 }

@@ -78,7 +78,7 @@ pub fn build(state: AppState) -> (Router, Vec<RouteInfo>, OpenApi) {
         .fallback(|| async { crate::error::ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(crate::error::error_shape))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::error::error_shape))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 let id = request

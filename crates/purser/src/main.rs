@@ -60,7 +60,7 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
         #[command(subcommand)]
-        command: AccountCommand,
+        command: Box<AccountCommand>,
     },
 }
 
@@ -283,7 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit(AuditCommand::Checkpoint) => commands::audit_checkpoint(&config).await?,
-        Command::Account { client, command } => account(client, command).await?,
+        Command::Account { client, command } => account(client, *command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -276,16 +276,44 @@ struct FormPage {
     statuses: Vec<SelectOption>,
 }
 
+/// Where an account form is: its heading, where it posts, where Cancel goes.
+struct FormTarget {
+    heading: String,
+    action: String,
+    cancel: String,
+}
+
+impl FormTarget {
+    fn new_account() -> Self {
+        FormTarget {
+            heading: "New account".into(),
+            action: "/accounts/new".into(),
+            cancel: "/accounts".into(),
+        }
+    }
+
+    fn edit(account_id: &str, name: &str) -> Self {
+        FormTarget {
+            heading: format!("Edit {name}"),
+            action: format!("/accounts/{account_id}/edit"),
+            cancel: format!("/accounts/{account_id}"),
+        }
+    }
+}
+
 async fn form_page(
     state: &AppState,
     caller: &PageCaller,
     scope: &AccountScope,
-    heading: String,
-    action: String,
-    cancel: String,
+    target: FormTarget,
     form: AccountForm,
     errors: Vec<FieldError>,
 ) -> Result<Response, ApiError> {
+    let FormTarget {
+        heading,
+        action,
+        cancel,
+    } = target;
     let status = if errors.is_empty() {
         axum::http::StatusCode::OK
     } else {
@@ -323,9 +351,7 @@ pub async fn new_form(
         &state,
         &caller,
         &scope,
-        "New account".into(),
-        "/accounts/new".into(),
-        "/accounts".into(),
+        FormTarget::new_account(),
         form,
         vec![],
     )
@@ -351,9 +377,7 @@ pub async fn create(
                 &state,
                 &caller,
                 &scope,
-                "New account".into(),
-                "/accounts/new".into(),
-                "/accounts".into(),
+                FormTarget::new_account(),
                 form,
                 errors,
             )
@@ -379,9 +403,7 @@ pub async fn edit_form(
         &state,
         &caller,
         &scope,
-        format!("Edit {}", account.fields.name),
-        format!("/accounts/{account_id}/edit"),
-        format!("/accounts/{account_id}"),
+        FormTarget::edit(&account_id, &account.fields.name),
         form,
         vec![],
     )
@@ -425,9 +447,7 @@ pub async fn update(
                 &state,
                 &caller,
                 &scope,
-                "Edit account".into(),
-                format!("/accounts/{account_id}/edit"),
-                format!("/accounts/{account_id}"),
+                FormTarget::edit(&account_id, "account"),
                 form,
                 errors,
             )

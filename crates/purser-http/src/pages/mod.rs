@@ -34,20 +34,25 @@ pub struct NavLink {
 
 impl Chrome {
     pub fn for_caller(caller: &PageCaller, current: &str) -> Chrome {
+        Chrome::signed_in(
+            &caller.user.display_name,
+            &caller.principal,
+            &caller.csrf_token,
+            current,
+        )
+    }
+
+    pub fn signed_in(
+        display_name: &str,
+        principal: &Principal,
+        csrf: &str,
+        current: &str,
+    ) -> Chrome {
+        let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
         Chrome {
-            user: Some(format!(
-                "{} · {}",
-                caller.user.display_name,
-                caller
-                    .principal
-                    .roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            csrf: caller.csrf_token.clone(),
-            nav: nav(&caller.principal, current),
+            user: Some(format!("{display_name} · {}", roles.join(", "))),
+            csrf: csrf.to_owned(),
+            nav: nav(principal, current),
         }
     }
 
@@ -102,8 +107,8 @@ struct ErrorPage<'a> {
     request_id: Option<&'a str>,
 }
 
-/// The HTML face of an [`ApiError`].
-pub fn error_page(error: &ApiError, request_id: Option<&str>) -> Response {
+/// The HTML face of an [`ApiError`], framed for the signed-in person when there is one.
+pub fn error_page(error: &ApiError, request_id: Option<&str>, chrome: Chrome) -> Response {
     let title = match error.status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::FORBIDDEN => "Not allowed",
@@ -112,7 +117,7 @@ pub fn error_page(error: &ApiError, request_id: Option<&str>) -> Response {
         _ => "That did not work",
     };
     let page = ErrorPage {
-        chrome: Chrome::anonymous(),
+        chrome,
         title,
         message: &error.message,
         code: error.code,

@@ -1,0 +1,385 @@
+//! The pages in headless Chromium, driven over WebDriver by Debian's chromedriver:
+//! sign in, find an account, see a restricted account refused.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::{Server, data_dir_arg, purser};
+
+/// A chromedriver on a free port, stopped on drop.
+struct Driver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let child = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (scripts/test installs Debian's chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{url}/status")).await.is_ok() {
+                return Driver { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not answer on {url}");
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a browser session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn sign_in(browser: &Client, base: &str, username: &str, password: &str) {
+    browser
+        .goto(&format!("{base}/signin"))
+        .await
+        .expect("sign-in page");
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .expect("username")
+        .send_keys(username)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .expect("password")
+        .send_keys(password)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("signin-submit"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait()
+        .for_element(Locator::Id("signed-in-as"))
+        .await
+        .expect("signed in");
+}
+
+async fn text(browser: &Client, locator: Locator<'_>) -> String {
+    browser
+        .find(locator)
+        .await
+        .expect("element")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    assert!(
+        server.banner.contains("support-usgov"),
+        "the demo prints its sign-ins: {}",
+        server.banner
+    );
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+
+    // A wrong password is refused with a message, and no session is made.
+    let browser = driver.browser(&profiles.path().join("a")).await;
+    browser.goto(&format!("{base}/signin")).await.expect("page");
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .expect("field")
+        .send_keys("support")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .expect("field")
+        .send_keys("not the password")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("signin-submit"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    let message = browser
+        .wait()
+        .for_element(Locator::Id("signin-message"))
+        .await
+        .expect("message")
+        .text()
+        .await
+        .expect("text");
+    assert!(message.contains("do not match"), "{message}");
+
+    // An uncleared support engineer signs in and finds a commercial account.
+    sign_in(&browser, &base, "support", "support-demo-pass").await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .starts_with("/accounts")
+    );
+    browser
+        .find(Locator::Id("q"))
+        .await
+        .expect("search")
+        .send_keys("zephyr")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("search"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait()
+        .for_element(Locator::LinkText("Zephyr Airlines"))
+        .await
+        .expect("found")
+        .click()
+        .await
+        .expect("open");
+    let name = browser
+        .wait()
+        .for_element(Locator::Id("account-name"))
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(name.contains("Zephyr Airlines"), "{name}");
+
+    // The list never shows the us-gov accounts to them…
+    browser
+        .goto(&format!("{base}/accounts?q=treasury"))
+        .await
+        .expect("page");
+    let table = text(&browser, Locator::Id("accounts")).await;
+    assert!(!table.contains("Treasury Analytics Bureau"), "{table}");
+    assert!(table.contains("No accounts match"), "{table}");
+
+    // …and a cleared colleague's link to one looks like a page that does not exist.
+    let cleared = driver.browser(&profiles.path().join("b")).await;
+    sign_in(&cleared, &base, "support-usgov", "support-usgov-demo-pass").await;
+    cleared
+        .goto(&format!("{base}/accounts?q=treasury"))
+        .await
+        .expect("page");
+    cleared
+        .wait()
+        .for_element(Locator::LinkText("Treasury Analytics Bureau"))
+        .await
+        .expect("visible when cleared")
+        .click()
+        .await
+        .expect("open");
+    let restricted_url = cleared.current_url().await.expect("url").to_string();
+    let heading = text(&cleared, Locator::Id("account-name")).await;
+    assert!(
+        heading.contains("Treasury Analytics Bureau") && heading.contains("us-gov"),
+        "{heading}"
+    );
+
+    browser.goto(&restricted_url).await.expect("page");
+    let page = browser.source().await.expect("source");
+    assert!(
+        !page.contains("Treasury Analytics Bureau"),
+        "the uncleared never see its name"
+    );
+    let message = text(&browser, Locator::Id("error-message")).await;
+    assert!(message.contains("account not found"), "{message}");
+
+    // An auditor cleared for us-gov sees the denial in the log.
+    let auditor = driver.browser(&profiles.path().join("c")).await;
+    sign_in(&auditor, &base, "auditor-usgov", "auditor-usgov-demo-pass").await;
+    auditor
+        .goto(&format!("{base}/audit?action=account.read_denied"))
+        .await
+        .expect("page");
+    let log = text(&auditor, Locator::Id("audit")).await;
+    assert!(
+        log.contains("user:support") && log.contains("account.read_denied"),
+        "{log}"
+    );
+
+    // Signing out ends the session: the account list asks for sign-in again.
+    browser
+        .find(Locator::Css("header form button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait()
+        .for_element(Locator::Id("signin-submit"))
+        .await
+        .expect("back at sign-in");
+    browser
+        .goto(&format!("{base}/accounts"))
+        .await
+        .expect("page");
+    assert!(
+        browser
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .starts_with("/signin")
+    );
+
+    for client in [browser, cleared, auditor] {
+        client.close().await.expect("close");
+    }
+    assert!(server.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csm_creates_an_account_and_sees_field_errors_first() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+    let browser = driver.browser(profiles.path()).await;
+    sign_in(&browser, &base, "csm", "csm-demo-pass").await;
+    browser
+        .goto(&format!("{base}/accounts/new"))
+        .await
+        .expect("form");
+    browser
+        .find(Locator::Id("name"))
+        .await
+        .expect("name")
+        .send_keys("Kestrel Storage")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("external_id"))
+        .await
+        .expect("id")
+        .send_keys("Kestrel Storage")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("region"))
+        .await
+        .expect("region")
+        .send_keys("us-central1")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("save"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("click");
+    let errors = browser
+        .wait()
+        .for_element(Locator::Css(".errors"))
+        .await
+        .expect("errors")
+        .text()
+        .await
+        .expect("text");
+    assert!(errors.contains("external_id"), "{errors}");
+    assert!(errors.contains("marketplace_account_id"), "{errors}");
+
+    let external = browser
+        .find(Locator::Id("external_id"))
+        .await
+        .expect("field");
+    external.clear().await.expect("clear");
+    external.send_keys("kestrel-storage").await.expect("type");
+    browser
+        .find(Locator::Id("marketplace_account_id"))
+        .await
+        .expect("field")
+        .send_keys("E-1234-5678-9ABC")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("save"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("click");
+    let heading = browser
+        .wait()
+        .for_element(Locator::Id("account-name"))
+        .await
+        .expect("account page")
+        .text()
+        .await
+        .expect("text");
+    assert!(heading.contains("Kestrel Storage"), "{heading}");
+    browser.close().await.expect("close");
+    assert!(server.stop().await);
+}
