@@ -145,7 +145,7 @@ impl Config {
             let path = name.replace("__", ".");
             figment = figment.merge(Serialized::global(&path, env_value(value)));
         }
-        figment = figment.merge(Serialized::defaults(flags));
+        figment = figment.merge(Serialized::globals(flags));
         figment
             .extract::<Config>()
             .map_err(|error| {

@@ -160,7 +160,14 @@ mod tests {
             (error.status, error.details[0].field.as_str()),
             (StatusCode::BAD_REQUEST, "body")
         );
+        // A body cut short is reported where it broke off.
         let error = parse_json::<Body>(b"{\"name\": ").expect_err("invalid");
-        assert_eq!(error.details[0].field, "body");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.details[0].field, "name");
+        assert!(
+            error.details[0].reason.contains("EOF"),
+            "{}",
+            error.details[0].reason
+        );
     }
 }
