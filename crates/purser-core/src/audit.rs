@@ -81,6 +81,13 @@ impl AuditDraft {
         self
     }
 
+    /// Marks an entry that concerns accounts of one boundary without naming one
+    /// account, so the log shows it only to those cleared for that boundary.
+    pub fn boundary(mut self, boundary: &str) -> Self {
+        self.boundary = Some(boundary.to_owned());
+        self
+    }
+
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self

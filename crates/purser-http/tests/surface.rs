@@ -423,6 +423,53 @@ async fn every_route_demands_authentication_and_hides_restricted_accounts_from_t
         }
     }
 
+    // The whole audit log, read by each caller who may read it, holds nothing of the
+    // restricted accounts they are not cleared for, though the walk wrote many entries
+    // about them (reads by the cleared, denials of the uncleared).
+    let mut n_entries_checked = 0;
+    for caller in world.callers.iter().filter(|c| {
+        c.roles
+            .iter()
+            .any(|r| matches!(r, Role::Auditor | Role::Admin))
+    }) {
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = cursor
+                .as_ref()
+                .map_or_else(String::new, |c| format!("&cursor={c}"));
+            let request = Request::builder()
+                .uri(format!("/v1/audit?limit=500{query}"))
+                .header(header::AUTHORIZATION, format!("Bearer {}", caller.token))
+                .body(Body::empty())
+                .expect("request");
+            let response = send(&world.router, request).await;
+            if response.status == StatusCode::UNAUTHORIZED {
+                break; // signed out at the end of the walk
+            }
+            assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+            for (boundary, account) in &world.restricted {
+                if !caller.cleared_for.contains(boundary) {
+                    assert!(
+                        !leaks(&response.body, account),
+                        "the audit log shows {} to {}",
+                        account.fields.name,
+                        caller.label
+                    );
+                }
+            }
+            let page: serde_json::Value = serde_json::from_str(&response.body).expect("JSON");
+            n_entries_checked += page["items"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+    }
+    assert!(
+        n_entries_checked > 1000,
+        "the log was read whole: {n_entries_checked} entries"
+    );
+
     // The control: a cleared caller does see the account, so the walk above could fail.
     let cleared = world
         .callers

@@ -297,17 +297,25 @@ impl Store {
         } else {
             None
         };
-        let restricted: Vec<&str> = items
+        // One entry per restricted boundary shown, marked with it: the ids are that
+        // boundary's data, so the entry is visible only to those cleared for it.
+        let mut restricted: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for account in items
             .iter()
             .filter(|a| scope.is_restricted(&a.fields.boundary))
-            .map(|a| a.id.0.as_str())
-            .collect();
-        if !restricted.is_empty() {
+        {
+            restricted
+                .entry(account.fields.boundary.as_str())
+                .or_default()
+                .push(account.id.0.as_str());
+        }
+        for (boundary, ids) in restricted {
             self.record(
                 scope
                     .actor
                     .draft("account.list")
-                    .details(json!({ "restricted_accounts_shown": restricted })),
+                    .boundary(boundary)
+                    .details(json!({ "restricted_accounts_shown": ids })),
             )
             .await?;
         }
