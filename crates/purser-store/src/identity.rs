@@ -256,7 +256,11 @@ impl Store {
                     "user.enable"
                 })
                 .target(id)
-                .details(json!({ "username": before.username })),
+                .details(json!({
+                    "username": before.username,
+                    "before": { "disabled": before.disabled_at.is_some() },
+                    "after": { "disabled": disabled },
+                })),
         )
         .await?;
         tx.commit().await?;

@@ -401,3 +401,54 @@ async fn config_is_printed_masked_and_unknown_keys_are_refused() {
     assert!(!ok);
     assert!(stderr.contains("listn"), "names the unknown key: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(purser(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    // A form post whose body is still arriving when the server is told to stop.
+    let body = "_csrf=abc&username=someone&password=something-long";
+    let head = format!(
+        "POST /signin HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+        .write_all(&body.as_bytes()[..10])
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::support::signal(server.pid(), "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(&body.as_bytes()[10..])
+        .await
+        .expect("the connection is still open");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(
+        response.starts_with("HTTP/1.1 403"),
+        "the request was answered: {response}"
+    );
+    assert!(response.contains("csrf_failed"), "{response}");
+    let mut child = server.child;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(status.success(), "exits cleanly after finishing: {status}");
+    // And takes no new connections.
+    assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+}
