@@ -127,6 +127,14 @@ impl ApiError {
     }
 }
 
+/// Maps a store miss to "`what` not found", and any other store error as usual.
+pub fn or_not_found(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 impl From<ValidationErrors> for ApiError {
     fn from(errors: ValidationErrors) -> Self {
         let message = match errors.errors.as_slice() {

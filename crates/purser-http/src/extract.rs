@@ -83,6 +83,16 @@ fn unknown_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
+/// A query parameter as given, trimmed; `None` when absent or blank (forms send blank
+/// fields for "any").
+pub fn nonempty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
 /// Query parameters.
 pub struct ApiQuery<T>(pub T);
 

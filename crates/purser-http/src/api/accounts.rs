@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::Page;
 use crate::auth::{ApiCaller, Caller};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, nonempty};
 use crate::state::AppState;
 
 /// An account as the API shows it.
@@ -72,12 +72,6 @@ impl AccountQuery {
     /// The filter, or the fields that are wrong.
     pub fn filter(&self) -> Result<(AccountFilter, PageRequest), ApiError> {
         let mut errors = purser_core::ValidationErrors::new();
-        let nonempty = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
         let marketplace = nonempty(&self.marketplace).and_then(|m| {
             Marketplace::parse(&m)
                 .map_err(|r| errors.add("marketplace", r))
@@ -219,10 +213,7 @@ pub async fn known_boundaries(state: &AppState) -> Result<Vec<BoundaryName>, Api
 
 /// A store miss on an account, named as such.
 pub fn not_found(error: purser_store::StoreError) -> ApiError {
-    match error {
-        purser_store::StoreError::NotFound => ApiError::not_found("account"),
-        other => other.into(),
-    }
+    crate::error::or_not_found("account")(error)
 }
 
 fn etag_value(account: &Account) -> String {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::Page;
 use crate::auth::{ApiCaller, Caller};
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, nonempty};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -69,12 +69,6 @@ pub struct AuditQuery {
 impl AuditQuery {
     pub fn filter(&self) -> Result<(AuditFilter, PageRequest), ApiError> {
         let mut errors = purser_core::ValidationErrors::new();
-        let nonempty = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
         let mut instant = |field: &str, value: &Option<String>| {
             nonempty(value).and_then(|v| {
                 v.parse::<jiff::Timestamp>()

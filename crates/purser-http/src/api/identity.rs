@@ -147,18 +147,25 @@ pub async fn update_user(
     ApiJson(change): ApiJson<UserChange>,
 ) -> Result<axum::Json<UserView>, ApiError> {
     caller.require(&state, Permission::ManageUsers).await?;
-    if change.disabled && user_id == caller.principal.user_id {
+    let user = set_disabled(&state, &caller, &user_id, change.disabled).await?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Disables or re-enables a user: shared by the API and the users page.
+pub async fn set_disabled(
+    state: &AppState,
+    caller: &impl Caller,
+    user_id: &str,
+    disabled: bool,
+) -> Result<User, ApiError> {
+    if disabled && user_id == caller.principal().user_id {
         return Err(ApiError::field("disabled", "you cannot disable yourself"));
     }
-    let user = state
+    state
         .store
-        .set_user_disabled(&caller.actor(), &user_id, change.disabled)
+        .set_user_disabled(&caller.actor(), user_id, disabled)
         .await
-        .map_err(|e| match e {
-            purser_store::StoreError::NotFound => ApiError::not_found("user"),
-            other => other.into(),
-        })?;
-    Ok(axum::Json(user.into()))
+        .map_err(crate::error::or_not_found("user"))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -302,10 +309,7 @@ pub async fn revoke(
         .store
         .revoke_token(&caller.actor(), token_id, owner)
         .await
-        .map_err(|e| match e {
-            purser_store::StoreError::NotFound => ApiError::not_found("live token"),
-            other => other.into(),
-        })
+        .map_err(crate::error::or_not_found("live token"))
 }
 
 /// The data boundaries and who may see each.

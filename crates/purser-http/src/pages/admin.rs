@@ -120,17 +120,7 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<Response, ApiError> {
     caller.require(state, Permission::ManageUsers).await?;
-    if disabled && user_id == caller.user.id {
-        return Err(ApiError::field("user", "you cannot disable yourself"));
-    }
-    state
-        .store
-        .set_user_disabled(&caller.actor(), user_id, disabled)
-        .await
-        .map_err(|e| match e {
-            purser_store::StoreError::NotFound => ApiError::not_found("user"),
-            other => other.into(),
-        })?;
+    crate::api::identity::set_disabled(state, caller, user_id, disabled).await?;
     Ok(see_other("/users"))
 }
 

@@ -77,20 +77,8 @@ async fn sign_in(browser: &Client, base: &str, username: &str, password: &str) {
         .goto(&format!("{base}/signin"))
         .await
         .expect("sign-in page");
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .expect("username")
-        .send_keys(username)
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .expect("password")
-        .send_keys(password)
-        .await
-        .expect("type");
+    type_into(browser, "username", username).await;
+    type_into(browser, "password", password).await;
     browser
         .find(Locator::Id("signin-submit"))
         .await
@@ -103,6 +91,16 @@ async fn sign_in(browser: &Client, base: &str, username: &str, password: &str) {
         .for_element(Locator::Id("signed-in-as"))
         .await
         .expect("signed in");
+}
+
+async fn type_into(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("field {id}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("typing into {id}: {e}"));
 }
 
 async fn text(browser: &Client, locator: Locator<'_>) -> String {
@@ -138,20 +136,8 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
     // A wrong password is refused with a message, and no session is made.
     let browser = driver.browser(&profiles.path().join("a")).await;
     browser.goto(&format!("{base}/signin")).await.expect("page");
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .expect("field")
-        .send_keys("support")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .expect("field")
-        .send_keys("not the password")
-        .await
-        .expect("type");
+    type_into(&browser, "username", "support").await;
+    type_into(&browser, "password", "not the password").await;
     browser
         .find(Locator::Id("signin-submit"))
         .await
@@ -179,13 +165,7 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
             .path()
             .starts_with("/accounts")
     );
-    browser
-        .find(Locator::Id("q"))
-        .await
-        .expect("search")
-        .send_keys("zephyr")
-        .await
-        .expect("type");
+    type_into(&browser, "q", "zephyr").await;
     browser
         .find(Locator::Id("search"))
         .await
@@ -316,27 +296,9 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
         .goto(&format!("{base}/accounts/new"))
         .await
         .expect("form");
-    browser
-        .find(Locator::Id("name"))
-        .await
-        .expect("name")
-        .send_keys("Kestrel Storage")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Id("external_id"))
-        .await
-        .expect("id")
-        .send_keys("Kestrel Storage")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Id("region"))
-        .await
-        .expect("region")
-        .send_keys("us-central1")
-        .await
-        .expect("type");
+    type_into(&browser, "name", "Kestrel Storage").await;
+    type_into(&browser, "external_id", "Kestrel Storage").await;
+    type_into(&browser, "region", "us-central1").await;
     browser
         .find(Locator::Id("save"))
         .await
@@ -361,13 +323,7 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
         .expect("field");
     external.clear().await.expect("clear");
     external.send_keys("kestrel-storage").await.expect("type");
-    browser
-        .find(Locator::Id("marketplace_account_id"))
-        .await
-        .expect("field")
-        .send_keys("E-1234-5678-9ABC")
-        .await
-        .expect("type");
+    type_into(&browser, "marketplace_account_id", "E-1234-5678-9ABC").await;
     browser
         .find(Locator::Id("save"))
         .await
