@@ -859,3 +859,125 @@ async fn metrics_count_requests_by_route_template() {
         "latency histogram"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawing_a_clearance_closes_the_boundary_at_the_next_request() {
+    let world = world(HttpSettings::default()).await;
+    let admin = world
+        .callers
+        .iter()
+        .find(|c| c.label == "admin-uncleared")
+        .expect("admin");
+    let cleared = world
+        .callers
+        .iter()
+        .find(|c| c.label == "support-usgov")
+        .expect("support");
+    let target = &world.restricted["us-gov"];
+    let read = |token: String| {
+        Request::builder()
+            .uri(format!("/v1/accounts/{}", target.id))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(
+        send(&world.router, read(cleared.token.clone()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let user = world
+        .store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == "support-usgov")
+        .expect("user");
+    let patch = |user_id: &str, body: serde_json::Value| {
+        Request::builder()
+            .method(Method::PATCH)
+            .uri(format!("/v1/users/{user_id}"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", admin.token))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    let response = send(
+        &world.router,
+        patch(&user.id, serde_json::json!({ "clearances": [] })),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let view: serde_json::Value = serde_json::from_str(&response.body).expect("JSON");
+    assert_eq!(view["clearances"], serde_json::json!([]));
+    assert_eq!(
+        view["roles"],
+        serde_json::json!(["support"]),
+        "other fields are kept"
+    );
+    assert_eq!(
+        send(&world.router, read(cleared.token.clone()))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Invalid changes name their field and change nothing.
+    let response = send(
+        &world.router,
+        patch(
+            &user.id,
+            serde_json::json!({ "roles": ["wizard"], "residency": "Atlantis" }),
+        ),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        response.body.contains("roles[0]") && response.body.contains("residency"),
+        "{}",
+        response.body
+    );
+    // An administrator cannot lock themselves out.
+    let me = world
+        .store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == "admin-uncleared")
+        .expect("admin");
+    let response = send(
+        &world.router,
+        patch(&me.id, serde_json::json!({ "roles": ["viewer"] })),
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        response.body
+    );
+
+    let log = world
+        .store
+        .audit_entries(
+            &AccountScope::system("test", &BoundaryRule::built_in()),
+            &purser_store::AuditFilter {
+                action: Some("user.update".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("log");
+    assert_eq!(log.items.len(), 1, "one change was made");
+    let details: serde_json::Value = serde_json::from_str(&log.items[0].details).expect("JSON");
+    assert_eq!(
+        details["before"]["clearances"],
+        serde_json::json!(["us-gov"])
+    );
+    assert_eq!(details["after"]["clearances"], serde_json::json!([]));
+}

@@ -223,6 +223,52 @@ impl Store {
             .transpose()
     }
 
+    /// Replaces a user's name, roles, clearances and residency, and their password
+    /// when `password_hash` is given. Takes effect at the user's next request: scopes
+    /// are built per request, so a withdrawn clearance closes its boundary at once.
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        id: &str,
+        changed: &NewUser,
+        password_hash: Option<String>,
+    ) -> Result<User, StoreError> {
+        let before = self.user(id).await?;
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            "UPDATE users SET display_name = $1, roles = $2, clearances = $3, residency = $4, \
+             password_hash = COALESCE($5, password_hash), updated_at = $6 WHERE id = $7",
+            &[
+                (&changed.display_name).into(),
+                join_list(changed.roles.iter().map(|r| r.as_str())).into(),
+                join_list(changed.clearances.iter().map(String::as_str)).into(),
+                changed.residency.map(|c| c.to_string()).into(),
+                password_hash.clone().into(),
+                Value::Int(Timestamp::now().as_microsecond()),
+                id.into(),
+            ],
+        )
+        .await?;
+        let after = User {
+            display_name: changed.display_name.clone(),
+            roles: changed.roles.clone(),
+            clearances: changed.clearances.clone(),
+            residency: changed.residency,
+            ..before.clone()
+        };
+        append(
+            &mut tx,
+            actor.draft("user.update").target(id).details(json!({
+                "before": before,
+                "after": after,
+                "password_changed": password_hash.is_some(),
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
     /// Disables or re-enables a user. Disabling ends their sessions at once; their
     /// tokens stop working because every token lookup checks the user.
     pub async fn set_user_disabled(

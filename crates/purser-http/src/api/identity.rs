@@ -129,17 +129,27 @@ pub async fn create_user_from(
     Ok(state.store.create_user(&caller.actor(), user, hash).await?)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// A change to a user: each field present replaces the stored one.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    pub display_name: Option<String>,
+    pub roles: Option<Vec<String>>,
+    /// Replaces all clearances; `[]` withdraws them, effective at the user's next request.
+    pub clearances: Option<Vec<String>>,
+    /// ISO 3166-1 alpha-2; `""` clears it.
+    pub residency: Option<String>,
+    /// A new password (12+ characters).
+    pub password: Option<String>,
     /// Disable (ends the user's sessions and stops their tokens) or re-enable.
-    pub disabled: bool,
+    pub disabled: Option<bool>,
 }
 
-/// Disable or re-enable a user.
+/// Change a user: name, roles, clearances, residency, password, or disable them.
 #[utoipa::path(patch, path = "/v1/users/{user_id}", tag = "identity", request_body = UserChange,
     params(("user_id" = String, Path, description = "The user's id")),
-    responses((status = 200, body = UserView), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = UserView), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
 pub async fn update_user(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -147,8 +157,92 @@ pub async fn update_user(
     ApiJson(change): ApiJson<UserChange>,
 ) -> Result<axum::Json<UserView>, ApiError> {
     caller.require(&state, Permission::ManageUsers).await?;
-    let user = set_disabled(&state, &caller, &user_id, change.disabled).await?;
+    let user = change_user(&state, &caller, &user_id, change).await?;
     Ok(axum::Json(user.into()))
+}
+
+/// Applies a change to a user, validated whole: shared by the API and the user page.
+pub async fn change_user(
+    state: &AppState,
+    caller: &impl Caller,
+    user_id: &str,
+    change: UserChange,
+) -> Result<User, ApiError> {
+    let current = state
+        .store
+        .user(user_id)
+        .await
+        .map_err(crate::error::or_not_found("user"))?;
+    let disabled = change.disabled;
+    let touches_profile = change.display_name.is_some()
+        || change.roles.is_some()
+        || change.clearances.is_some()
+        || change.residency.is_some()
+        || change.password.is_some();
+    let mut user = current.clone();
+    if touches_profile {
+        let roles = change.roles.unwrap_or_else(|| {
+            current
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect()
+        });
+        let clearances = change
+            .clearances
+            .unwrap_or_else(|| current.clearances.iter().cloned().collect());
+        let residency = change
+            .residency
+            .or_else(|| current.residency.map(|c| c.to_string()));
+        let mut errors = purser_core::ValidationErrors::new();
+        let validated = NewUser::validate(
+            &current.username,
+            change
+                .display_name
+                .as_deref()
+                .unwrap_or(&current.display_name),
+            &roles,
+            &clearances,
+            residency.as_deref(),
+        )
+        .map_err(|e| errors.errors.extend(e.errors))
+        .ok();
+        if let Some(password) = &change.password
+            && let Err(e) = check_password(password)
+        {
+            errors.errors.extend(e.errors);
+        }
+        if user_id == caller.principal().user_id
+            && validated.as_ref().is_some_and(|v| {
+                !v.roles
+                    .iter()
+                    .any(|r| r.permissions().contains(&Permission::ManageUsers))
+            })
+        {
+            errors.add(
+                "roles",
+                "you cannot take away your own right to manage users",
+            );
+        }
+        let validated = errors
+            .into_result(validated)?
+            .ok_or_else(ApiError::internal)?;
+        let hash = match change.password {
+            Some(password) => Some(crate::auth::hash_password(password).await?),
+            None => None,
+        };
+        user = state
+            .store
+            .update_user(&caller.actor(), user_id, &validated, hash)
+            .await
+            .map_err(crate::error::or_not_found("user"))?;
+    }
+    if let Some(disabled) = disabled
+        && disabled != current.disabled_at.is_some()
+    {
+        user = set_disabled(state, caller, user_id, disabled).await?;
+    }
+    Ok(user)
 }
 
 /// Disables or re-enables a user: shared by the API and the users page.

@@ -79,6 +79,96 @@ pub async fn users(
     users_page(&state, &caller, UserForm::default(), vec![], None).await
 }
 
+#[derive(Template)]
+#[template(path = "user_edit.html")]
+struct UserEditPage {
+    chrome: Chrome,
+    user_id: String,
+    username: String,
+    form: UserForm,
+    errors: Vec<FieldError>,
+    notice: Option<String>,
+}
+
+fn user_form(user: &purser_core::User) -> UserForm {
+    UserForm {
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        password: String::new(),
+        roles: user
+            .roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        clearances: user
+            .clearances
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        residency: user.residency.map(|c| c.to_string()).unwrap_or_default(),
+    }
+}
+
+pub async fn edit_user(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(user_id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ManageUsers).await?;
+    let user = state
+        .store
+        .user(&user_id)
+        .await
+        .map_err(crate::error::or_not_found("user"))?;
+    Ok(render(&UserEditPage {
+        chrome: Chrome::for_caller(&caller, "/users"),
+        user_id,
+        username: user.username.clone(),
+        form: user_form(&user),
+        errors: vec![],
+        notice: None,
+    }))
+}
+
+pub async fn update_user(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    CsrfForm { caller, form }: CsrfForm<UserForm>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ManageUsers).await?;
+    let change = crate::api::identity::UserChange {
+        display_name: Some(form.display_name.clone()),
+        roles: Some(comma_list(&form.roles)),
+        clearances: Some(comma_list(&form.clearances)),
+        residency: Some(form.residency.clone()),
+        password: Some(form.password.clone()).filter(|p| !p.is_empty()),
+        disabled: None,
+    };
+    let (form, errors, notice) =
+        match crate::api::identity::change_user(&state, &caller, &user_id, change).await {
+            Ok(user) => (user_form(&user), vec![], Some("Saved.".to_owned())),
+            Err(error) if !error.details.is_empty() => (form, error.details, None),
+            Err(error) => return Err(error),
+        };
+    let status = if errors.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let mut response = render(&UserEditPage {
+        chrome: Chrome::for_caller(&caller, "/users"),
+        user_id,
+        username: form.username.clone(),
+        form,
+        errors,
+        notice,
+    });
+    *response.status_mut() = status;
+    Ok(response)
+}
+
 pub async fn create_user(
     State(state): State<AppState>,
     CsrfForm { caller, form }: CsrfForm<UserForm>,

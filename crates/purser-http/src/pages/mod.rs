@@ -235,6 +235,18 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             post(admin::create_user),
         )
         .add(
+            Method::GET,
+            "/users/{user_id}",
+            Access::Session,
+            get(admin::edit_user),
+        )
+        .add(
+            Method::POST,
+            "/users/{user_id}",
+            Access::Session,
+            post(admin::update_user),
+        )
+        .add(
             Method::POST,
             "/users/{user_id}/disable",
             Access::Session,

@@ -63,11 +63,23 @@ async fn two_servers_on_one_postgres_run_each_due_job_once_and_survive_a_kill() 
         expected,
         "no second without its run between {first} and {last}"
     );
-    let owners: BTreeMap<_, usize> = settled.iter().fold(BTreeMap::new(), |mut acc, r| {
-        *acc.entry(r.owner.clone().unwrap_or_default()).or_insert(0) += 1;
+    // Owners are `host:pid:instance`: every run was made by one of the two servers.
+    let (pid_a, pid_b) = (a.pid(), b.pid());
+    let pid_of = |owner: &Option<String>| -> i32 {
+        owner
+            .as_deref()
+            .and_then(|o| o.split(':').nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(-1)
+    };
+    let owners: BTreeMap<i32, usize> = settled.iter().fold(BTreeMap::new(), |mut acc, r| {
+        *acc.entry(pid_of(&r.owner)).or_insert(0) += 1;
         acc
     });
-    assert_eq!(owners.len(), 2, "both processes took turns: {owners:?}");
+    assert!(
+        owners.keys().all(|pid| *pid == pid_a || *pid == pid_b),
+        "{owners:?}"
+    );
 
     // One process dies without warning; the other carries on alone.
     a.kill().await;
@@ -87,6 +99,11 @@ async fn two_servers_on_one_postgres_run_each_due_job_once_and_survive_a_kill() 
     assert!(after.len() >= 3, "runs continue after the kill: {after:?}");
     for run in after {
         assert_eq!(run.state, "done", "{run:?}");
+        assert_eq!(
+            pid_of(&run.owner),
+            pid_b,
+            "only the survivor runs jobs now: {run:?}"
+        );
     }
     assert!(b.stop().await, "the survivor shuts down cleanly on SIGTERM");
 }
