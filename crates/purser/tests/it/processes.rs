@@ -86,7 +86,7 @@ async fn two_servers_on_one_postgres_run_each_due_job_once_and_survive_a_kill() 
     // One process dies without warning; the other carries on alone.
     a.kill().await;
     let killed = Timestamp::now();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let runs = store
         .job_runs(Some("sessions.prune"), 1_000)
         .await
