@@ -269,7 +269,7 @@ impl Db {
                     None => open_reader(&sqlite.path)?,
                 };
                 Ok(Handle {
-                    inner: HandleInner::SqliteReader(conn, sqlite.clone()),
+                    inner: HandleInner::SqliteReader(Some(conn), sqlite.clone()),
                     open_transaction: false,
                 })
             }
@@ -356,7 +356,8 @@ pub struct Handle {
 
 enum HandleInner {
     SqliteWriter(OwnedMutexGuard<Connection>),
-    SqliteReader(Connection, Arc<Sqlite>),
+    /// `None` only while being returned to the idle list.
+    SqliteReader(Option<Connection>, Arc<Sqlite>),
     Postgres(Option<Object>),
 }
 
@@ -364,7 +365,9 @@ impl Handle {
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         match &mut self.inner {
             HandleInner::SqliteWriter(conn) => sqlite_execute(conn, sql, params),
-            HandleInner::SqliteReader(conn, _) => sqlite_execute(conn, sql, params),
+            HandleInner::SqliteReader(conn, _) => {
+                sqlite_execute(conn.as_ref().ok_or_else(closed)?, sql, params)
+            }
             HandleInner::Postgres(client) => {
                 let client = client.as_ref().ok_or_else(closed)?;
                 let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
@@ -378,7 +381,9 @@ impl Handle {
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         match &mut self.inner {
             HandleInner::SqliteWriter(conn) => sqlite_query(conn, sql, params),
-            HandleInner::SqliteReader(conn, _) => sqlite_query(conn, sql, params),
+            HandleInner::SqliteReader(conn, _) => {
+                sqlite_query(conn.as_ref().ok_or_else(closed)?, sql, params)
+            }
             HandleInner::Postgres(client) => {
                 let client = client.as_ref().ok_or_else(closed)?;
                 let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
@@ -410,9 +415,11 @@ impl Handle {
             HandleInner::SqliteWriter(conn) => {
                 conn.execute_batch(sql).map_err(|e| sqlite_error(&e))
             }
-            HandleInner::SqliteReader(conn, _) => {
-                conn.execute_batch(sql).map_err(|e| sqlite_error(&e))
-            }
+            HandleInner::SqliteReader(conn, _) => conn
+                .as_ref()
+                .ok_or_else(closed)?
+                .execute_batch(sql)
+                .map_err(|e| sqlite_error(&e)),
             HandleInner::Postgres(client) => client
                 .as_ref()
                 .ok_or_else(closed)?
@@ -440,15 +447,8 @@ impl Drop for Handle {
                 }
             }
             HandleInner::SqliteReader(conn, sqlite) => {
-                let conn = std::mem::replace(
-                    conn,
-                    // An in-memory stand-in costs nothing and is dropped at once.
-                    match Connection::open_in_memory() {
-                        Ok(c) => c,
-                        Err(_) => return,
-                    },
-                );
-                if let Ok(mut idle) = sqlite.readers.lock()
+                if let Some(conn) = conn.take()
+                    && let Ok(mut idle) = sqlite.readers.lock()
                     && idle.len() < MAX_IDLE_READERS
                 {
                     idle.push(conn);

@@ -6,7 +6,7 @@ use axum::response::Response;
 use purser_core::{FieldError, Permission};
 use serde::Deserialize;
 
-use super::{Chrome, comma_list, render, see_other, when};
+use super::{Chrome, NoFields, comma_list, render, see_other, when};
 use crate::api::audit::AuditQuery;
 use crate::api::identity::{NewUserRequest, UserView, create_user_from, issue_token, revoke};
 use crate::auth::{Caller, CsrfForm, PageCaller};
@@ -199,9 +199,6 @@ pub async fn create_user(
         Err(error) => Err(error),
     }
 }
-
-#[derive(Debug, Deserialize)]
-pub struct NoFields {}
 
 async fn set_disabled(
     state: &AppState,

@@ -305,6 +305,10 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// A form that carries nothing but its CSRF token (sign out, revoke, disable).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
+
 /// One `<option>` of a `<select>`.
 pub struct SelectOption {
     pub value: String,

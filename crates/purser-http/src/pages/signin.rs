@@ -172,13 +172,10 @@ async fn sign_in(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
-
 pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: CsrfForm<Empty>,
+    form: CsrfForm<super::NoFields>,
 ) -> Response {
     if let Some(secret) = auth::cookie_value(&headers, SESSION_COOKIE) {
         let _ = state.store.end_session(&secret_digest(secret)).await;
