@@ -11,6 +11,7 @@
 pub mod account;
 pub mod audit;
 pub mod boundary;
+pub mod commercial;
 pub mod identity;
 pub mod money;
 pub mod scope;
