@@ -480,3 +480,526 @@ mod tests {
         assert!(!entitlement.is_in_force(ts("2027-04-16T00:00:00Z")));
     }
 }
+
+/// An offer as it arrives (JSON, a form, the CLI), before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferDraft {
+    pub name: String,
+    /// `private` or `public`.
+    pub kind: String,
+    /// `gcp`, `azure`, `aws` or `direct`.
+    pub marketplace: String,
+    /// ISO 4217; `USD` when omitted.
+    #[serde(default)]
+    pub currency: Option<String>,
+    pub dimensions: Vec<OfferDimensionDraft>,
+    /// Per-dimension pricing when omitted.
+    #[serde(default)]
+    pub pricing: Option<PricingDraft>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferDimensionDraft {
+    pub key: String,
+    /// The marketplace's name for it; the key when omitted.
+    #[serde(default)]
+    pub marketplace_name: Option<String>,
+    pub unit: String,
+    /// `exact` (default) or `whole_units`.
+    #[serde(default)]
+    pub reporting: Option<String>,
+    /// For whole units: `down`, `half_up` (default) or `up`.
+    #[serde(default)]
+    pub settle: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingDraft {
+    /// `per_dimension` or `units`.
+    pub kind: String,
+    /// The unit's key, for `units`.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Dimension key → multiplier (decimal string), for `units`.
+    #[serde(default)]
+    pub multipliers: BTreeMap<String, String>,
+}
+
+/// Parses an exact decimal, naming the field when it is not one.
+pub fn parse_decimal(
+    errors: &mut crate::ValidationErrors,
+    field: &str,
+    value: &str,
+    allow_negative: bool,
+) -> Option<Decimal> {
+    match value.trim().parse::<Decimal>() {
+        Ok(d) if allow_negative || d >= Decimal::ZERO => Some(d),
+        Ok(_) => {
+            errors.add(field, "may not be negative");
+            None
+        }
+        Err(_) => {
+            errors.add(field, format!("`{value}` is not a decimal number"));
+            None
+        }
+    }
+}
+
+impl OfferDraft {
+    /// Validates the draft into an offer with the given id.
+    pub fn validate(&self, id: String) -> Result<Offer, crate::ValidationErrors> {
+        let mut errors = crate::ValidationErrors::new();
+        let name = crate::validation::text(&mut errors, "name", &self.name, true, 200);
+        let kind = match self.kind.trim() {
+            "private" => Some(OfferKind::Private),
+            "public" => Some(OfferKind::Public),
+            other => {
+                errors.add(
+                    "kind",
+                    format!("`{other}` is not an offer kind (private or public)"),
+                );
+                None
+            }
+        };
+        let marketplace = Marketplace::parse(&self.marketplace)
+            .map_err(|r| errors.add("marketplace", r))
+            .ok();
+        let currency = Currency::parse(self.currency.as_deref().unwrap_or("USD").trim())
+            .map_err(|r| errors.add("currency", r))
+            .ok();
+        if self.dimensions.is_empty() {
+            errors.add("dimensions", "an offer sells at least one dimension");
+        }
+        let mut dimensions = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, d) in self.dimensions.iter().enumerate() {
+            let field = |name: &str| format!("dimensions[{index}].{name}");
+            let key = DimensionKey::parse(d.key.trim())
+                .map_err(|r| errors.add(field("key"), r))
+                .ok();
+            if let Some(key) = &key
+                && !seen.insert(key.clone())
+            {
+                errors.add(field("key"), format!("`{key}` appears twice"));
+            }
+            let unit = crate::validation::text(&mut errors, &field("unit"), &d.unit, true, 40);
+            let settle = match d.settle.as_deref().map(str::trim) {
+                None | Some("") | Some("half_up") => Some(SettleRule::HalfUp),
+                Some("down") => Some(SettleRule::Down),
+                Some("up") => Some(SettleRule::Up),
+                Some(other) => {
+                    errors.add(
+                        field("settle"),
+                        format!("`{other}` is not a settle rule (down, half_up, up)"),
+                    );
+                    None
+                }
+            };
+            let reporting = match (d.reporting.as_deref().map(str::trim), settle) {
+                (None | Some("") | Some("exact"), _) => Some(Reporting::Exact),
+                (Some("whole_units"), Some(settle)) => Some(Reporting::WholeUnits { settle }),
+                (Some("whole_units"), None) => None,
+                (Some(other), _) => {
+                    errors.add(
+                        field("reporting"),
+                        format!("`{other}` is not a reporting mode (exact, whole_units)"),
+                    );
+                    None
+                }
+            };
+            let marketplace_name = d
+                .marketplace_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .or_else(|| key.as_ref().map(|k| k.to_string()));
+            if let (Some(key), Some(unit), Some(reporting), Some(marketplace_name)) =
+                (key, unit, reporting, marketplace_name)
+            {
+                dimensions.push(OfferDimension {
+                    key,
+                    marketplace_name,
+                    unit,
+                    reporting,
+                });
+            }
+        }
+        let pricing = match &self.pricing {
+            None => Some(Pricing::PerDimension),
+            Some(p) if p.kind.trim() == "per_dimension" => Some(Pricing::PerDimension),
+            Some(p) if p.kind.trim() == "units" => {
+                let unit = p.unit.as_deref().and_then(|u| {
+                    DimensionKey::parse(u.trim())
+                        .map_err(|r| errors.add("pricing.unit", r))
+                        .ok()
+                });
+                if p.unit.is_none() {
+                    errors.add("pricing.unit", "unit pricing names its unit");
+                }
+                let mut multipliers = BTreeMap::new();
+                for (key, value) in &p.multipliers {
+                    let field = format!("pricing.multipliers.{key}");
+                    let Ok(dimension) = DimensionKey::parse(key) else {
+                        errors.add(&field, "is not a dimension key");
+                        continue;
+                    };
+                    if !self.dimensions.iter().any(|d| d.key.trim() == key) {
+                        errors.add(&field, "is not one of the offer's dimensions");
+                    }
+                    if let Some(m) = parse_decimal(&mut errors, &field, value, false) {
+                        multipliers.insert(dimension, m);
+                    }
+                }
+                if multipliers.is_empty() {
+                    errors.add(
+                        "pricing.multipliers",
+                        "unit pricing needs a multiplier per dimension",
+                    );
+                }
+                unit.map(|unit| Pricing::Units { unit, multipliers })
+            }
+            Some(p) => {
+                errors.add(
+                    "pricing.kind",
+                    format!("`{}` is not a pricing kind (per_dimension, units)", p.kind),
+                );
+                None
+            }
+        };
+        match (name, kind, marketplace, currency, pricing) {
+            (Some(name), Some(kind), Some(marketplace), Some(currency), Some(pricing))
+                if errors.is_empty() =>
+            {
+                Ok(Offer {
+                    id,
+                    name,
+                    kind,
+                    marketplace,
+                    currency,
+                    dimensions,
+                    pricing,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+impl Offer {
+    /// What commitments may be made on: each dimension, or the unit under unit pricing.
+    pub fn committable(&self) -> Vec<DimensionKey> {
+        match &self.pricing {
+            Pricing::PerDimension => self.dimensions.iter().map(|d| d.key.clone()).collect(),
+            Pricing::Units { unit, .. } => vec![unit.clone()],
+        }
+    }
+}
+
+/// An entitlement as it arrives, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementDraft {
+    pub offer_id: String,
+    /// RFC 3339 instant.
+    pub start: String,
+    /// RFC 3339 instant, after `start`.
+    pub end: String,
+    /// `pending` (default), `active`, `suspended`, `cancelled` or `expired`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Dimension (or unit) key → commitment.
+    #[serde(default)]
+    pub commitments: BTreeMap<String, CommitmentDraft>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitmentDraft {
+    /// Decimal string: the quantity committed per billing period (calendar month).
+    pub committed_per_period: String,
+    /// Decimal string: tolerance above the commitment before overage starts; 0 by default.
+    #[serde(default)]
+    pub overage_threshold: Option<String>,
+    /// Decimal string, in the offer's currency.
+    pub overage_price: String,
+    /// `hourly` (default) or `true_up`.
+    #[serde(default)]
+    pub overage_reporting: Option<String>,
+}
+
+impl EntitlementStatus {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            "cancelled" => Ok(Self::Cancelled),
+            "expired" => Ok(Self::Expired),
+            other => Err(format!(
+                "`{other}` is not an entitlement status (pending, active, suspended, cancelled, expired)"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl EntitlementDraft {
+    /// Validates the draft for `account_id` under `offer`.
+    pub fn validate(
+        &self,
+        id: String,
+        account_id: String,
+        offer: &Offer,
+    ) -> Result<Entitlement, crate::ValidationErrors> {
+        let mut errors = crate::ValidationErrors::new();
+        let instant = |errors: &mut crate::ValidationErrors, field: &str, value: &str| {
+            value
+                .trim()
+                .parse::<Timestamp>()
+                .map_err(|_| {
+                    errors.add(
+                        field,
+                        format!("`{value}` is not an RFC 3339 instant (2026-12-01T00:00:00Z)"),
+                    )
+                })
+                .ok()
+        };
+        let start = instant(&mut errors, "start", &self.start);
+        let end = instant(&mut errors, "end", &self.end);
+        if let (Some(start), Some(end)) = (start, end)
+            && end <= start
+        {
+            errors.add("end", "must be after start");
+        }
+        if self.offer_id != offer.id {
+            errors.add("offer_id", "does not name the offer given");
+        }
+        let status = EntitlementStatus::parse(self.status.as_deref().unwrap_or("pending"))
+            .map_err(|r| errors.add("status", r))
+            .ok();
+        let committable = offer.committable();
+        let mut commitments = BTreeMap::new();
+        for (key, draft) in &self.commitments {
+            let field = |name: &str| format!("commitments.{key}.{name}");
+            let Some(dimension) = DimensionKey::parse(key)
+                .ok()
+                .filter(|k| committable.contains(k))
+            else {
+                errors.add(
+                    format!("commitments.{key}"),
+                    format!(
+                        "is not committable under this offer (one of {})",
+                        committable
+                            .iter()
+                            .map(DimensionKey::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                continue;
+            };
+            let committed = parse_decimal(
+                &mut errors,
+                &field("committed_per_period"),
+                &draft.committed_per_period,
+                false,
+            );
+            let threshold = parse_decimal(
+                &mut errors,
+                &field("overage_threshold"),
+                draft.overage_threshold.as_deref().unwrap_or("0"),
+                false,
+            );
+            let price = parse_decimal(
+                &mut errors,
+                &field("overage_price"),
+                &draft.overage_price,
+                false,
+            );
+            let reporting = match draft.overage_reporting.as_deref().map(str::trim) {
+                None | Some("") | Some("hourly") => Some(OverageReporting::Hourly),
+                Some("true_up") => Some(OverageReporting::TrueUp),
+                Some(other) => {
+                    errors.add(
+                        field("overage_reporting"),
+                        format!("`{other}` is not hourly or true_up"),
+                    );
+                    None
+                }
+            };
+            if let (Some(committed), Some(threshold), Some(price), Some(reporting)) =
+                (committed, threshold, price, reporting)
+            {
+                commitments.insert(
+                    dimension,
+                    Commitment {
+                        committed_per_period: committed,
+                        overage: OveragePolicy {
+                            threshold,
+                            price_per_unit: Money::new(price, offer.currency),
+                            reporting,
+                        },
+                    },
+                );
+            }
+        }
+        match (start, end, status) {
+            (Some(start), Some(end), Some(status)) if errors.is_empty() => Ok(Entitlement {
+                id,
+                account_id,
+                offer_id: offer.id.clone(),
+                start,
+                end,
+                status,
+                commitments,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod draft_tests {
+    use super::*;
+
+    fn offer_draft() -> OfferDraft {
+        OfferDraft {
+            name: "Private offer: 500 TiB".into(),
+            kind: "private".into(),
+            marketplace: "gcp".into(),
+            currency: None,
+            dimensions: vec![
+                OfferDimensionDraft {
+                    key: "capacity_tib_hours".into(),
+                    marketplace_name: Some("capacity-overage".into()),
+                    unit: "TiB-hour".into(),
+                    reporting: None,
+                    settle: None,
+                },
+                OfferDimensionDraft {
+                    key: "data_written_gib".into(),
+                    marketplace_name: None,
+                    unit: "GiB".into(),
+                    reporting: Some("whole_units".into()),
+                    settle: Some("up".into()),
+                },
+            ],
+            pricing: None,
+        }
+    }
+
+    #[test]
+    fn an_offer_validates_with_defaults() {
+        let offer = offer_draft().validate("o1".into()).expect("valid");
+        assert_eq!(offer.currency, Currency::USD);
+        assert_eq!(offer.dimensions[1].marketplace_name, "data_written_gib");
+        assert_eq!(
+            offer.dimensions[1].reporting,
+            Reporting::WholeUnits {
+                settle: SettleRule::Up
+            }
+        );
+        assert_eq!(offer.committable().len(), 2);
+    }
+
+    #[test]
+    fn offer_errors_name_their_fields() {
+        let mut draft = offer_draft();
+        draft.kind = "secret".into();
+        draft.dimensions[1].key = "capacity_tib_hours".into();
+        draft.dimensions[0].reporting = Some("rounded".into());
+        draft.pricing = Some(PricingDraft {
+            kind: "units".into(),
+            unit: None,
+            multipliers: BTreeMap::from([("io".into(), "x".into())]),
+        });
+        let fields: Vec<String> = draft
+            .validate("o".into())
+            .expect_err("invalid")
+            .errors
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        for expected in [
+            "kind",
+            "dimensions[0].reporting",
+            "dimensions[1].key",
+            "pricing.unit",
+            "pricing.multipliers.io",
+        ] {
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} in {fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entitlement_commits_only_to_what_the_offer_sells() {
+        let offer = offer_draft().validate("o1".into()).expect("valid");
+        let draft = EntitlementDraft {
+            offer_id: "o1".into(),
+            start: "2026-12-01T00:00:00Z".into(),
+            end: "2027-12-01T00:00:00Z".into(),
+            status: Some("active".into()),
+            commitments: BTreeMap::from([(
+                "capacity_tib_hours".into(),
+                CommitmentDraft {
+                    committed_per_period: "360000".into(),
+                    overage_threshold: None,
+                    overage_price: "0.0125".into(),
+                    overage_reporting: None,
+                },
+            )]),
+        };
+        let entitlement = draft
+            .validate("e1".into(), "a1".into(), &offer)
+            .expect("valid");
+        let commitment =
+            &entitlement.commitments[&DimensionKey::parse("capacity_tib_hours").expect("key")];
+        assert_eq!(commitment.overage.price_per_unit.to_string(), "0.0125 USD");
+
+        let mut bad = draft.clone();
+        bad.end = "2026-11-01T00:00:00Z".into();
+        bad.commitments.insert(
+            "egress".into(),
+            CommitmentDraft {
+                committed_per_period: "-1".into(),
+                overage_price: "1".into(),
+                ..Default::default()
+            },
+        );
+        bad.commitments
+            .get_mut("capacity_tib_hours")
+            .expect("present")
+            .overage_price = "cheap".into();
+        let fields: Vec<String> = bad
+            .validate("e".into(), "a".into(), &offer)
+            .expect_err("invalid")
+            .errors
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "end",
+                "commitments.capacity_tib_hours.overage_price",
+                "commitments.egress"
+            ]
+        );
+    }
+}
