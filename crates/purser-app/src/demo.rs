@@ -274,6 +274,7 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
         .iter()
         .map(|r: &BoundaryRule| r.name.clone())
         .collect();
+    let mut accounts = Vec::new();
     for (index, (name, marketplace, boundary, region, status)) in ACCOUNTS.iter().enumerate() {
         let external_id = name.to_lowercase().replace(' ', "-");
         let csm = CSMS[index % CSMS.len()];
@@ -292,11 +293,138 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
             },
             status: Some((*status).into()),
         };
-        store
-            .create_account(&scope, draft.validate(&known)?)
-            .await?;
+        accounts.push(
+            store
+                .create_account(&scope, draft.validate(&known)?)
+                .await?,
+        );
     }
+    seed_commercial(store, &actor, &scope, &accounts).await?;
     Ok(true)
+}
+
+/// Offers (a private one per marketplace, and a public SaaS offer priced in units) and
+/// an entitlement for each account that is not churned.
+async fn seed_commercial(
+    store: &Store,
+    actor: &Actor,
+    scope: &AccountScope,
+    accounts: &[purser_core::Account],
+) -> Result<(), StoreError> {
+    use purser_core::commercial::{
+        CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft, PricingDraft,
+    };
+    use std::collections::BTreeMap;
+    let dimension = |key: &str, unit: &str, reporting: Option<&str>| OfferDimensionDraft {
+        key: key.into(),
+        marketplace_name: Some(key.replace('_', "-")),
+        unit: unit.into(),
+        reporting: reporting.map(str::to_owned),
+        settle: None,
+    };
+    let private = |marketplace: &str, name: &str| OfferDraft {
+        name: name.into(),
+        kind: "private".into(),
+        marketplace: marketplace.into(),
+        currency: None,
+        dimensions: vec![
+            dimension("capacity_tib_hours", "TiB-hour", None),
+            dimension("data_written_gib", "GiB", Some("whole_units")),
+        ],
+        pricing: None,
+    };
+    let saas = OfferDraft {
+        name: "SaaS public offer: storage units".into(),
+        kind: "public".into(),
+        marketplace: "gcp".into(),
+        currency: None,
+        dimensions: vec![
+            dimension("capacity_tib_hours", "TiB-hour", None),
+            dimension("data_written_gib", "GiB", None),
+        ],
+        pricing: Some(PricingDraft {
+            kind: "units".into(),
+            unit: Some("storage_units".into()),
+            multipliers: BTreeMap::from([
+                ("capacity_tib_hours".into(), "1".into()),
+                ("data_written_gib".into(), "0.002".into()),
+            ]),
+        }),
+    };
+    let drafts = [
+        (
+            "demo-offer-gcp",
+            private("gcp", "GCP private offer: committed capacity with overage"),
+        ),
+        (
+            "demo-offer-azure",
+            private(
+                "azure",
+                "Azure private offer: committed capacity with overage",
+            ),
+        ),
+        (
+            "demo-offer-aws",
+            private("aws", "AWS private offer: committed capacity with overage"),
+        ),
+        (
+            "demo-offer-direct",
+            private("direct", "Direct contract: committed capacity with overage"),
+        ),
+        ("demo-offer-saas", saas),
+    ];
+    let mut offers = BTreeMap::new();
+    for (id, draft) in drafts {
+        let offer = store
+            .create_offer(actor, draft.validate(id.into())?)
+            .await?;
+        offers.insert(id, offer);
+    }
+    for (index, account) in accounts.iter().enumerate() {
+        if account.fields.status == purser_core::AccountStatus::Churned {
+            continue;
+        }
+        let offer_id = match account.fields.marketplace {
+            purser_core::Marketplace::Gcp if index % 4 == 3 => "demo-offer-saas",
+            purser_core::Marketplace::Gcp => "demo-offer-gcp",
+            purser_core::Marketplace::Azure => "demo-offer-azure",
+            purser_core::Marketplace::Aws => "demo-offer-aws",
+            purser_core::Marketplace::Direct => "demo-offer-direct",
+        };
+        let offer = &offers[offer_id];
+        let committed = 100_000 + (index as i64 % 7) * 50_000;
+        let reporting = if index % 3 == 0 { "true_up" } else { "hourly" };
+        let commitments = offer
+            .committable()
+            .into_iter()
+            .take(1)
+            .map(|key| {
+                let commitment = CommitmentDraft {
+                    committed_per_period: committed.to_string(),
+                    overage_threshold: Some("500".into()),
+                    overage_price: "0.0125".into(),
+                    overage_reporting: Some(reporting.into()),
+                };
+                (key.to_string(), commitment)
+            })
+            .collect();
+        let status = match account.fields.status {
+            purser_core::AccountStatus::Onboarding => "pending",
+            purser_core::AccountStatus::Suspended => "suspended",
+            _ => "active",
+        };
+        let draft = EntitlementDraft {
+            offer_id: offer_id.into(),
+            start: "2026-07-01T00:00:00Z".into(),
+            end: "2027-07-01T00:00:00Z".into(),
+            status: Some(status.into()),
+            commitments,
+        };
+        let entitlement =
+            draft.validate(format!("demo-ent-{index:02}"), account.id.0.clone(), offer)?;
+        store.create_entitlement(scope, entitlement).await?;
+    }
+    Ok(())
 }
 
 fn demo_display_name(username: &str) -> String {

@@ -58,6 +58,15 @@ pub enum OfferKind {
     Public,
 }
 
+impl OfferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferKind::Private => "private",
+            OfferKind::Public => "public",
+        }
+    }
+}
+
 /// How a dimension's quantities reach the marketplace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -57,6 +57,8 @@ pub enum Permission {
     ReadJobs,
     /// Create and revoke one's own API tokens.
     ManageOwnTokens,
+    /// Define offers and record entitlements: what was sold.
+    ManageCommercial,
 }
 
 impl Role {
@@ -82,9 +84,10 @@ impl Role {
                 ReadAudit,
                 ReadJobs,
                 ManageOwnTokens,
+                ManageCommercial,
             ],
-            // Finance will gain billing permissions with metering; today it reads accounts.
-            Role::Finance => &[ReadAccounts, ManageOwnTokens],
+            // Finance owns what was sold: offers and entitlements.
+            Role::Finance => &[ReadAccounts, ManageOwnTokens, ManageCommercial],
             Role::Support => &[ReadAccounts, ManageOwnTokens],
             Role::Sre => &[ReadAccounts, ReadJobs, ManageOwnTokens],
             // Customer success owns the lifecycle: owners, status, CRM links.

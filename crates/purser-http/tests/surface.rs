@@ -76,6 +76,9 @@ struct World {
     restricted: BTreeMap<&'static str, Account>,
     victim_user: String,
     victim_token: String,
+    offer_id: String,
+    /// The entitlement of each restricted account, by account id.
+    entitlements: BTreeMap<String, String>,
 }
 
 fn draft(name: &str, external_id: &str, boundary: &str) -> AccountDraft {
@@ -192,6 +195,38 @@ async fn world(settings: HttpSettings) -> World {
         )
         .await
         .expect("token");
+    let offer = purser_core::commercial::OfferDraft {
+        name: "Private capacity".into(),
+        kind: "private".into(),
+        marketplace: "direct".into(),
+        currency: None,
+        dimensions: vec![purser_core::commercial::OfferDimensionDraft {
+            key: "capacity".into(),
+            unit: "TiB-hour".into(),
+            ..Default::default()
+        }],
+        pricing: None,
+    }
+    .validate("offer-walk".into())
+    .expect("valid offer");
+    let offer = store.create_offer(&actor, offer).await.expect("offer");
+    let mut entitlements = BTreeMap::new();
+    for account in restricted.values() {
+        let entitlement = purser_core::commercial::EntitlementDraft {
+            offer_id: offer.id.clone(),
+            start: "2026-01-01T00:00:00Z".into(),
+            end: "2027-01-01T00:00:00Z".into(),
+            status: Some("active".into()),
+            commitments: Default::default(),
+        }
+        .validate(format!("ent-{}", account.id), account.id.0.clone(), &offer)
+        .expect("valid entitlement");
+        let entitlement = store
+            .create_entitlement(&system, entitlement)
+            .await
+            .expect("entitlement");
+        entitlements.insert(account.id.0.clone(), entitlement.id);
+    }
     let (router, table, _) = purser_http::build(AppState::new(store.clone(), settings));
     World {
         _db: db,
@@ -202,6 +237,8 @@ async fn world(settings: HttpSettings) -> World {
         restricted,
         victim_user: victim.id,
         victim_token: victim_token.id,
+        offer_id: offer.id,
+        entitlements,
     }
 }
 
@@ -212,6 +249,8 @@ impl World {
             .replace("{account_id}", &account.id.0)
             .replace("{user_id}", &self.victim_user)
             .replace("{token_id}", &self.victim_token)
+            .replace("{offer_id}", &self.offer_id)
+            .replace("{entitlement_id}", &self.entitlements[&account.id.0])
     }
 
     /// A request a determined caller would send: with their credentials, a valid
@@ -241,13 +280,19 @@ impl World {
                 match route.access {
                     Access::Token => {
                         builder = builder.header(header::CONTENT_TYPE, "application/json");
-                        body = Body::from(
+                        // A body each route would accept, so the walk reaches the scope check
+                        // rather than stopping at validation.
+                        let json = if route.path.starts_with("/v1/entitlements/") {
+                            serde_json::json!({ "status": "cancelled" })
+                        } else if route.path.ends_with("/entitlements") {
+                            serde_json::json!({ "offer_id": self.offer_id, "start": "2026-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z" })
+                        } else {
                             serde_json::json!({
                                 "name": "Moved", "external_id": format!("moved-{}", caller.label), "marketplace": "direct",
                                 "region": "eu-central-1", "boundary": boundary, "status": "churned"
                             })
-                            .to_string(),
-                        );
+                        };
+                        body = Body::from(json.to_string());
                     }
                     _ => {
                         builder = builder
@@ -374,7 +419,7 @@ async fn every_route_demands_authentication_and_hides_restricted_accounts_from_t
                     "{what} leaks the account: {}",
                     response.body
                 );
-                if route.path.contains("{account_id}") {
+                if route.path.contains("{account_id}") || route.path.contains("{entitlement_id}") {
                     assert!(
                         matches!(
                             response.status,
@@ -421,6 +466,26 @@ async fn every_route_demands_authentication_and_hides_restricted_accounts_from_t
                 account.fields.boundary
             );
         }
+    }
+
+    for (account_id, entitlement_id) in &world.entitlements {
+        let entitlement = world
+            .store
+            .entitlement(&system, entitlement_id)
+            .await
+            .expect("entitlement");
+        assert_eq!(
+            entitlement.status.as_str(),
+            "active",
+            "the entitlement of {account_id} was changed"
+        );
+        let n = world
+            .store
+            .entitlements(&system, account_id)
+            .await
+            .expect("entitlements")
+            .len();
+        assert_eq!(n, 1, "an entitlement was added to {account_id}");
     }
 
     // The whole audit log, read by each caller who may read it, holds nothing of the

@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod commercial;
 pub mod db;
 pub mod identity;
 pub mod jobs;

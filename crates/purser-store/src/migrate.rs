@@ -17,12 +17,20 @@ pub struct Migration {
 
 /// Every migration, in order. Both dialects of a version live side by side so they
 /// cannot drift apart in numbering.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "offers_entitlements",
+        sqlite: include_str!("../migrations/sqlite/0002_offers_entitlements.sql"),
+        postgres: include_str!("../migrations/postgres/0002_offers_entitlements.sql"),
+    },
+];
 
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)

@@ -761,3 +761,162 @@ async fn read_only_open_of_a_missing_database_says_what_to_do() {
         "{error}"
     );
 }
+
+fn offer() -> purser_core::commercial::Offer {
+    purser_core::commercial::OfferDraft {
+        name: "Private: capacity with overage".into(),
+        kind: "private".into(),
+        marketplace: "gcp".into(),
+        currency: None,
+        dimensions: vec![purser_core::commercial::OfferDimensionDraft {
+            key: "capacity_tib_hours".into(),
+            marketplace_name: None,
+            unit: "TiB-hour".into(),
+            reporting: None,
+            settle: None,
+        }],
+        pricing: None,
+    }
+    .validate("offer-1".into())
+    .expect("valid offer")
+}
+
+fn entitlement_for(
+    account: &purser_core::Account,
+    offer: &purser_core::commercial::Offer,
+) -> purser_core::commercial::Entitlement {
+    purser_core::commercial::EntitlementDraft {
+        offer_id: offer.id.clone(),
+        start: "2026-12-01T00:00:00Z".into(),
+        end: "2027-12-01T00:00:00Z".into(),
+        status: Some("active".into()),
+        commitments: std::collections::BTreeMap::from([(
+            "capacity_tib_hours".into(),
+            purser_core::commercial::CommitmentDraft {
+                committed_per_period: "360000".into(),
+                overage_threshold: Some("100".into()),
+                overage_price: "0.0125".into(),
+                overage_reporting: None,
+            },
+        )]),
+    }
+    .validate(format!("ent-{}", account.id), account.id.0.clone(), offer)
+    .expect("valid entitlement")
+}
+
+both_backends!(
+    entitlements_follow_their_account_s_scope,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        let admin = admin();
+        let offer = store
+            .create_offer(&Actor::new("user:root", None), offer())
+            .await
+            .expect("offer");
+        assert_eq!(store.offers().await.expect("offers"), vec![offer.clone()]);
+        assert_eq!(store.offer(&offer.id).await.expect("offer"), offer);
+
+        let open = add(&store, &admin, "Open Co", "standard").await;
+        let gov = add(&store, &admin, "Agency", "us-gov").await;
+        let open_entitlement = store
+            .create_entitlement(&admin, entitlement_for(&open, &offer))
+            .await
+            .expect("created");
+        let gov_entitlement = store
+            .create_entitlement(&admin, entitlement_for(&gov, &offer))
+            .await
+            .expect("created");
+        assert_eq!(
+            store.entitlements(&admin, &gov.id.0).await.expect("list"),
+            vec![gov_entitlement.clone()]
+        );
+
+        let uncleared = scope("sam", &[Role::Finance], &[], Some("US"));
+        assert!(matches!(
+            store.entitlement(&uncleared, &gov_entitlement.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.entitlements(&uncleared, &gov.id.0).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store
+                .create_entitlement(&uncleared, entitlement_for(&gov, &offer))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store
+                .set_entitlement_status(
+                    &uncleared,
+                    &gov_entitlement.id,
+                    purser_core::commercial::EntitlementStatus::Cancelled
+                )
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(
+            store
+                .entitlement(&admin, &gov_entitlement.id)
+                .await
+                .expect("unchanged"),
+            gov_entitlement
+        );
+        assert_eq!(
+            store
+                .entitlement(&uncleared, &open_entitlement.id)
+                .await
+                .expect("visible"),
+            open_entitlement
+        );
+
+        let suspended = store
+            .set_entitlement_status(
+                &admin,
+                &open_entitlement.id,
+                purser_core::commercial::EntitlementStatus::Suspended,
+            )
+            .await
+            .expect("update");
+        assert_eq!(
+            store
+                .entitlement(&admin, &open_entitlement.id)
+                .await
+                .expect("read"),
+            suspended
+        );
+        let log = store
+            .audit_entries(
+                &admin,
+                &purser_store::AuditFilter {
+                    action: Some("entitlement.*".into()),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("log");
+        let actions: Vec<&str> = log.items.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "entitlement.update",
+                "entitlement.create",
+                "entitlement.create"
+            ]
+        );
+        let denied = store
+            .audit_entries(
+                &admin,
+                &purser_store::AuditFilter {
+                    actor: Some("user:sam".into()),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("log");
+        assert_eq!(denied.items.len(), 4, "every denied attempt is audited");
+    }
+);

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod commercial;
 pub mod identity;
 pub mod ops;
 
@@ -82,4 +83,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             identity::create_boundary
         ))
         .routes(routes!(ops::list_jobs))
+        .routes(routes!(commercial::list_offers, commercial::create_offer))
+        .routes(routes!(commercial::get_offer))
+        .routes(routes!(
+            commercial::list_entitlements,
+            commercial::create_entitlement
+        ))
+        .routes(routes!(
+            commercial::get_entitlement,
+            commercial::update_entitlement
+        ))
 }

@@ -140,6 +140,16 @@ struct ShowPage {
     a: AccountRow,
     can_write: bool,
     history: Vec<HistoryRow>,
+    entitlements: Vec<EntitlementRow>,
+}
+
+struct EntitlementRow {
+    offer: String,
+    start: String,
+    end: String,
+    status: &'static str,
+    /// `capacity: 360000 per month, overage 0.0125 USD above 100 (hourly)`, one per line.
+    commitments: Vec<String>,
 }
 
 struct HistoryRow {
@@ -184,11 +194,44 @@ pub async fn show(
     } else {
         Vec::new()
     };
+    let offers = state.store.offers().await?;
+    let entitlements = state
+        .store
+        .entitlements(&scope, &account_id)
+        .await?
+        .into_iter()
+        .map(|e| EntitlementRow {
+            offer: offers
+                .iter()
+                .find(|o| o.id == e.offer_id)
+                .map_or_else(|| e.offer_id.clone(), |o| o.name.clone()),
+            start: when(e.start),
+            end: when(e.end),
+            status: e.status.as_str(),
+            commitments: e
+                .commitments
+                .iter()
+                .map(|(dimension, c)| {
+                    let reporting = match c.overage.reporting {
+                        purser_core::commercial::OverageReporting::Hourly => "reported hourly",
+                        purser_core::commercial::OverageReporting::TrueUp => {
+                            "trued up at period end"
+                        }
+                    };
+                    format!(
+                        "{dimension}: {} per month; overage {} per unit above {} more, {reporting}",
+                        c.committed_per_period, c.overage.price_per_unit, c.overage.threshold
+                    )
+                })
+                .collect(),
+        })
+        .collect();
     Ok(render(&ShowPage {
         chrome: Chrome::for_caller(&caller, "/accounts"),
         a: AccountRow::new(account, &scope),
         can_write: caller.principal.can(Permission::WriteAccounts),
         history,
+        entitlements,
     }))
 }
 

@@ -190,6 +190,11 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
         .await
         .expect("text");
     assert!(name.contains("Zephyr Airlines"), "{name}");
+    let entitlements = text(&browser, Locator::Id("entitlements")).await;
+    assert!(
+        entitlements.contains("AWS private offer") && entitlements.contains("capacity_tib_hours"),
+        "{entitlements}"
+    );
 
     // The list never shows the us-gov accounts to them…
     browser
