@@ -315,6 +315,70 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     }
 }
 
+/// Failed sign-ins per username, counted in this process. After
+/// [`SignInThrottle::MAX_FAILURES`] within [`SignInThrottle::WINDOW`], the username is
+/// refused until the oldest failure ages out: it slows password guessing to a crawl
+/// without letting anyone lock a colleague out for long.
+#[derive(Debug, Default)]
+pub struct SignInThrottle {
+    failures: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    >,
+}
+
+impl SignInThrottle {
+    pub const MAX_FAILURES: usize = 5;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+    /// Past this many usernames, those without recent failures are forgotten.
+    const MAX_TRACKED: usize = 10_000;
+
+    /// `Err(wait)` when the username must wait before trying again.
+    pub fn check(&self, username: &str) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        let Ok(mut failures) = self.failures.lock() else {
+            return Ok(());
+        };
+        let Some(recent) = failures.get_mut(username) else {
+            return Ok(());
+        };
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
+        {
+            recent.pop_front();
+        }
+        match recent.front() {
+            Some(oldest) if recent.len() >= Self::MAX_FAILURES => {
+                Err(Self::WINDOW - now.duration_since(*oldest))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn record_failure(&self, username: &str) {
+        let now = std::time::Instant::now();
+        if let Ok(mut failures) = self.failures.lock() {
+            if failures.len() >= Self::MAX_TRACKED {
+                failures.retain(|_, times| {
+                    times
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
+                });
+            }
+            failures
+                .entry(username.to_owned())
+                .or_default()
+                .push_back(now);
+        }
+    }
+
+    pub fn clear(&self, username: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(username);
+        }
+    }
+}
+
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads: a
 /// hash takes tens of milliseconds by design.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {

@@ -12,6 +12,7 @@ pub struct AppState {
     pub store: Store,
     pub settings: Arc<HttpSettings>,
     pub metrics: Arc<Metrics>,
+    pub sign_in_throttle: Arc<crate::auth::SignInThrottle>,
 }
 
 /// The HTTP surface's settings, from Purser's configuration.
@@ -44,6 +45,7 @@ impl AppState {
             store,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
+            sign_in_throttle: Arc::default(),
         }
     }
 }

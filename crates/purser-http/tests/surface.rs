@@ -1046,3 +1046,103 @@ async fn withdrawing_a_clearance_closes_the_boundary_at_the_next_request() {
     );
     assert_eq!(details["after"]["clearances"], serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_sign_ins_are_throttled_per_username() {
+    let world = world(HttpSettings::default()).await;
+    let user = world
+        .store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == "viewer-uncleared")
+        .expect("user");
+    let hash = purser_http::auth::hash_password("the right password".into())
+        .await
+        .expect("hash");
+    let change =
+        NewUser::validate(&user.username, "", &["viewer".into()], &[], Some("US")).expect("valid");
+    world
+        .store
+        .update_user(
+            &Actor::new("system:test", None),
+            &user.id,
+            &change,
+            Some(hash),
+        )
+        .await
+        .expect("password");
+    let attempt = |password: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/signin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, "purser_signin_csrf=token")
+            .body(Body::from(format!(
+                "_csrf=token&username=viewer-uncleared&password={password}"
+            )))
+            .expect("request")
+    };
+    for _ in 0..purser_http::auth::SignInThrottle::MAX_FAILURES {
+        let response = send(&world.router, attempt("wrong-guess")).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "a failed sign-in shows the form again"
+        );
+        assert!(response.body.contains("do not match"));
+    }
+    // Now even the right password waits, and says for how long.
+    let response = send(&world.router, attempt("the%20right%20password")).await;
+    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        response.body.contains("Too many failed sign-ins"),
+        "{}",
+        response.body
+    );
+    let no_session = response
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .all(|v| !v.to_str().unwrap_or("").starts_with("purser_session="));
+    assert!(no_session, "no session is made");
+    // Another username is not affected.
+    let other = Request::builder()
+        .method(Method::POST)
+        .uri("/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, "purser_signin_csrf=token")
+        .body(Body::from(
+            "_csrf=token&username=finance-uncleared&password=whatever",
+        ))
+        .expect("request");
+    assert_eq!(send(&world.router, other).await.status, StatusCode::OK);
+    let log = world
+        .store
+        .audit_entries(
+            &AccountScope::system("test", &BoundaryRule::built_in()),
+            &purser_store::AuditFilter {
+                action: Some("session.sign_in_*".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("log");
+    let actions: Vec<&str> = log.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "session.sign_in_failed")
+            .count(),
+        6
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "session.sign_in_throttled")
+            .count(),
+        1
+    );
+}

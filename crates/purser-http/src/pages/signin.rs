@@ -114,6 +114,28 @@ async fn sign_in(
         .into_response());
     }
     let next = safe_next(form.next.as_deref());
+    let username = form.username.trim().to_lowercase();
+    if let Err(wait) = state.sign_in_throttle.check(&username) {
+        let _ = state
+            .store
+            .record(
+                Actor::new("anonymous", request_id)
+                    .draft("session.sign_in_throttled")
+                    .details(serde_json::json!({ "username": username })),
+            )
+            .await;
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let mut response = page(
+            &next,
+            &form.username,
+            Some(format!(
+                "Too many failed sign-ins for this username. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            )),
+        );
+        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        return Err(response);
+    }
     let credentials = state
         .store
         .user_credentials(&form.username)
@@ -125,14 +147,13 @@ async fn sign_in(
     };
     let verified = auth::verify_password(form.password.clone(), hash).await;
     let Some(user) = user.filter(|_| verified) else {
+        state.sign_in_throttle.record_failure(&username);
         let _ = state
             .store
             .record(
                 Actor::new("anonymous", request_id)
                     .draft("session.sign_in_failed")
-                    .details(
-                        serde_json::json!({ "username": form.username.trim().to_lowercase() }),
-                    ),
+                    .details(serde_json::json!({ "username": username })),
             )
             .await;
         return Err(page(
@@ -141,6 +162,7 @@ async fn sign_in(
             Some("That username and password do not match an active user.".into()),
         ));
     };
+    state.sign_in_throttle.clear(&username);
     let secret = auth::random_secret();
     let expires_at = jiff::Timestamp::now() + state.settings.session_ttl;
     state
