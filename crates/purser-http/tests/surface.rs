@@ -243,6 +243,25 @@ async fn world(settings: HttpSettings) -> World {
 }
 
 impl World {
+    /// The audit log's entries whose action matches (exact, or a prefix ending in `*`),
+    /// newest first, as Purser itself sees them.
+    async fn audit(&self, action: &str) -> purser_store::Page<purser_core::audit::AuditEntry> {
+        self.store
+            .audit_entries(
+                &AccountScope::system("test", &BoundaryRule::built_in()),
+                &purser_store::AuditFilter {
+                    action: Some(action.into()),
+                    ..Default::default()
+                },
+                &purser_store::PageRequest {
+                    after: None,
+                    limit: Some(500),
+                },
+            )
+            .await
+            .expect("the audit log")
+    }
+
     fn path(&self, route: &RouteInfo, account: &Account) -> String {
         route
             .path
@@ -1026,18 +1045,7 @@ async fn withdrawing_a_clearance_closes_the_boundary_at_the_next_request() {
         response.body
     );
 
-    let log = world
-        .store
-        .audit_entries(
-            &AccountScope::system("test", &BoundaryRule::built_in()),
-            &purser_store::AuditFilter {
-                action: Some("user.update".into()),
-                ..Default::default()
-            },
-            &Default::default(),
-        )
-        .await
-        .expect("log");
+    let log = world.audit("user.update").await;
     assert_eq!(log.items.len(), 1, "one change was made");
     let details: serde_json::Value = serde_json::from_str(&log.items[0].details).expect("JSON");
     assert_eq!(
@@ -1118,18 +1126,7 @@ async fn repeated_failed_sign_ins_are_throttled_per_username() {
         ))
         .expect("request");
     assert_eq!(send(&world.router, other).await.status, StatusCode::OK);
-    let log = world
-        .store
-        .audit_entries(
-            &AccountScope::system("test", &BoundaryRule::built_in()),
-            &purser_store::AuditFilter {
-                action: Some("session.sign_in_*".into()),
-                ..Default::default()
-            },
-            &Default::default(),
-        )
-        .await
-        .expect("log");
+    let log = world.audit("session.sign_in_*").await;
     let actions: Vec<&str> = log.items.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions

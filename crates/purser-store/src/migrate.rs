@@ -16,7 +16,8 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Both dialects of a version live side by side so they
-/// cannot drift apart in numbering.
+/// cannot drift apart in numbering; a migration written in the subset both dialects
+/// share lives once, in `migrations/common`.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -27,8 +28,9 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         name: "offers_entitlements",
-        sqlite: include_str!("../migrations/sqlite/0002_offers_entitlements.sql"),
-        postgres: include_str!("../migrations/postgres/0002_offers_entitlements.sql"),
+        // Written in the subset both dialects share.
+        sqlite: include_str!("../migrations/common/0002_offers_entitlements.sql"),
+        postgres: include_str!("../migrations/common/0002_offers_entitlements.sql"),
     },
 ];
 

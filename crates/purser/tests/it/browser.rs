@@ -79,13 +79,7 @@ async fn sign_in(browser: &Client, base: &str, username: &str, password: &str) {
         .expect("sign-in page");
     type_into(browser, "username", username).await;
     type_into(browser, "password", password).await;
-    browser
-        .find(Locator::Id("signin-submit"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click(browser, "signin-submit").await;
     browser
         .wait()
         .for_element(Locator::Id("signed-in-as"))
@@ -101,6 +95,28 @@ async fn type_into(browser: &Client, id: &str, text: &str) {
         .send_keys(text)
         .await
         .unwrap_or_else(|e| panic!("typing into {id}: {e}"));
+}
+
+async fn click(browser: &Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("button {id}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
+}
+
+/// Waits for the element to appear, then reads its text.
+async fn wait_text(browser: &Client, locator: Locator<'_>) -> String {
+    browser
+        .wait()
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {locator:?}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("text of {locator:?}: {e}"))
 }
 
 async fn text(browser: &Client, locator: Locator<'_>) -> String {
@@ -138,21 +154,8 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
     browser.goto(&format!("{base}/signin")).await.expect("page");
     type_into(&browser, "username", "support").await;
     type_into(&browser, "password", "not the password").await;
-    browser
-        .find(Locator::Id("signin-submit"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
-    let message = browser
-        .wait()
-        .for_element(Locator::Id("signin-message"))
-        .await
-        .expect("message")
-        .text()
-        .await
-        .expect("text");
+    click(&browser, "signin-submit").await;
+    let message = wait_text(&browser, Locator::Id("signin-message")).await;
     assert!(message.contains("do not match"), "{message}");
 
     // An uncleared support engineer signs in and finds a commercial account.
@@ -166,13 +169,7 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
             .starts_with("/accounts")
     );
     type_into(&browser, "q", "zephyr").await;
-    browser
-        .find(Locator::Id("search"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click(&browser, "search").await;
     browser
         .wait()
         .for_element(Locator::LinkText("Zephyr Airlines"))
@@ -181,14 +178,7 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
         .click()
         .await
         .expect("open");
-    let name = browser
-        .wait()
-        .for_element(Locator::Id("account-name"))
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
+    let name = wait_text(&browser, Locator::Id("account-name")).await;
     assert!(name.contains("Zephyr Airlines"), "{name}");
     let entitlements = text(&browser, Locator::Id("entitlements")).await;
     assert!(
@@ -304,21 +294,8 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
     type_into(&browser, "name", "Kestrel Storage").await;
     type_into(&browser, "external_id", "Kestrel Storage").await;
     type_into(&browser, "region", "us-central1").await;
-    browser
-        .find(Locator::Id("save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("click");
-    let errors = browser
-        .wait()
-        .for_element(Locator::Css(".errors"))
-        .await
-        .expect("errors")
-        .text()
-        .await
-        .expect("text");
+    click(&browser, "save").await;
+    let errors = wait_text(&browser, Locator::Css(".errors")).await;
     assert!(errors.contains("external_id"), "{errors}");
     assert!(errors.contains("marketplace_account_id"), "{errors}");
 
@@ -329,21 +306,8 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
     external.clear().await.expect("clear");
     external.send_keys("kestrel-storage").await.expect("type");
     type_into(&browser, "marketplace_account_id", "E-1234-5678-9ABC").await;
-    browser
-        .find(Locator::Id("save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("click");
-    let heading = browser
-        .wait()
-        .for_element(Locator::Id("account-name"))
-        .await
-        .expect("account page")
-        .text()
-        .await
-        .expect("text");
+    click(&browser, "save").await;
+    let heading = wait_text(&browser, Locator::Id("account-name")).await;
     assert!(heading.contains("Kestrel Storage"), "{heading}");
     browser.close().await.expect("close");
     assert!(server.stop().await);
