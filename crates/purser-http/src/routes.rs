@@ -91,8 +91,30 @@ pub fn build(state: AppState) -> (Router, Vec<RouteInfo>, OpenApi) {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_unusable_request_id))
         .with_state(state);
     (router, table, openapi)
+}
+
+/// A caller's own request id is kept, so their logs and ours line up, but only when it
+/// is a plausible id: it lands in logs and the audit log, so it may not be a vehicle
+/// for megabytes or control characters. Otherwise Purser makes its own.
+async fn drop_unusable_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let usable = request.headers().get(crate::REQUEST_ID_HEADER).map(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if usable == Some(false) {
+        request.headers_mut().remove(crate::REQUEST_ID_HEADER);
+    }
+    next.run(request).await
 }
 
 fn api_table(openapi: &OpenApi) -> Vec<RouteInfo> {

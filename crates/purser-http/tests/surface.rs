@@ -1143,3 +1143,39 @@ async fn repeated_failed_sign_ins_are_throttled_per_username() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_s_request_id_is_kept_only_when_plausible() {
+    let world = world(HttpSettings::default()).await;
+    let with_id = |id: &str| {
+        Request::builder()
+            .uri("/healthz")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let response = send(&world.router, with_id("trace-1234_abc.def:9")).await;
+    assert_eq!(response.headers["x-request-id"], "trace-1234_abc.def:9");
+    for unusable in ["a b".to_owned(), "x".repeat(500), "line\tbreak".to_owned()] {
+        let response = send(&world.router, with_id(&unusable)).await;
+        let id = response.headers["x-request-id"]
+            .to_str()
+            .expect("text")
+            .to_owned();
+        assert_ne!(id, unusable);
+        assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+    }
+    let response = send(
+        &world.router,
+        Request::builder()
+            .uri("/healthz")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        response.headers["x-request-id"].len(),
+        36,
+        "one is made when none is given"
+    );
+}
