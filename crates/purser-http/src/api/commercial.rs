@@ -227,9 +227,15 @@ pub async fn update_entitlement(
     ApiJson(change): ApiJson<EntitlementChange>,
 ) -> Result<axum::Json<EntitlementView>, ApiError> {
     caller.require(&state, Permission::ManageCommercial).await?;
+    let scope = caller.scope(&state).await?;
+    // Visibility first: an entitlement the caller may not see is not found, whatever was sent.
+    state
+        .store
+        .entitlement(&scope, &entitlement_id)
+        .await
+        .map_err(or_not_found("entitlement"))?;
     let status = EntitlementStatus::parse(&change.status)
         .map_err(|reason| ApiError::field("status", reason))?;
-    let scope = caller.scope(&state).await?;
     let entitlement = state
         .store
         .set_entitlement_status(&scope, &entitlement_id, status)

@@ -4,6 +4,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use purser_core::account::{Account, AccountDraft, AccountStatus, Marketplace, Owners};
+use purser_core::commercial::{CommitmentDraft, EntitlementDraft, EntitlementStatus};
 use purser_core::{AccountScope, FieldError, Permission};
 use purser_store::{AuditFilter, PageRequest, StoreError};
 use serde::Deserialize;
@@ -139,16 +140,23 @@ struct ShowPage {
     chrome: Chrome,
     a: AccountRow,
     can_write: bool,
+    can_sell: bool,
     history: Vec<HistoryRow>,
     entitlements: Vec<EntitlementRow>,
+    offer_choices: Vec<SelectOption>,
+    form_statuses: Vec<SelectOption>,
+    form: EntitlementForm,
+    errors: Vec<FieldError>,
 }
 
 struct EntitlementRow {
+    id: String,
     offer: String,
     start: String,
     end: String,
     status: &'static str,
-    /// `capacity: 360000 per month, overage 0.0125 USD above 100 (hourly)`, one per line.
+    status_options: Vec<SelectOption>,
+    /// `capacity: 360000 per month; overage 0.0125 USD per unit above 100 more, reported hourly`.
     commitments: Vec<String>,
 }
 
@@ -158,21 +166,96 @@ struct HistoryRow {
     action: String,
 }
 
+const ENTITLEMENT_STATUSES: [EntitlementStatus; 5] = [
+    EntitlementStatus::Pending,
+    EntitlementStatus::Active,
+    EntitlementStatus::Suspended,
+    EntitlementStatus::Cancelled,
+    EntitlementStatus::Expired,
+];
+
+/// The entitlement form's fields: one commitment, the common case for private offers.
+#[derive(Debug, Default, Deserialize)]
+pub struct EntitlementForm {
+    #[serde(default)]
+    offer_id: String,
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    dimension: String,
+    #[serde(default)]
+    committed_per_period: String,
+    #[serde(default)]
+    overage_threshold: String,
+    #[serde(default)]
+    overage_price: String,
+    #[serde(default)]
+    overage_reporting: String,
+    /// Derived for the template.
+    #[serde(skip)]
+    true_up: bool,
+}
+
+impl EntitlementForm {
+    fn draft(&self) -> EntitlementDraft {
+        let mut commitments = std::collections::BTreeMap::new();
+        if !self.dimension.trim().is_empty() {
+            commitments.insert(
+                self.dimension.trim().to_owned(),
+                CommitmentDraft {
+                    committed_per_period: self.committed_per_period.clone(),
+                    overage_threshold: Some(self.overage_threshold.clone())
+                        .filter(|t| !t.trim().is_empty()),
+                    overage_price: self.overage_price.clone(),
+                    overage_reporting: Some(self.overage_reporting.clone())
+                        .filter(|r| !r.is_empty()),
+                },
+            );
+        }
+        EntitlementDraft {
+            offer_id: self.offer_id.clone(),
+            start: self.start.clone(),
+            end: self.end.clone(),
+            status: Some(self.status.clone()).filter(|s| !s.is_empty()),
+            commitments,
+        }
+    }
+}
+
 pub async fn show(
     State(state): State<AppState>,
     caller: PageCaller,
     Path(account_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, Permission::ReadAccounts).await?;
-    let scope = caller.scope(&state).await?;
+    let form = EntitlementForm {
+        status: "active".into(),
+        ..EntitlementForm::default()
+    };
+    account_page(&state, &caller, &account_id, form, vec![]).await
+}
+
+/// The account's page; `form` and `errors` refill the entitlement form after a refusal.
+async fn account_page(
+    state: &AppState,
+    caller: &PageCaller,
+    account_id: &str,
+    mut form: EntitlementForm,
+    errors: Vec<FieldError>,
+) -> Result<Response, ApiError> {
+    caller.require(state, Permission::ReadAccounts).await?;
+    let scope = caller.scope(state).await?;
     let account = state
         .store
-        .account(&scope, &account_id)
+        .account(&scope, account_id)
         .await
         .map_err(not_found)?;
     let history = if caller.principal.can(Permission::ReadAudit) {
         let filter = AuditFilter {
-            account_id: Some(account_id.clone()),
+            account_id: Some(account_id.to_owned()),
             ..AuditFilter::default()
         };
         let page = PageRequest {
@@ -195,12 +278,14 @@ pub async fn show(
         Vec::new()
     };
     let offers = state.store.offers().await?;
+    let statuses = || ENTITLEMENT_STATUSES.map(EntitlementStatus::as_str);
     let entitlements = state
         .store
-        .entitlements(&scope, &account_id)
+        .entitlements(&scope, account_id)
         .await?
         .into_iter()
         .map(|e| EntitlementRow {
+            id: e.id.clone(),
             offer: offers
                 .iter()
                 .find(|o| o.id == e.offer_id)
@@ -208,30 +293,187 @@ pub async fn show(
             start: when(e.start),
             end: when(e.end),
             status: e.status.as_str(),
+            status_options: options(statuses(), e.status.as_str()),
             commitments: e
                 .commitments
                 .iter()
-                .map(|(dimension, c)| {
-                    let reporting = match c.overage.reporting {
-                        purser_core::commercial::OverageReporting::Hourly => "reported hourly",
-                        purser_core::commercial::OverageReporting::TrueUp => {
-                            "trued up at period end"
-                        }
-                    };
-                    format!(
-                        "{dimension}: {} per month; overage {} per unit above {} more, {reporting}",
-                        c.committed_per_period, c.overage.price_per_unit, c.overage.threshold
-                    )
-                })
+                .map(|(dimension, c)| describe_commitment(dimension, c))
                 .collect(),
         })
         .collect();
-    Ok(render(&ShowPage {
-        chrome: Chrome::for_caller(&caller, "/accounts"),
+    let offer_choices = offers
+        .iter()
+        .map(|o| SelectOption {
+            value: o.id.clone(),
+            label: o.name.clone(),
+            selected: o.id == form.offer_id,
+        })
+        .collect();
+    form.true_up = form.overage_reporting == "true_up";
+    let status = if errors.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let mut response = render(&ShowPage {
+        chrome: Chrome::for_caller(caller, "/accounts"),
         a: AccountRow::new(account, &scope),
         can_write: caller.principal.can(Permission::WriteAccounts),
+        can_sell: caller.principal.can(Permission::ManageCommercial),
         history,
         entitlements,
+        offer_choices,
+        form_statuses: options(statuses(), &form.status),
+        form,
+        errors,
+    });
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+fn describe_commitment(
+    dimension: &purser_core::commercial::DimensionKey,
+    c: &purser_core::commercial::Commitment,
+) -> String {
+    let reporting = match c.overage.reporting {
+        purser_core::commercial::OverageReporting::Hourly => "reported hourly",
+        purser_core::commercial::OverageReporting::TrueUp => "trued up at period end",
+    };
+    format!(
+        "{dimension}: {} per month; overage {} per unit above {} more, {reporting}",
+        c.committed_per_period, c.overage.price_per_unit, c.overage.threshold
+    )
+}
+
+/// Records an entitlement from the account page's form.
+pub async fn create_entitlement(
+    State(state): State<AppState>,
+    Path(account_id): Path<String>,
+    CsrfForm { caller, form }: CsrfForm<EntitlementForm>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ManageCommercial).await?;
+    let scope = caller.scope(&state).await?;
+    state
+        .store
+        .account(&scope, &account_id)
+        .await
+        .map_err(not_found)?;
+    let result = match state.store.offer(&form.offer_id).await {
+        Ok(offer) => match form.draft().validate(
+            uuid::Uuid::now_v7().to_string(),
+            account_id.clone(),
+            &offer,
+        ) {
+            Ok(entitlement) => state
+                .store
+                .create_entitlement(&scope, entitlement)
+                .await
+                .map(drop),
+            Err(errors) => Err(StoreError::Invalid(errors)),
+        },
+        Err(StoreError::NotFound) => Err(StoreError::Invalid(
+            purser_core::ValidationErrors::single("offer_id", "choose one of the offers"),
+        )),
+        Err(other) => Err(other),
+    };
+    match result {
+        Ok(()) => Ok(see_other(&format!("/accounts/{account_id}"))),
+        Err(error) => {
+            let errors = form_errors(error)?;
+            account_page(&state, &caller, &account_id, form, errors).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusForm {
+    #[serde(default)]
+    status: String,
+}
+
+/// Changes an entitlement's status from the account page.
+pub async fn set_entitlement_status(
+    State(state): State<AppState>,
+    Path(entitlement_id): Path<String>,
+    CsrfForm { caller, form }: CsrfForm<StatusForm>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ManageCommercial).await?;
+    let scope = caller.scope(&state).await?;
+    // Visibility first: an entitlement the caller may not see is not found, whatever was sent.
+    state
+        .store
+        .entitlement(&scope, &entitlement_id)
+        .await
+        .map_err(crate::error::or_not_found("entitlement"))?;
+    let status = EntitlementStatus::parse(&form.status)
+        .map_err(|reason| ApiError::field("status", reason))?;
+    let entitlement = state
+        .store
+        .set_entitlement_status(&scope, &entitlement_id, status)
+        .await
+        .map_err(crate::error::or_not_found("entitlement"))?;
+    Ok(see_other(&format!("/accounts/{}", entitlement.account_id)))
+}
+
+#[derive(Template)]
+#[template(path = "offers.html")]
+struct OffersPage {
+    chrome: Chrome,
+    offers: Vec<OfferRow>,
+}
+
+struct OfferRow {
+    id: String,
+    name: String,
+    kind: &'static str,
+    marketplace: &'static str,
+    currency: String,
+    dimensions: Vec<String>,
+    pricing: String,
+}
+
+pub async fn offers(
+    State(state): State<AppState>,
+    caller: PageCaller,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ReadAccounts).await?;
+    let offers = state
+        .store
+        .offers()
+        .await?
+        .into_iter()
+        .map(|o| OfferRow {
+            dimensions: o
+                .dimensions
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} ({}, \"{}\" at the marketplace)",
+                        d.key, d.unit, d.marketplace_name
+                    )
+                })
+                .collect(),
+            pricing: match &o.pricing {
+                purser_core::commercial::Pricing::PerDimension => "per dimension".to_owned(),
+                purser_core::commercial::Pricing::Units { unit, multipliers } => format!(
+                    "{unit} = {}",
+                    multipliers
+                        .iter()
+                        .map(|(d, m)| format!("{m} × {d}"))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+            },
+            id: o.id,
+            name: o.name,
+            kind: o.kind.as_str(),
+            marketplace: o.marketplace.as_str(),
+            currency: o.currency.as_str().to_owned(),
+        })
+        .collect();
+    Ok(render(&OffersPage {
+        chrome: Chrome::for_caller(&caller, "/offers"),
+        offers,
     }))
 }
 

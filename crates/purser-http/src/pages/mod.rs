@@ -66,8 +66,9 @@ impl Chrome {
 }
 
 fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
-    let links: [(&'static str, &'static str, Option<Permission>); 6] = [
+    let links: [(&'static str, &'static str, Option<Permission>); 7] = [
         ("/accounts", "Accounts", Some(Permission::ReadAccounts)),
+        ("/offers", "Offers", Some(Permission::ReadAccounts)),
         ("/audit", "Audit log", Some(Permission::ReadAudit)),
         ("/users", "Users", Some(Permission::ManageUsers)),
         ("/jobs", "Jobs", Some(Permission::ReadJobs)),
@@ -227,6 +228,24 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             Access::Session,
             post(accounts::update),
         )
+        .add(
+            Method::GET,
+            "/offers",
+            Access::Session,
+            get(accounts::offers),
+        )
+        .add(
+            Method::POST,
+            "/accounts/{account_id}/entitlements",
+            Access::Session,
+            post(accounts::create_entitlement),
+        )
+        .add(
+            Method::POST,
+            "/entitlements/{entitlement_id}/status",
+            Access::Session,
+            post(accounts::set_entitlement_status),
+        )
         .add(Method::GET, "/users", Access::Session, get(admin::users))
         .add(
             Method::POST,
@@ -312,6 +331,7 @@ pub struct NoFields {}
 /// One `<option>` of a `<select>`.
 pub struct SelectOption {
     pub value: String,
+    pub label: String,
     pub selected: bool,
 }
 
@@ -325,6 +345,7 @@ pub(crate) fn options<S: AsRef<str>>(
         .map(|v| SelectOption {
             selected: v.as_ref() == selected,
             value: v.as_ref().to_owned(),
+            label: v.as_ref().to_owned(),
         })
         .collect()
 }

@@ -312,3 +312,83 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
     browser.close().await.expect("close");
     assert!(server.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_records_an_entitlement_from_the_account_page() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+    let browser = driver.browser(profiles.path()).await;
+    sign_in(&browser, &base, "finance", "finance-demo-pass").await;
+
+    browser
+        .goto(&format!("{base}/offers"))
+        .await
+        .expect("offers");
+    let offers = text(&browser, Locator::Id("offers")).await;
+    assert!(
+        offers.contains("SaaS public offer") && offers.contains("storage_units = "),
+        "{offers}"
+    );
+
+    // Driftwood Games churned: it has no entitlement yet.
+    browser
+        .goto(&format!("{base}/accounts?q=driftwood"))
+        .await
+        .expect("page");
+    browser
+        .wait()
+        .for_element(Locator::LinkText("Driftwood Games"))
+        .await
+        .expect("found")
+        .click()
+        .await
+        .expect("open");
+    let before = wait_text(&browser, Locator::Id("entitlements")).await;
+    assert!(before.contains("No entitlement recorded"), "{before}");
+
+    browser
+        .find(Locator::Css("details > summary"))
+        .await
+        .expect("summary")
+        .click()
+        .await
+        .expect("open form");
+    type_into(&browser, "start", "2027-01-01T00:00:00Z").await;
+    type_into(&browser, "end", "next year").await;
+    type_into(&browser, "dimension", "capacity_tib_hours").await;
+    type_into(&browser, "committed_per_period", "250000").await;
+    type_into(&browser, "overage_price", "0.011").await;
+    click(&browser, "record-entitlement").await;
+    let errors = wait_text(&browser, Locator::Css(".errors")).await;
+    assert!(
+        errors.contains("end") && errors.contains("RFC 3339"),
+        "{errors}"
+    );
+
+    let end = browser.find(Locator::Id("end")).await.expect("field");
+    end.clear().await.expect("clear");
+    end.send_keys("2028-01-01T00:00:00Z").await.expect("type");
+    click(&browser, "record-entitlement").await;
+    browser
+        .wait()
+        .for_element(Locator::Id("account-name"))
+        .await
+        .expect("back on the account");
+    let after = text(&browser, Locator::Id("entitlements")).await;
+    assert!(
+        after.contains("capacity_tib_hours: 250000 per month") && after.contains("0.011 USD"),
+        "{after}"
+    );
+    browser.close().await.expect("close");
+    assert!(server.stop().await);
+}
