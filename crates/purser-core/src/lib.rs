@@ -11,7 +11,9 @@
 pub mod account;
 pub mod audit;
 pub mod boundary;
+pub mod chain;
 pub mod commercial;
+pub mod evidence;
 pub mod identity;
 pub mod money;
 pub mod scope;
