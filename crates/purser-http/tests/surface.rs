@@ -1,6 +1,9 @@
 //! The HTTP surface as a whole: the route × role × boundary walk, and the table of bad
 //! input. Both run in-process against the real router and a real SQLite store.
 
+// Tests and their helpers fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 
 use axum::Router;

@@ -1,5 +1,8 @@
 //! The storage suite: every test runs against SQLite and PostgreSQL alike.
 
+// Tests and their helpers fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use jiff::{SignedDuration, Timestamp};
 use purser_core::account::{AccountDraft, Owners};
 use purser_core::audit::{Actor, ChainBreak};

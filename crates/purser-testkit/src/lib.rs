@@ -6,6 +6,9 @@
 //! `TEST_DATABASE_URL`, by default `postgres://postgres@127.0.0.1:5432/test`; when it
 //! does not answer, the test fails and says how to point it elsewhere. It never skips.
 
+// Test support: failing loudly is its job.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

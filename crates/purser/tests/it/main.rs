@@ -2,6 +2,9 @@
 //! real browser. Unit and storage tests live beside their crates; this binary holds
 //! what needs whole processes.
 
+// Tests and their helpers fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod browser;
 mod processes;
 mod support;
