@@ -19,14 +19,14 @@ pub use config::{Config, FlagOverrides};
 pub enum AppError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] purser_store::StoreError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),

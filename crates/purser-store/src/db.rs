@@ -214,8 +214,9 @@ impl Db {
         // Fail now, with the reason, rather than on the first request.
         let client = pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!(
-                "cannot connect to PostgreSQL at {}: {e}",
-                redact_url(url)
+                "cannot connect to PostgreSQL at {}: {}",
+                redact_url(url),
+                error_chain(&e)
             ))
         })?;
         drop(client);
@@ -576,7 +577,22 @@ fn pg_error(error: tokio_postgres::Error) -> StoreError {
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no PostgreSQL connection: {error}"))
+    StoreError::Unavailable(format!("no PostgreSQL connection: {}", error_chain(&error)))
+}
+
+/// An error and its causes, `outer: inner: innermost`, without repeating a cause that
+/// the outer message already spells out.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The URL with any password replaced, for messages and `purser config`.

@@ -129,7 +129,11 @@ async fn one_server_per_sqlite_file_and_read_only_commands_beside_it() {
     )
     .await;
     assert!(!ok, "a second server on one SQLite file is refused");
-    assert!(stderr.contains("SQLite allows one writer"), "{stderr}");
+    assert_eq!(
+        stderr.matches("SQLite allows one writer").count(),
+        1,
+        "said once: {stderr}"
+    );
     assert!(
         stderr.contains(&server.pid().to_string()),
         "names the holder: {stderr}"
