@@ -229,6 +229,29 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// Its name as stored with a batch.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framing::Single => "single",
+            Framing::Batch => "batch",
+            Framing::Ndjson => "ndjson",
+            Framing::Json => "json",
+        }
+    }
+
+    /// Reads a name written by [`Framing::as_str`].
+    pub fn parse(value: &str) -> Result<Framing, String> {
+        [
+            Framing::Single,
+            Framing::Batch,
+            Framing::Ndjson,
+            Framing::Json,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == value)
+        .ok_or_else(|| format!("`{value}` is not a framing (single, batch, ndjson, json)"))
+    }
+
     /// The framing a `Content-Type` header announces; `None` for a media type Purser
     /// does not read, or a charset other than UTF-8. Case and parameters are ignored.
     pub fn from_content_type(content_type: &str) -> Option<Framing> {
@@ -264,6 +287,16 @@ pub struct EventRejection {
     pub field: Option<String>,
     /// Why, in a sentence the producer can act on.
     pub reason: String,
+}
+
+impl EventRejection {
+    pub fn new(index: usize, field: Option<&str>, reason: impl Into<String>) -> EventRejection {
+        EventRejection {
+            index,
+            field: field.map(str::to_owned),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// What a body held: its valid events with their index, and every problem found in

@@ -1,6 +1,6 @@
 //! Metering evidence: what each closed hour was computed from and what it came to.
 //!
-//! When an hour closes, its record holds the digest of its exact input (the set of
+//! When an account's hour closes, its record holds the digest of its exact input (the set of
 //! events behind it) and of its result (quantities and rating), and is chained like
 //! the audit log (see [`crate::chain`]): finance and auditors can trace any billed
 //! quantity back to its events, and a closed hour cannot change without verification
@@ -33,16 +33,14 @@ pub fn input_digest<K: AsRef<[u8]>>(keys: impl IntoIterator<Item = K>) -> (Strin
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourEvidenceDraft {
     pub account_id: String,
-    pub meter: String,
-    /// The group-by value, when the meter groups.
-    pub group: Option<String>,
     /// The start of the hour (UTC).
     pub hour: Timestamp,
     /// [`input_digest`] of the events aggregated into the hour.
     pub input_digest: String,
     pub n_events: u64,
-    /// The result as canonical JSON text (sorted keys, decimals as strings): the
-    /// aggregate, the dimension quantity, and the rating.
+    /// The result as canonical JSON text (decimals as strings): every meter's
+    /// aggregate, the dimension quantities, late adjustments and the rating
+    /// (see [`crate::closing::AccountHour`]).
     pub result: String,
 }
 
@@ -52,8 +50,6 @@ pub struct HourEvidence {
     pub seq: i64,
     pub closed_at: Timestamp,
     pub account_id: String,
-    pub meter: String,
-    pub group: Option<String>,
     pub hour: Timestamp,
     pub input_digest: String,
     pub n_events: u64,
@@ -72,8 +68,6 @@ impl HourEvidence {
             closed_at,
             result_digest: hex::encode(Sha256::digest(draft.result.as_bytes())),
             account_id: draft.account_id,
-            meter: draft.meter,
-            group: draft.group,
             hour: draft.hour,
             input_digest: draft.input_digest,
             n_events: draft.n_events,
@@ -105,8 +99,6 @@ impl Chained for HourEvidence {
             .int(seq)
             .int(self.closed_at.as_microsecond())
             .text(&self.account_id)
-            .text(&self.meter)
-            .optional(self.group.as_deref())
             .int(self.hour.as_microsecond())
             .text(&self.input_digest)
             .int(self.n_events as i64)
@@ -146,8 +138,6 @@ mod tests {
                 let (digest, n) = input_digest([format!("event-{i}")]);
                 let draft = HourEvidenceDraft {
                     account_id: "acct-1".into(),
-                    meter: "capacity".into(),
-                    group: None,
                     hour: ts("2026-11-16T00:00:00Z") + jiff::SignedDuration::from_hours(i),
                     input_digest: digest,
                     n_events: n,

@@ -12,6 +12,7 @@ pub mod account;
 pub mod audit;
 pub mod boundary;
 pub mod chain;
+pub mod closing;
 pub mod commercial;
 pub mod events;
 pub mod evidence;

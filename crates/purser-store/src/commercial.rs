@@ -47,11 +47,13 @@ fn offer_from_row(row: &Row) -> Result<Offer, StoreError> {
     })
 }
 
-const ENTITLEMENT_COLUMNS: &str =
+pub(crate) const ENTITLEMENT_COLUMNS: &str =
     "e.id, e.account_id, e.offer_id, e.start_at, e.end_at, e.status, e.commitments, a.boundary";
 
 /// An entitlement and the boundary of its account, for the scope check.
-fn entitlement_from_row(row: &Row) -> Result<(Entitlement, purser_core::BoundaryName), StoreError> {
+pub(crate) fn entitlement_from_row(
+    row: &Row,
+) -> Result<(Entitlement, purser_core::BoundaryName), StoreError> {
     let commitments: BTreeMap<DimensionKey, Commitment> =
         serde_json::from_str(&row.text(6)?).map_err(|e| corrupt("entitlements.commitments", e))?;
     Ok((

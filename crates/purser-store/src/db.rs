@@ -1,5 +1,5 @@
 //! The two database backends behind one small interface: statements with `$N`
-//! placeholders, three value kinds (null, integer, text), and transactions.
+//! placeholders, four value kinds (null, integer, text, bytes), and transactions.
 //!
 //! Purser's storage logic is written once against [`Handle`]; only the few statements
 //! whose dialects differ ask [`Db::dialect`]. SQLite runs on the calling task: its
@@ -31,6 +31,8 @@ pub enum Value {
     Null,
     Int(i64),
     Text(String),
+    /// SQLite `BLOB`, PostgreSQL `BYTEA`.
+    Bytes(Vec<u8>),
 }
 
 impl From<i64> for Value {
@@ -53,6 +55,11 @@ impl From<&String> for Value {
         Value::Text(v.clone())
     }
 }
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
@@ -66,6 +73,7 @@ impl rusqlite::ToSql for Value {
             Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
         })
     }
 }
@@ -80,11 +88,14 @@ impl ToSql for Value {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(v) => v.to_sql(ty, out),
             Value::Text(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
         }
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty)
+            || <String as ToSql>::accepts(ty)
+            || <Vec<u8> as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();
@@ -116,6 +127,15 @@ impl Row {
             Some(Value::Text(v)) => Ok(v.clone()),
             other => Err(StoreError::Corrupt(format!(
                 "column {index}: expected text, found {other:?}"
+            ))),
+        }
+    }
+
+    pub fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError> {
+        match self.0.get(index) {
+            Some(Value::Bytes(v)) => Ok(v.clone()),
+            other => Err(StoreError::Corrupt(format!(
+                "column {index}: expected bytes, found {other:?}"
             ))),
         }
     }
@@ -505,6 +525,7 @@ fn sqlite_query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Ro
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(v) => Value::Int(v),
                 ValueRef::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
+                ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
                 other => {
                     return Err(StoreError::Corrupt(format!(
                         "column {index} holds an unexpected {:?}",
@@ -527,6 +548,9 @@ fn pg_row(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
         } else if *ty == Type::INT4 {
             row.try_get::<_, Option<i32>>(index)
                 .map(|v| Value::from(v.map(i64::from)))
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(index)
+                .map(|v| v.map_or(Value::Null, Value::Bytes))
         } else if *ty == Type::BOOL {
             row.try_get::<_, Option<bool>>(index)
                 .map(|v| Value::from(v.map(i64::from)))

@@ -17,6 +17,7 @@ pub mod commercial;
 pub mod db;
 pub mod identity;
 pub mod jobs;
+pub mod metering;
 pub mod migrate;
 
 use std::path::{Path, PathBuf};
@@ -107,6 +108,8 @@ fn locked_message(path: &Path, holder_pid: Option<u32>) -> String {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// This process's deduplication key sets (see [`metering`]).
+    dedup: metering::SharedDedup,
 }
 
 impl Store {
@@ -129,7 +132,10 @@ impl Store {
             }
             Location::Postgres(url) => Db::open_postgres(url, 16).await?,
         };
-        let store = Store { db };
+        let store = Store {
+            db,
+            dedup: metering::SharedDedup::default(),
+        };
         match mode {
             OpenMode::Write => {
                 migrate::migrate(&store.db).await?;

@@ -32,6 +32,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0002_offers_entitlements.sql"),
         postgres: include_str!("../migrations/common/0002_offers_entitlements.sql"),
     },
+    Migration {
+        version: 3,
+        name: "metering",
+        sqlite: include_str!("../migrations/sqlite/0003_metering.sql"),
+        postgres: include_str!("../migrations/postgres/0003_metering.sql"),
+    },
 ];
 
 pub fn latest_version() -> i64 {

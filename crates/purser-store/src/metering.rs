@@ -1,0 +1,1978 @@
+//! Metering in storage: meters, ingest, the quarantine, closing hours with their
+//! evidence, verification and usage queries.
+//!
+//! What is kept, and why:
+//! - `ingest_batches`: the exact bytes of every batch that changed something,
+//!   compressed, with their SHA-256. This is the ground truth `purser verify` goes
+//!   back to; nothing derived from it is trusted without being recomputable from it.
+//! - `usage_slices`: per batch × event hour × booked hour, the sorted keys of the
+//!   accepted events (deduplication) and what each contributes to each meter
+//!   (closing). One compact row per slice instead of one row per event keeps writes
+//!   large and few.
+//! - `usage_quarantine`: events for an unknown account or meter, one row each.
+//! - `closed_hours`, `meter_hours`, `dimension_hours`, `hour_evidence`: what closing
+//!   concluded, the last chained.
+//!
+//! Concurrency: every ingest and every closing locks the one `metering_head` row, so
+//! across processes sharing PostgreSQL the dedup decision and the open/closed state
+//! of hours are taken one batch at a time. Each process keeps the dedup key sets of
+//! recent hours in memory and, under that lock, reads the slices other processes
+//! wrote since it last looked (slice ids grow in commit order under the lock).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use purser_core::audit::Actor;
+use purser_core::chain::{Checkpoint, verify_chain};
+use purser_core::closing::{
+    AccountHour, AccountHourInput, CarryOut, Contribution, LateHour, close_account_hour,
+    hour_input_digest,
+};
+use purser_core::commercial::{DimensionKey, Entitlement, Offer};
+use purser_core::events::{EventKey, EventRejection, Framing, UsageEvent, parse_batch};
+use purser_core::evidence::{HourEvidence, HourEvidenceDraft};
+use purser_core::meter::{Meter, MeterDraft, Sample};
+use purser_core::{AccountScope, BoundaryName};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::audit::append;
+use crate::db::{Handle, Row, Value};
+use crate::{Store, StoreError, from_micros, placeholders};
+
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// How many hours' dedup key sets a process keeps in memory; older ones are read
+/// back from storage when a late event needs them.
+const CACHED_HOURS: usize = 72;
+
+/// The rules of ingest and closing that operators set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeteringSettings {
+    /// How long after its end an hour stays open for late events.
+    pub grace: SignedDuration,
+    /// Events older than this are refused: no marketplace bills them any more, and an
+    /// event that old is more likely a replayed bug than late usage.
+    pub max_event_age: SignedDuration,
+    /// Events further in the future than this are refused (clock skew allowance).
+    pub max_future_skew: SignedDuration,
+}
+
+impl Default for MeteringSettings {
+    fn default() -> Self {
+        MeteringSettings {
+            grace: SignedDuration::from_mins(15),
+            max_event_age: SignedDuration::from_hours(24 * 7),
+            max_future_skew: SignedDuration::from_mins(15),
+        }
+    }
+}
+
+/// The process's view of deduplication state: key sets of recent hours.
+#[derive(Default)]
+pub(crate) struct DedupCache {
+    hours: HashMap<i64, HashSet<EventKey, KeyHash>>,
+    /// The greatest slice id whose keys are in `hours`.
+    synced_through: i64,
+}
+
+/// Event keys are already uniform hashes: their first eight bytes are the hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+type KeyHash = BuildHasherDefault<KeyHasher>;
+
+pub(crate) type SharedDedup = Arc<Mutex<DedupCache>>;
+
+/// One event's contribution to one meter, as stored in a slice.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct SliceEntry {
+    key: [u8; 16],
+    time: i64,
+    account: String,
+    meter: String,
+    group: Option<String>,
+    value: String,
+}
+
+/// An event checked against the meters, ready for the store's decision.
+#[derive(Debug)]
+pub struct PreparedEvent {
+    pub ordinal: usize,
+    pub event: UsageEvent,
+    /// `(meter, group, value)` for every meter reading this event type; empty when no
+    /// meter does (the event goes to the quarantine).
+    pub contributions: Vec<(String, Option<String>, Decimal)>,
+}
+
+/// A batch parsed and measured, off the async runtime (see [`prepare_batch`]).
+#[derive(Debug)]
+pub struct PreparedBatch {
+    pub framing: Framing,
+    pub body_sha256: String,
+    pub body_bytes: usize,
+    pub compressed: Vec<u8>,
+    pub n_events: usize,
+    pub events: Vec<PreparedEvent>,
+    pub rejected: Vec<EventRejection>,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct IngestReport {
+    /// The stored batch, when anything in it was kept.
+    pub batch_id: Option<i64>,
+    pub events: usize,
+    pub accepted: usize,
+    pub duplicate: usize,
+    pub quarantined: usize,
+    pub rejected: usize,
+    /// Accepted after their hour closed: booked into the next open hour.
+    pub late: usize,
+    pub rejections: Vec<EventRejection>,
+}
+
+/// Parses a body and reads every meter's value from each event. CPU work, no I/O:
+/// run it off the async runtime for large bodies.
+pub fn prepare_batch(
+    body: &[u8],
+    framing: Framing,
+    meters: &[Meter],
+    now: Timestamp,
+    settings: &MeteringSettings,
+) -> Result<PreparedBatch, purser_core::events::BatchError> {
+    let parsed = parse_batch(body, framing)?;
+    let n_events = parsed.events.len() + parsed.n_rejected_events();
+    let mut rejected = parsed.rejected;
+    let mut events = Vec::with_capacity(parsed.events.len());
+    let oldest = now.checked_sub(settings.max_event_age).unwrap_or(now);
+    let newest = now.checked_add(settings.max_future_skew).unwrap_or(now);
+    let mut by_type: HashMap<&str, Vec<&Meter>> = HashMap::new();
+    for meter in meters {
+        by_type.entry(&meter.event_type).or_default().push(meter);
+    }
+    for (ordinal, event) in parsed.events {
+        if event.time() < oldest {
+            rejected.push(EventRejection::new(
+                ordinal,
+                Some("time"),
+                format!(
+                    "{} is older than the {} Purser accepts",
+                    event.time(),
+                    describe(settings.max_event_age)
+                ),
+            ));
+            continue;
+        }
+        if event.time() > newest {
+            rejected.push(EventRejection::new(
+                ordinal,
+                Some("time"),
+                format!(
+                    "{} is in the future (more than {} ahead of {now})",
+                    event.time(),
+                    describe(settings.max_future_skew)
+                ),
+            ));
+            continue;
+        }
+        let mut contributions = Vec::new();
+        let mut bad = None;
+        for meter in by_type.get(event.event_type()).into_iter().flatten() {
+            match meter.measure(&event) {
+                Ok(m) if m.sample.value.is_sign_negative() => {
+                    bad = Some(format!(
+                        "meter `{}` reads {}, and usage is never negative",
+                        meter.name, m.sample.value
+                    ));
+                    break;
+                }
+                Ok(m) => contributions.push((meter.name.clone(), m.key.group, m.sample.value)),
+                Err(e) => {
+                    bad = Some(format!("meter `{}`: {e}", meter.name));
+                    break;
+                }
+            }
+        }
+        match bad {
+            Some(reason) => rejected.push(EventRejection::new(ordinal, Some("data"), reason)),
+            None => events.push(PreparedEvent {
+                ordinal,
+                event,
+                contributions,
+            }),
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    Ok(PreparedBatch {
+        framing,
+        body_sha256: hex::encode(Sha256::digest(body)),
+        body_bytes: body.len(),
+        compressed: lz4_flex::compress_prepend_size(body),
+        n_events,
+        events,
+        rejected,
+    })
+}
+
+/// How many events the rejections concern (an event may have several).
+fn distinct_indices(rejections: &[EventRejection]) -> usize {
+    let indices: BTreeSet<usize> = rejections.iter().map(|r| r.index).collect();
+    indices.len()
+}
+
+fn describe(duration: SignedDuration) -> String {
+    let hours = duration.as_hours();
+    if hours >= 48 && hours % 24 == 0 {
+        format!("{} days", hours / 24)
+    } else if hours >= 1 && duration.as_secs() % 3600 == 0 {
+        format!("{hours} hours")
+    } else {
+        format!("{} minutes", duration.as_secs() / 60)
+    }
+}
+
+fn hour_of(time: Timestamp) -> i64 {
+    time.as_microsecond().div_euclid(HOUR_MICROS) * HOUR_MICROS
+}
+
+/// An account as ingest needs it.
+struct KnownAccount {
+    id: String,
+    boundary: BoundaryName,
+}
+
+enum Fate {
+    Accept {
+        account: usize,
+    },
+    Quarantine {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// A quarantined event, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct QuarantinedEvent {
+    pub event_key: String,
+    pub batch_id: i64,
+    pub ordinal: i64,
+    pub subject: String,
+    pub event_type: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub event_time: Timestamp,
+    /// `unknown_account` or `unknown_meter`.
+    pub reason: String,
+    pub detail: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub replayed_at: Option<Timestamp>,
+}
+
+/// The result of replaying the quarantine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReplayReport {
+    /// Events looked at (still quarantined before the replay).
+    pub considered: usize,
+    pub report: IngestReport,
+}
+
+/// One closed hour, summarised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ClosedHour {
+    #[schema(value_type = String, format = DateTime)]
+    pub hour: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub closed_at: Timestamp,
+    pub accounts: i64,
+    pub events: i64,
+    /// Events of earlier hours booked into this one.
+    pub late: i64,
+}
+
+/// A difference `purser verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct VerifyFinding {
+    pub account_id: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub hour: Option<Timestamp>,
+    pub meter: Option<String>,
+    pub problem: String,
+}
+
+/// What `purser verify` checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct VerifyReport {
+    pub hours: usize,
+    pub account_hours: usize,
+    pub batches: usize,
+    pub findings: Vec<VerifyFinding>,
+}
+
+/// The trace behind an account's hour.
+#[derive(Debug, Clone, Serialize)]
+pub struct HourTrace {
+    pub evidence: HourEvidence,
+    pub result: serde_json::Value,
+    /// The events behind it, in time order.
+    pub events: Vec<TracedEvent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TracedEvent {
+    pub event_key: String,
+    pub time: Timestamp,
+    pub meter: String,
+    pub group: Option<String>,
+    pub value: String,
+    pub batch_id: i64,
+    pub received_at: Timestamp,
+    /// The hour the event belongs to when it was booked late into this one.
+    pub late_from: Option<Timestamp>,
+}
+
+/// One row of a usage query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UsageRow {
+    /// The start of the hour or day (UTC).
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    /// The dimension or meter.
+    pub name: String,
+    pub group: Option<String>,
+    pub quantity: String,
+    /// Beyond the commitment (dimensions only).
+    pub overage_quantity: Option<String>,
+    pub overage_amount: Option<String>,
+    pub currency: Option<String>,
+    /// Commit consumed at the end of the row's last hour (dimensions only).
+    pub consumed: Option<String>,
+    pub committed: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageOf {
+    Dimensions,
+    Meters,
+}
+
+fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {reason}"))
+}
+
+fn decimal(text: &str, what: &str) -> Result<Decimal, StoreError> {
+    text.parse::<Decimal>().map_err(|e| corrupt(what, e))
+}
+
+fn encode_entries(entries: &[SliceEntry]) -> Result<Vec<u8>, StoreError> {
+    let bytes = postcard::to_stdvec(entries)
+        .map_err(|e| StoreError::Backend(format!("cannot encode a usage slice: {e}")))?;
+    Ok(lz4_flex::compress_prepend_size(&bytes))
+}
+
+fn decode_entries(blob: &[u8]) -> Result<Vec<SliceEntry>, StoreError> {
+    let bytes = lz4_flex::decompress_size_prepended(blob).map_err(|e| corrupt("usage slice", e))?;
+    postcard::from_bytes(&bytes).map_err(|e| corrupt("usage slice", e))
+}
+
+fn keys_of(blob: &[u8]) -> impl Iterator<Item = EventKey> + '_ {
+    blob.chunks_exact(16).map(|chunk| {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(chunk);
+        EventKey::from_bytes(key)
+    })
+}
+
+/// Inserts many rows with few statements.
+async fn insert_rows(
+    tx: &mut Handle,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> Result<(), StoreError> {
+    // Both backends take thousands of parameters a statement; stay well below.
+    let per_statement = (8_000 / columns.len()).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut params = Vec::with_capacity(chunk.len() * columns.len());
+        for (i, row) in chunk.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&placeholders(params.len() + 1, row.len()));
+            sql.push(')');
+            params.extend(row);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
+/// Locks the metering head for this transaction; returns (closed_through, evidence head).
+async fn lock_head(tx: &mut Handle) -> Result<(Option<i64>, Checkpoint), StoreError> {
+    let row = tx
+        .query_one(
+            "UPDATE metering_head SET n_batches = n_batches WHERE id = 1 \
+             RETURNING closed_through, evidence_seq, evidence_hash",
+            &[],
+        )
+        .await?;
+    Ok((
+        row.opt_int(0)?,
+        Checkpoint {
+            seq: row.int(1)?,
+            hash: row.text(2)?,
+        },
+    ))
+}
+
+impl Store {
+    // ---- meters -------------------------------------------------------------------
+
+    /// Defines a meter. Meters never change once defined: closed hours were computed
+    /// with them, and `verify` must compute the same. A different rule is a new meter.
+    pub async fn create_meter(&self, actor: &Actor, meter: &Meter) -> Result<(), StoreError> {
+        let definition = serde_json::to_string(&MeterDraft::from(meter))
+            .map_err(|e| StoreError::Backend(format!("cannot encode a meter: {e}")))?;
+        let mut tx = self.db.begin().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO meters (name, event_type, definition, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[
+                    (&meter.name).into(),
+                    (&meter.event_type).into(),
+                    definition.into(),
+                    Value::Int(Timestamp::now().as_microsecond()),
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict {
+                field: Some("name".into()),
+                message: format!(
+                    "a meter named `{}` exists; meters do not change once defined, define a new one",
+                    meter.name
+                ),
+            });
+        }
+        append(
+            &mut tx,
+            actor
+                .draft("meter.create")
+                .target(&meter.name)
+                .details(json!({ "after": meter })),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query("SELECT name, definition FROM meters ORDER BY name", &[])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let draft: MeterDraft = serde_json::from_str(&row.text(1)?)
+                    .map_err(|e| corrupt("meters.definition", e))?;
+                draft
+                    .validate()
+                    .map_err(|e| corrupt("meters.definition", e))
+            })
+            .collect()
+    }
+
+    // ---- ingest -------------------------------------------------------------------
+
+    async fn known_accounts(
+        &self,
+        subjects: &BTreeSet<&str>,
+    ) -> Result<HashMap<String, KnownAccount>, StoreError> {
+        let mut out = HashMap::new();
+        let subjects: Vec<&str> = subjects.iter().copied().collect();
+        let mut handle = self.db.read().await?;
+        for chunk in subjects.chunks(500) {
+            let sql = format!(
+                "SELECT external_id, id, boundary FROM accounts WHERE external_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let params: Vec<Value> = chunk.iter().map(|s| Value::from(*s)).collect();
+            for row in handle.query(&sql, &params).await? {
+                out.insert(
+                    row.text(0)?,
+                    KnownAccount {
+                        id: row.text(1)?,
+                        boundary: BoundaryName::parse(&row.text(2)?)
+                            .map_err(|e| corrupt("accounts.boundary", e))?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings the process's key sets up to date with what other processes stored,
+    /// and loads the key sets of `hours` not in memory. Call under the head lock.
+    async fn sync_dedup(
+        tx: &mut Handle,
+        cache: &mut DedupCache,
+        hours: &BTreeSet<i64>,
+    ) -> Result<(), StoreError> {
+        let rows = tx
+            .query(
+                "SELECT id, hour, keys FROM usage_slices WHERE id > $1 ORDER BY id",
+                &[Value::Int(cache.synced_through)],
+            )
+            .await?;
+        for row in rows {
+            let hour = row.int(1)?;
+            if let Some(set) = cache.hours.get_mut(&hour) {
+                set.extend(keys_of(&row.bytes(2)?));
+            }
+            cache.synced_through = cache.synced_through.max(row.int(0)?);
+        }
+        for hour in hours {
+            if cache.hours.contains_key(hour) {
+                continue;
+            }
+            let mut set = HashSet::default();
+            for row in tx
+                .query(
+                    "SELECT keys FROM usage_slices WHERE hour = $1",
+                    &[Value::Int(*hour)],
+                )
+                .await?
+            {
+                set.extend(keys_of(&row.bytes(0)?));
+            }
+            cache.hours.insert(*hour, set);
+        }
+        if cache.hours.len() > CACHED_HOURS {
+            let mut cached: Vec<i64> = cache.hours.keys().copied().collect();
+            cached.sort_unstable();
+            for hour in cached {
+                if cache.hours.len() <= CACHED_HOURS {
+                    break;
+                }
+                if !hours.contains(&hour) {
+                    cache.hours.remove(&hour);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides and stores a prepared batch: accepted events become slices, events for
+    /// unknown accounts or meters go to the quarantine, repeats count as duplicates,
+    /// events for accounts the caller may not see are refused (and audited). Returns
+    /// only once everything kept is durable.
+    pub async fn ingest(
+        &self,
+        scope: &AccountScope,
+        via: &str,
+        batch: PreparedBatch,
+    ) -> Result<IngestReport, StoreError> {
+        let subjects: BTreeSet<&str> = batch.events.iter().map(|e| e.event.subject()).collect();
+        let accounts = self.known_accounts(&subjects).await?;
+        let mut report = IngestReport {
+            events: batch.n_events,
+            rejections: batch.rejected,
+            ..IngestReport::default()
+        };
+
+        // Decide each event's fate, apart from duplicates (which need the lock).
+        let mut known: Vec<&KnownAccount> = Vec::new();
+        let mut account_index: HashMap<&str, usize> = HashMap::new();
+        let mut denied: BTreeMap<String, (BoundaryName, usize)> = BTreeMap::new();
+        let mut candidates: Vec<(&PreparedEvent, Fate)> = Vec::new();
+        for prepared in &batch.events {
+            let subject = prepared.event.subject();
+            let fate = match accounts.get(subject) {
+                None => Fate::Quarantine {
+                    reason: "unknown_account",
+                    detail: format!("no account has the external id `{subject}`"),
+                },
+                Some(account) if !scope.permits(&account.boundary) => {
+                    denied
+                        .entry(account.id.clone())
+                        .or_insert((account.boundary.clone(), 0))
+                        .1 += 1;
+                    report.rejections.push(EventRejection::new(
+                        prepared.ordinal,
+                        Some("subject"),
+                        format!(
+                            "the caller is not cleared to report usage for `{subject}` (its data boundary)"
+                        ),
+                    ));
+                    continue;
+                }
+                Some(_) if prepared.contributions.is_empty() => Fate::Quarantine {
+                    reason: "unknown_meter",
+                    detail: format!(
+                        "no meter reads events of type `{}`",
+                        prepared.event.event_type()
+                    ),
+                },
+                Some(account) => {
+                    let index = *account_index.entry(subject).or_insert_with(|| {
+                        known.push(account);
+                        known.len() - 1
+                    });
+                    Fate::Accept { account: index }
+                }
+            };
+            candidates.push((prepared, fate));
+        }
+        report.rejections.sort_by_key(|r| r.index);
+        report.rejected = distinct_indices(&report.rejections);
+
+        let mut cache = self.dedup.lock().await;
+        let mut tx = self.db.begin().await?;
+        let (closed_through, _) = lock_head(&mut tx).await?;
+        let hours: BTreeSet<i64> = candidates
+            .iter()
+            .map(|(p, _)| hour_of(p.event.time()))
+            .collect();
+        Self::sync_dedup(&mut tx, &mut cache, &hours).await?;
+
+        // An event already in the quarantine is a duplicate if it would be
+        // quarantined again, and is accepted (and marked replayed) if its account
+        // and meter exist now. Most batches need no look at the quarantine at all.
+        let pending = tx
+            .query_opt(
+                "SELECT 1 FROM usage_quarantine WHERE replayed_at IS NULL LIMIT 1",
+                &[],
+            )
+            .await?
+            .is_some();
+        let quarantine_keys: Vec<Value> = candidates
+            .iter()
+            .filter(|(_, fate)| pending || matches!(fate, Fate::Quarantine { .. }))
+            .map(|(p, _)| Value::Bytes(p.event.key().as_bytes().to_vec()))
+            .collect();
+        let mut already_quarantined: HashSet<EventKey> = HashSet::new();
+        for chunk in quarantine_keys.chunks(500) {
+            let sql = format!(
+                "SELECT event_key FROM usage_quarantine WHERE event_key IN ({})",
+                placeholders(1, chunk.len())
+            );
+            for row in tx.query(&sql, chunk).await? {
+                let bytes = row.bytes(0)?;
+                let key: [u8; 16] = bytes
+                    .try_into()
+                    .map_err(|_| corrupt("usage_quarantine.event_key", "not 16 bytes"))?;
+                already_quarantined.insert(EventKey::from_bytes(key));
+            }
+        }
+
+        let mut seen: HashSet<EventKey, KeyHash> = HashSet::default();
+        // (hour, booked hour) → entries and keys
+        let mut slices: BTreeMap<(i64, i64), (Vec<SliceEntry>, Vec<EventKey>)> = BTreeMap::new();
+        let mut quarantine_rows: Vec<Vec<Value>> = Vec::new();
+        let mut released: Vec<Value> = Vec::new();
+        let now = Timestamp::now().as_microsecond();
+        for (prepared, fate) in &candidates {
+            let key = prepared.event.key();
+            let hour = hour_of(prepared.event.time());
+            let stored = cache.hours.get(&hour).is_some_and(|s| s.contains(&key));
+            let quarantined = already_quarantined.contains(&key);
+            if stored
+                || (quarantined && matches!(fate, Fate::Quarantine { .. }))
+                || !seen.insert(key)
+            {
+                report.duplicate += 1;
+                continue;
+            }
+            match fate {
+                Fate::Accept { account } => {
+                    if quarantined {
+                        released.push(Value::Bytes(key.as_bytes().to_vec()));
+                    }
+                    let booked = match closed_through {
+                        Some(closed) if hour <= closed => {
+                            report.late += 1;
+                            closed + HOUR_MICROS
+                        }
+                        _ => hour,
+                    };
+                    let slice = slices.entry((hour, booked)).or_default();
+                    for (meter, group, value) in &prepared.contributions {
+                        slice.0.push(SliceEntry {
+                            key: *key.as_bytes(),
+                            time: prepared.event.time().as_microsecond(),
+                            account: known[*account].id.clone(),
+                            meter: meter.clone(),
+                            group: group.clone(),
+                            value: value.normalize().to_string(),
+                        });
+                    }
+                    slice.1.push(key);
+                    report.accepted += 1;
+                }
+                Fate::Quarantine { reason, detail } => {
+                    let event_json = serde_json::to_string(&prepared.event)
+                        .map_err(|e| StoreError::Backend(format!("cannot encode an event: {e}")))?;
+                    quarantine_rows.push(vec![
+                        Value::Bytes(key.as_bytes().to_vec()),
+                        Value::Null, // batch id, set below
+                        Value::Int(prepared.ordinal as i64),
+                        prepared.event.subject().into(),
+                        prepared.event.event_type().into(),
+                        Value::Int(prepared.event.time().as_microsecond()),
+                        (*reason).into(),
+                        detail.into(),
+                        event_json.into(),
+                        Value::Int(now),
+                    ]);
+                    report.quarantined += 1;
+                }
+            }
+        }
+
+        for (account_id, (boundary, n)) in &denied {
+            append(
+                &mut tx,
+                scope
+                    .actor
+                    .draft("usage.denied")
+                    .account(account_id, boundary.as_str())
+                    .details(
+                        json!({ "events": n, "reason": "not cleared for the account's boundary" }),
+                    ),
+            )
+            .await?;
+        }
+
+        let mut new_slice_ids = Vec::new();
+        if report.accepted + report.quarantined > 0 {
+            let row = tx
+                .query_one(
+                    "INSERT INTO ingest_batches (received_at, via, actor, request_id, framing, body_sha256, body_bytes, body, \
+                     n_events, n_accepted, n_duplicate, n_quarantined, n_rejected) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                    &[
+                        Value::Int(now),
+                        via.into(),
+                        (&scope.actor.name).into(),
+                        scope.actor.request_id.clone().into(),
+                        batch.framing.as_str().into(),
+                        batch.body_sha256.into(),
+                        Value::Int(batch.body_bytes as i64),
+                        Value::Bytes(batch.compressed),
+                        Value::Int(report.events as i64),
+                        Value::Int(report.accepted as i64),
+                        Value::Int(report.duplicate as i64),
+                        Value::Int(report.quarantined as i64),
+                        Value::Int(report.rejected as i64),
+                    ],
+                )
+                .await?;
+            let batch_id = row.int(0)?;
+            report.batch_id = Some(batch_id);
+            for ((hour, booked), (entries, mut keys)) in std::mem::take(&mut slices) {
+                keys.sort_unstable();
+                let key_bytes: Vec<u8> = keys.iter().flat_map(|k| *k.as_bytes()).collect();
+                let row = tx
+                    .query_one(
+                        "INSERT INTO usage_slices (batch_id, hour, booked_hour, received_at, n_events, keys, contributions) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        &[
+                            Value::Int(batch_id),
+                            Value::Int(hour),
+                            Value::Int(booked),
+                            Value::Int(now),
+                            Value::Int(keys.len() as i64),
+                            Value::Bytes(key_bytes),
+                            Value::Bytes(encode_entries(&entries)?),
+                        ],
+                    )
+                    .await?;
+                new_slice_ids.push((row.int(0)?, hour, keys));
+            }
+            for row in &mut quarantine_rows {
+                row[1] = Value::Int(batch_id);
+            }
+            insert_rows(
+                &mut tx,
+                "usage_quarantine",
+                &[
+                    "event_key",
+                    "batch_id",
+                    "ordinal",
+                    "subject",
+                    "event_type",
+                    "event_time",
+                    "reason",
+                    "detail",
+                    "event",
+                    "received_at",
+                ],
+                quarantine_rows,
+            )
+            .await?;
+            for key in released {
+                tx.execute(
+                    "UPDATE usage_quarantine SET replayed_at = $1, replayed_batch = $2 WHERE event_key = $3",
+                    &[Value::Int(now), Value::Int(batch_id), key],
+                )
+                .await?;
+            }
+            tx.execute(
+                "UPDATE metering_head SET n_batches = n_batches + 1 WHERE id = 1",
+                &[],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+
+        // Only what is committed enters the process's view.
+        for (id, hour, keys) in new_slice_ids {
+            if let Some(set) = cache.hours.get_mut(&hour) {
+                set.extend(keys);
+            }
+            cache.synced_through = cache.synced_through.max(id);
+        }
+        Ok(report)
+    }
+
+    // ---- quarantine ---------------------------------------------------------------
+
+    /// Quarantined events the scope may see. An event naming no account is nobody's
+    /// data yet and visible to every reader of metering; once an account with that
+    /// external id exists, its events follow the account's boundary.
+    pub async fn quarantine(
+        &self,
+        scope: &AccountScope,
+        subject: Option<&str>,
+        include_replayed: bool,
+        limit: i64,
+    ) -> Result<Vec<QuarantinedEvent>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                "SELECT q.event_key, q.batch_id, q.ordinal, q.subject, q.event_type, q.event_time, q.reason, q.detail, \
+                 q.received_at, q.replayed_at, a.boundary \
+                 FROM usage_quarantine q LEFT JOIN accounts a ON a.external_id = q.subject \
+                 WHERE (CAST($1 AS TEXT) IS NULL OR q.subject = $1) AND (CAST($2 AS BIGINT) = 1 OR q.replayed_at IS NULL) \
+                 ORDER BY q.received_at DESC, q.batch_id DESC, q.ordinal",
+                &[
+                    subject.map(str::to_owned).into(),
+                    Value::Int(i64::from(include_replayed)),
+                ],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            if let Some(boundary) = row.opt_text(10)? {
+                let boundary =
+                    BoundaryName::parse(&boundary).map_err(|e| corrupt("accounts.boundary", e))?;
+                if !scope.permits(&boundary) {
+                    continue;
+                }
+            }
+            out.push(QuarantinedEvent {
+                event_key: hex::encode(row.bytes(0)?),
+                batch_id: row.int(1)?,
+                ordinal: row.int(2)?,
+                subject: row.text(3)?,
+                event_type: row.text(4)?,
+                event_time: from_micros(row.int(5)?)?,
+                reason: row.text(6)?,
+                detail: row.text(7)?,
+                received_at: from_micros(row.int(8)?)?,
+                replayed_at: row.opt_int(9)?.map(from_micros).transpose()?,
+            });
+            if out.len() as i64 >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ingests the quarantined events again (after their account or meter was
+    /// created). Those accepted now are marked replayed; the others stay.
+    pub async fn replay_quarantine(
+        &self,
+        scope: &AccountScope,
+        subject: Option<&str>,
+        now: Timestamp,
+        settings: &MeteringSettings,
+    ) -> Result<ReplayReport, StoreError> {
+        let rows = {
+            let mut handle = self.db.read().await?;
+            handle
+                .query(
+                    "SELECT event_key, event FROM usage_quarantine \
+                     WHERE replayed_at IS NULL AND (CAST($1 AS TEXT) IS NULL OR subject = $1) ORDER BY received_at, batch_id, ordinal",
+                    &[subject.map(str::to_owned).into()],
+                )
+                .await?
+        };
+        let considered = rows.len();
+        if considered == 0 {
+            return Ok(ReplayReport::default());
+        }
+        let mut body = String::new();
+        for row in &rows {
+            body.push_str(&row.text(1)?);
+            body.push('\n');
+        }
+        // Quarantined events are held however old they grow: the age limit applied
+        // when they arrived.
+        let settings = MeteringSettings {
+            max_event_age: SignedDuration::from_hours(24 * 366 * 10),
+            ..*settings
+        };
+        let meters = self.meters().await?;
+        let prepared = prepare_batch(body.as_bytes(), Framing::Ndjson, &meters, now, &settings)
+            .map_err(|e| corrupt("usage_quarantine.event", e))?;
+        let report = self.ingest(scope, "replay", prepared).await?;
+        Ok(ReplayReport { considered, report })
+    }
+
+    // ---- closing ------------------------------------------------------------------
+
+    /// The last closed hour's start, if any hour closed.
+    pub async fn closed_through(&self) -> Result<Option<Timestamp>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let row = handle
+            .query_one("SELECT closed_through FROM metering_head WHERE id = 1", &[])
+            .await?;
+        row.opt_int(0)?.map(from_micros).transpose()
+    }
+
+    /// Closes every hour whose grace has passed at `now`, oldest first, at most
+    /// `max_hours` of them; each in its own transaction. Returns the hours closed.
+    pub async fn close_due_hours(
+        &self,
+        now: Timestamp,
+        settings: &MeteringSettings,
+        max_hours: usize,
+    ) -> Result<Vec<ClosedHour>, StoreError> {
+        let mut closed = Vec::new();
+        let catalogue = self.rating_catalogue().await?;
+        let meters: BTreeMap<String, Meter> = self
+            .meters()
+            .await?
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect();
+        while closed.len() < max_hours {
+            let mut tx = self.db.begin().await?;
+            let (closed_through, head) = lock_head(&mut tx).await?;
+            let next = match closed_through {
+                Some(hour) => hour + HOUR_MICROS,
+                None => {
+                    let row = tx
+                        .query_one("SELECT min(hour) FROM usage_slices", &[])
+                        .await?;
+                    match row.opt_int(0)? {
+                        Some(hour) => hour,
+                        None => break,
+                    }
+                }
+            };
+            let closes_at = next + HOUR_MICROS + settings.grace.as_micros() as i64;
+            if closes_at > now.as_microsecond() {
+                break;
+            }
+            let summary = close_hour(&mut tx, next, &meters, &catalogue, head).await?;
+            tx.commit().await?;
+            closed.push(summary);
+        }
+        Ok(closed)
+    }
+
+    /// Entitlements (with their offers) by account, for rating.
+    async fn rating_catalogue(&self) -> Result<RatingCatalogue, StoreError> {
+        let offers: HashMap<String, Offer> = self
+            .offers()
+            .await?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect();
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                &format!(
+                    "SELECT {} FROM entitlements e JOIN accounts a ON a.id = e.account_id ORDER BY e.start_at DESC, e.id",
+                    crate::commercial::ENTITLEMENT_COLUMNS
+                ),
+                &[],
+            )
+            .await?;
+        let mut by_account: HashMap<String, Vec<Entitlement>> = HashMap::new();
+        for row in &rows {
+            let (entitlement, _) = crate::commercial::entitlement_from_row(row)?;
+            by_account
+                .entry(entitlement.account_id.clone())
+                .or_default()
+                .push(entitlement);
+        }
+        Ok(RatingCatalogue { offers, by_account })
+    }
+
+    pub async fn closed_hours(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<ClosedHour>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                "SELECT hour, closed_at, n_accounts, n_events, n_late FROM closed_hours \
+                 WHERE hour >= $1 AND hour < $2 ORDER BY hour",
+                &[
+                    Value::Int(from.as_microsecond()),
+                    Value::Int(to.as_microsecond()),
+                ],
+            )
+            .await?;
+        rows.iter().map(closed_hour_from_row).collect()
+    }
+
+    // ---- verification -------------------------------------------------------------
+
+    /// Recomputes every closed hour in `[from, to)` from the stored batches and
+    /// compares: the batches' bytes against their digests, the slices against the
+    /// events in those bytes, each account's hour against its evidence, and the
+    /// evidence chain.
+    pub async fn verify_metering(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let meters_list = self.meters().await?;
+        let meters: BTreeMap<String, Meter> = meters_list
+            .iter()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
+        let catalogue = self.rating_catalogue().await?;
+        let mut handle = self.db.read().await?;
+
+        // The chain, whole.
+        let rows = handle
+            .query(
+                &format!("SELECT {EVIDENCE_COLUMNS} FROM hour_evidence ORDER BY seq"),
+                &[],
+            )
+            .await?;
+        let entries = rows
+            .iter()
+            .map(evidence_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let head = handle
+            .query_one(
+                "SELECT evidence_seq, evidence_hash FROM metering_head WHERE id = 1",
+                &[],
+            )
+            .await?;
+        let recorded = Checkpoint {
+            seq: head.int(0)?,
+            hash: head.text(1)?,
+        };
+        let chain = verify_chain(entries.iter(), Some(&recorded), None);
+        if let Err(chain_break) = chain {
+            report.findings.push(VerifyFinding {
+                account_id: None,
+                hour: None,
+                meter: None,
+                problem: format!("the evidence chain is broken: {chain_break}"),
+            });
+        }
+
+        // Batches behind the slices booked into the range: bytes, then contents.
+        let accounts: HashMap<String, String> = handle
+            .query("SELECT id, external_id FROM accounts", &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let batch_ids = handle
+            .query(
+                "SELECT DISTINCT batch_id FROM usage_slices WHERE booked_hour >= $1 AND booked_hour < $2 ORDER BY batch_id",
+                &[
+                    Value::Int(from.as_microsecond()),
+                    Value::Int(to.as_microsecond()),
+                ],
+            )
+            .await?;
+        for row in &batch_ids {
+            let batch_id = row.int(0)?;
+            report.batches += 1;
+            let findings = verify_batch(&mut handle, batch_id, &meters_list, &accounts).await?;
+            report.findings.extend(findings);
+        }
+
+        // Each closed hour, recomputed.
+        let hours = handle
+            .query(
+                "SELECT hour FROM closed_hours WHERE hour >= $1 AND hour < $2 ORDER BY hour",
+                &[
+                    Value::Int(from.as_microsecond()),
+                    Value::Int(to.as_microsecond()),
+                ],
+            )
+            .await?;
+        for row in &hours {
+            let hour = row.int(0)?;
+            report.hours += 1;
+            let computed = compute_hour(&mut handle, hour, &meters, &catalogue).await?;
+            let stored: HashMap<String, HourEvidence> = handle
+                .query(
+                    &format!("SELECT {EVIDENCE_COLUMNS} FROM hour_evidence WHERE hour = $1"),
+                    &[Value::Int(hour)],
+                )
+                .await?
+                .iter()
+                .map(|r| evidence_from_row(r).map(|e| (e.account_id.clone(), e)))
+                .collect::<Result<_, _>>()?;
+            let at = from_micros(hour)?;
+            for (account_id, (account_hour, digest, _)) in &computed {
+                report.account_hours += 1;
+                match stored.get(account_id) {
+                    None => report.findings.push(VerifyFinding {
+                        account_id: Some(account_id.clone()),
+                        hour: Some(at),
+                        meter: None,
+                        problem: "usage was stored for this hour but no evidence was recorded"
+                            .into(),
+                    }),
+                    Some(evidence) => {
+                        if evidence.input_digest != digest.0 || evidence.n_events != digest.1 {
+                            report.findings.push(VerifyFinding {
+                                account_id: Some(account_id.clone()),
+                                hour: Some(at),
+                                meter: None,
+                                problem: format!(
+                                    "the input differs: evidence names {} events ({}), storage holds {} ({})",
+                                    evidence.n_events, evidence.input_digest, digest.1, digest.0
+                                ),
+                            });
+                        }
+                        report.findings.extend(compare_results(
+                            account_id,
+                            at,
+                            evidence,
+                            account_hour,
+                        ));
+                    }
+                }
+            }
+            for account_id in stored.keys().filter(|a| !computed.contains_key(*a)) {
+                report.findings.push(VerifyFinding {
+                    account_id: Some(account_id.clone()),
+                    hour: Some(at),
+                    meter: None,
+                    problem: "evidence exists but storage holds no usage for this hour".into(),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// The evidence of an account's closed hour and the events behind it.
+    pub async fn hour_trace(
+        &self,
+        scope: &AccountScope,
+        account_id: &str,
+        hour: Timestamp,
+    ) -> Result<HourTrace, StoreError> {
+        self.account(scope, account_id).await?;
+        let hour = hour_of(hour);
+        let mut handle = self.db.read().await?;
+        let evidence = handle
+            .query_opt(
+                &format!("SELECT {EVIDENCE_COLUMNS} FROM hour_evidence WHERE account_id = $1 AND hour = $2"),
+                &[account_id.into(), Value::Int(hour)],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let evidence = evidence_from_row(&evidence)?;
+        let result = serde_json::from_str(&evidence.result)
+            .map_err(|e| corrupt("hour_evidence.result", e))?;
+        let mut events = Vec::new();
+        for row in handle
+            .query(
+                "SELECT batch_id, hour, received_at, contributions FROM usage_slices WHERE booked_hour = $1 ORDER BY id",
+                &[Value::Int(hour)],
+            )
+            .await?
+        {
+            let late_from = (row.int(1)? != hour).then(|| from_micros(row.int(1)?)).transpose()?;
+            for entry in decode_entries(&row.bytes(3)?)? {
+                if entry.account != account_id {
+                    continue;
+                }
+                events.push(TracedEvent {
+                    event_key: hex::encode(entry.key),
+                    time: from_micros(entry.time)?,
+                    meter: entry.meter,
+                    group: entry.group,
+                    value: entry.value,
+                    batch_id: row.int(0)?,
+                    received_at: from_micros(row.int(2)?)?,
+                    late_from,
+                });
+            }
+        }
+        events.sort_by(|a, b| {
+            (a.time, &a.event_key, &a.meter).cmp(&(b.time, &b.event_key, &b.meter))
+        });
+        Ok(HourTrace {
+            evidence,
+            result,
+            events,
+        })
+    }
+
+    // ---- usage --------------------------------------------------------------------
+
+    /// An account's closed usage over `[from, to)`, by dimension or by meter.
+    pub async fn usage(
+        &self,
+        scope: &AccountScope,
+        account_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+        of: UsageOf,
+        granularity: Granularity,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        self.account(scope, account_id).await?;
+        let mut handle = self.db.read().await?;
+        let params = [
+            account_id.into(),
+            Value::Int(from.as_microsecond()),
+            Value::Int(to.as_microsecond()),
+        ];
+        let mut rows: Vec<UsageRow> = match of {
+            UsageOf::Dimensions => handle
+                .query(
+                    "SELECT hour, dimension, quantity, overage_quantity, overage_amount, currency, consumed_after, committed \
+                     FROM dimension_hours WHERE account_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour, dimension",
+                    &params,
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(UsageRow {
+                        start: from_micros(r.int(0)?)?,
+                        name: r.text(1)?,
+                        group: None,
+                        quantity: r.text(2)?,
+                        overage_quantity: r.opt_text(3)?,
+                        overage_amount: r.opt_text(4)?,
+                        currency: r.opt_text(5)?,
+                        consumed: r.opt_text(6)?,
+                        committed: r.opt_text(7)?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+            UsageOf::Meters => handle
+                .query(
+                    "SELECT hour, meter, grp, value FROM meter_hours \
+                     WHERE account_id = $1 AND hour >= $2 AND hour < $3 AND value IS NOT NULL ORDER BY hour, meter, grp",
+                    &params,
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(UsageRow {
+                        start: from_micros(r.int(0)?)?,
+                        name: r.text(1)?,
+                        group: r.opt_text(2)?,
+                        quantity: r.text(3)?,
+                        overage_quantity: None,
+                        overage_amount: None,
+                        currency: None,
+                        consumed: None,
+                        committed: None,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?,
+        };
+        if granularity == Granularity::Day {
+            rows = daily(rows, of)?;
+        }
+        Ok(rows)
+    }
+}
+
+type DayKey = (i64, String, Option<String>);
+
+/// Sums hourly rows into UTC days. Dimensions are quantities of a period (TiB-hours,
+/// GiB written), so a day is the sum of its hours. A meter's day is also the sum of
+/// its hourly values: an amount for counters, unit-hours for gauges.
+fn daily(rows: Vec<UsageRow>, of: UsageOf) -> Result<Vec<UsageRow>, StoreError> {
+    const DAY_MICROS: i64 = 24 * HOUR_MICROS;
+    // (day, name, group) → (first row, quantity, overage, amount)
+    let mut days: BTreeMap<DayKey, (UsageRow, Decimal, Decimal, Decimal)> = BTreeMap::new();
+    for row in rows {
+        let day = row.start.as_microsecond().div_euclid(DAY_MICROS) * DAY_MICROS;
+        let quantity = decimal(&row.quantity, "usage quantity")?;
+        let overage = row
+            .overage_quantity
+            .as_deref()
+            .map(|q| decimal(q, "overage quantity"))
+            .transpose()?
+            .unwrap_or_default();
+        let amount = row
+            .overage_amount
+            .as_deref()
+            .map(|q| decimal(q, "overage amount"))
+            .transpose()?
+            .unwrap_or_default();
+        let entry = days
+            .entry((day, row.name.clone(), row.group.clone()))
+            .or_insert_with(|| {
+                let mut first = row.clone();
+                first.start = from_micros(day).unwrap_or(row.start);
+                (first, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO)
+            });
+        entry.1 += quantity;
+        entry.2 += overage;
+        entry.3 += amount;
+        entry.0.consumed = row.consumed.clone();
+        entry.0.committed = row.committed.clone();
+    }
+    Ok(days
+        .into_values()
+        .map(|(mut row, quantity, overage, amount)| {
+            row.quantity = quantity.normalize().to_string();
+            if of == UsageOf::Dimensions {
+                row.overage_quantity = Some(overage.normalize().to_string());
+                row.overage_amount = row
+                    .currency
+                    .as_ref()
+                    .map(|_| amount.normalize().to_string());
+            }
+            row
+        })
+        .collect())
+}
+
+struct RatingCatalogue {
+    offers: HashMap<String, Offer>,
+    by_account: HashMap<String, Vec<Entitlement>>,
+}
+
+impl RatingCatalogue {
+    /// The entitlement in force at `hour` (the latest started, if several).
+    fn in_force(&self, account_id: &str, hour: Timestamp) -> Option<(&Entitlement, &Offer)> {
+        self.by_account
+            .get(account_id)?
+            .iter()
+            .filter(|e| e.is_in_force(hour))
+            .find_map(|e| self.offers.get(&e.offer_id).map(|o| (e, o)))
+    }
+}
+
+const EVIDENCE_COLUMNS: &str = "seq, closed_at, account_id, hour, input_digest, n_events, result, result_digest, prev_hash, hash";
+
+fn evidence_from_row(row: &Row) -> Result<HourEvidence, StoreError> {
+    Ok(HourEvidence {
+        seq: row.int(0)?,
+        closed_at: from_micros(row.int(1)?)?,
+        account_id: row.text(2)?,
+        hour: from_micros(row.int(3)?)?,
+        input_digest: row.text(4)?,
+        n_events: row.int(5)? as u64,
+        result: row.text(6)?,
+        result_digest: row.text(7)?,
+        prev_hash: row.text(8)?,
+        hash: row.text(9)?,
+    })
+}
+
+fn closed_hour_from_row(row: &Row) -> Result<ClosedHour, StoreError> {
+    Ok(ClosedHour {
+        hour: from_micros(row.int(0)?)?,
+        closed_at: from_micros(row.int(1)?)?,
+        accounts: row.int(2)?,
+        events: row.int(3)?,
+        late: row.int(4)?,
+    })
+}
+
+type Contributions = HashMap<String, Vec<Contribution>>;
+
+fn contribution(entry: SliceEntry) -> Result<(String, Contribution), StoreError> {
+    Ok((
+        entry.account,
+        Contribution {
+            meter: entry.meter,
+            group: entry.group,
+            sample: Sample {
+                time: from_micros(entry.time)?,
+                key: EventKey::from_bytes(entry.key),
+                value: decimal(&entry.value, "usage slice value")?,
+            },
+        },
+    ))
+}
+
+/// Carry-ins for `hour`: the previous hour's last values.
+async fn carry_ins(
+    handle: &mut Handle,
+    hour: i64,
+) -> Result<HashMap<String, CarryOut>, StoreError> {
+    let mut out: HashMap<String, CarryOut> = HashMap::new();
+    for row in handle
+        .query(
+            "SELECT account_id, meter, grp, carry_out FROM meter_hours WHERE hour = $1 AND carry_out IS NOT NULL",
+            &[Value::Int(hour - HOUR_MICROS)],
+        )
+        .await?
+    {
+        out.entry(row.text(0)?)
+            .or_default()
+            .insert((row.text(1)?, row.opt_text(2)?), decimal(&row.text(3)?, "carry_out")?);
+    }
+    Ok(out)
+}
+
+/// Each account's computed hour, with its input digest and the number of late events.
+type ComputedHour = BTreeMap<String, (AccountHour, (String, u64), u64)>;
+
+/// Computes every account's hour from storage: what closing records and what
+/// verification recomputes.
+async fn compute_hour(
+    handle: &mut Handle,
+    hour: i64,
+    meters: &BTreeMap<String, Meter>,
+    catalogue: &RatingCatalogue,
+) -> Result<ComputedHour, StoreError> {
+    let mut on_time: Contributions = HashMap::new();
+    // late hour → account → added
+    let mut late_added: BTreeMap<i64, Contributions> = BTreeMap::new();
+    for row in handle
+        .query(
+            "SELECT hour, contributions FROM usage_slices WHERE booked_hour = $1 ORDER BY id",
+            &[Value::Int(hour)],
+        )
+        .await?
+    {
+        let event_hour = row.int(0)?;
+        let target = if event_hour == hour {
+            &mut on_time
+        } else {
+            late_added.entry(event_hour).or_default()
+        };
+        for entry in decode_entries(&row.bytes(1)?)? {
+            let (account, c) = contribution(entry)?;
+            target.entry(account).or_default().push(c);
+        }
+    }
+    let carry = carry_ins(handle, hour).await?;
+
+    // For each late hour: what was booked before this hour, and its carry-in.
+    let mut late_before: BTreeMap<i64, Contributions> = BTreeMap::new();
+    let mut late_carry: BTreeMap<i64, HashMap<String, CarryOut>> = BTreeMap::new();
+    for late_hour in late_added.keys() {
+        let mut before: Contributions = HashMap::new();
+        for row in handle
+            .query(
+                "SELECT contributions FROM usage_slices WHERE hour = $1 AND booked_hour < $2 ORDER BY id",
+                &[Value::Int(*late_hour), Value::Int(hour)],
+            )
+            .await?
+        {
+            for entry in decode_entries(&row.bytes(0)?)? {
+                let (account, c) = contribution(entry)?;
+                before.entry(account).or_default().push(c);
+            }
+        }
+        late_before.insert(*late_hour, before);
+        late_carry.insert(*late_hour, carry_ins(handle, *late_hour).await?);
+    }
+
+    let mut accounts: BTreeSet<&String> = on_time.keys().collect();
+    for added in late_added.values() {
+        accounts.extend(added.keys());
+    }
+    let at = from_micros(hour)?;
+    let period = purser_core::commercial::BillingPeriod::containing(at);
+    let consumed = consumed_before(handle, hour, period.start.as_microsecond()).await?;
+    let mut out = BTreeMap::new();
+    for account in accounts {
+        let mut late = Vec::new();
+        let mut n_late = 0u64;
+        for (late_hour, added) in &late_added {
+            let Some(added) = added.get(account) else {
+                continue;
+            };
+            n_late += added.len() as u64;
+            late.push(LateHour {
+                hour: from_micros(*late_hour)?,
+                carry_in: late_carry
+                    .get(late_hour)
+                    .and_then(|c| c.get(account))
+                    .cloned()
+                    .unwrap_or_default(),
+                before: late_before
+                    .get(late_hour)
+                    .and_then(|b| b.get(account))
+                    .cloned()
+                    .unwrap_or_default(),
+                added: added.clone(),
+            });
+        }
+        let input = AccountHourInput {
+            account_id: account,
+            hour: at,
+            meters,
+            on_time: on_time.get(account).cloned().unwrap_or_default(),
+            carry_in: carry.get(account).cloned().unwrap_or_default(),
+            late,
+            entitlement: catalogue.in_force(account, at),
+            consumed_before: consumed.get(account).cloned().unwrap_or_default(),
+        };
+        let digest = hour_input_digest(&input);
+        let result = close_account_hour(&input)
+            .map_err(|e| StoreError::Corrupt(format!("closing {account} at {at}: {e}")))?;
+        out.insert(account.clone(), (result, digest, n_late));
+    }
+    Ok(out)
+}
+
+/// What each account's billing period consumed before `hour`, per rated dimension.
+async fn consumed_before(
+    handle: &mut Handle,
+    hour: i64,
+    period_start: i64,
+) -> Result<HashMap<String, BTreeMap<DimensionKey, Decimal>>, StoreError> {
+    let mut out: HashMap<String, BTreeMap<DimensionKey, Decimal>> = HashMap::new();
+    for row in handle
+        .query(
+            "SELECT d.account_id, d.dimension, d.consumed_after FROM dimension_hours d \
+             WHERE d.period_start = $1 AND d.consumed_after IS NOT NULL AND d.hour = ( \
+               SELECT max(p.hour) FROM dimension_hours p WHERE p.account_id = d.account_id \
+               AND p.dimension = d.dimension AND p.period_start = $1 AND p.consumed_after IS NOT NULL AND p.hour < $2)",
+            &[Value::Int(period_start), Value::Int(hour)],
+        )
+        .await?
+    {
+        let dimension = DimensionKey::parse(&row.text(1)?)
+            .map_err(|e| corrupt("dimension_hours.dimension", e))?;
+        out.entry(row.text(0)?)
+            .or_default()
+            .insert(dimension, decimal(&row.text(2)?, "consumed_after")?);
+    }
+    Ok(out)
+}
+
+/// Closes one hour for every account, inside the caller's transaction.
+async fn close_hour(
+    tx: &mut Handle,
+    hour: i64,
+    meters: &BTreeMap<String, Meter>,
+    catalogue: &RatingCatalogue,
+    mut head: Checkpoint,
+) -> Result<ClosedHour, StoreError> {
+    let computed = compute_hour(tx, hour, meters, catalogue).await?;
+    let closed_at = crate::now_micros();
+    let mut meter_rows = Vec::new();
+    let mut dimension_rows = Vec::new();
+    let mut evidence_rows = Vec::new();
+    let (mut n_events, mut n_late) = (0i64, 0i64);
+    for (account_id, (result, (digest, count), late)) in &computed {
+        n_events += *count as i64;
+        n_late += *late as i64;
+        for m in &result.meters {
+            meter_rows.push(vec![
+                account_id.into(),
+                Value::Int(hour),
+                (&m.meter).into(),
+                m.group.clone().into(),
+                Value::Int(m.n_events as i64),
+                m.value.map(|v| v.to_string()).into(),
+                m.quantity.map(|v| v.to_string()).into(),
+                m.carry_out.map(|v| v.to_string()).into(),
+            ]);
+        }
+        let mut by_dimension: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for d in &result.dimensions {
+            by_dimension.insert(
+                d.dimension.as_str().to_owned(),
+                vec![
+                    account_id.into(),
+                    d.dimension.as_str().into(),
+                    Value::Int(hour),
+                    d.quantity.to_string().into(),
+                    d.adjustment.to_string().into(),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ],
+            );
+        }
+        for r in &result.rating {
+            let row = by_dimension
+                .entry(r.dimension.as_str().to_owned())
+                .or_insert_with(|| {
+                    vec![
+                        account_id.into(),
+                        r.dimension.as_str().into(),
+                        Value::Int(hour),
+                        r.rated.quantity.normalize().to_string().into(),
+                        "0".into(),
+                    ]
+                });
+            row.truncate(5);
+            row.extend([
+                (&r.entitlement_id).into(),
+                Value::Int(r.period_start.as_microsecond()),
+                r.committed.normalize().to_string().into(),
+                r.rated.consumed_after.normalize().to_string().into(),
+                r.rated.within_commit.normalize().to_string().into(),
+                r.rated.overage_quantity.normalize().to_string().into(),
+                r.rated.overage_amount.amount.normalize().to_string().into(),
+                r.rated.overage_amount.currency.as_str().into(),
+            ]);
+        }
+        dimension_rows.extend(by_dimension.into_values());
+        let evidence = HourEvidence::seal(
+            HourEvidenceDraft {
+                account_id: account_id.clone(),
+                hour: result.hour,
+                input_digest: digest.clone(),
+                n_events: *count,
+                result: result.result_json(),
+            },
+            &head,
+            closed_at,
+        );
+        head = Checkpoint {
+            seq: evidence.seq,
+            hash: evidence.hash.clone(),
+        };
+        evidence_rows.push(vec![
+            Value::Int(evidence.seq),
+            Value::Int(closed_at.as_microsecond()),
+            evidence.account_id.into(),
+            Value::Int(hour),
+            evidence.input_digest.into(),
+            Value::Int(evidence.n_events as i64),
+            evidence.result.into(),
+            evidence.result_digest.into(),
+            evidence.prev_hash.into(),
+            evidence.hash.into(),
+        ]);
+    }
+    insert_rows(
+        tx,
+        "meter_hours",
+        &[
+            "account_id",
+            "hour",
+            "meter",
+            "grp",
+            "n_events",
+            "value",
+            "quantity",
+            "carry_out",
+        ],
+        meter_rows,
+    )
+    .await?;
+    insert_rows(
+        tx,
+        "dimension_hours",
+        &[
+            "account_id",
+            "dimension",
+            "hour",
+            "quantity",
+            "adjustment",
+            "entitlement_id",
+            "period_start",
+            "committed",
+            "consumed_after",
+            "within_commit",
+            "overage_quantity",
+            "overage_amount",
+            "currency",
+        ],
+        dimension_rows,
+    )
+    .await?;
+    insert_rows(
+        tx,
+        "hour_evidence",
+        &[
+            "seq",
+            "closed_at",
+            "account_id",
+            "hour",
+            "input_digest",
+            "n_events",
+            "result",
+            "result_digest",
+            "prev_hash",
+            "hash",
+        ],
+        evidence_rows,
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO closed_hours (hour, closed_at, n_accounts, n_events, n_late) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            Value::Int(hour),
+            Value::Int(closed_at.as_microsecond()),
+            Value::Int(computed.len() as i64),
+            Value::Int(n_events),
+            Value::Int(n_late),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE metering_head SET closed_through = $1, evidence_seq = $2, evidence_hash = $3 WHERE id = 1",
+        &[Value::Int(hour), Value::Int(head.seq), head.hash.into()],
+    )
+    .await?;
+    Ok(ClosedHour {
+        hour: from_micros(hour)?,
+        closed_at,
+        accounts: computed.len() as i64,
+        events: n_events,
+        late: n_late,
+    })
+}
+
+/// Compares a stored result with the recomputed one, naming meters that differ.
+fn compare_results(
+    account_id: &str,
+    hour: Timestamp,
+    evidence: &HourEvidence,
+    computed: &AccountHour,
+) -> Vec<VerifyFinding> {
+    let expected_digest = hex::encode(Sha256::digest(evidence.result.as_bytes()));
+    let mut findings = Vec::new();
+    let finding = |meter: Option<String>, problem: String| VerifyFinding {
+        account_id: Some(account_id.to_owned()),
+        hour: Some(hour),
+        meter,
+        problem,
+    };
+    if expected_digest != evidence.result_digest {
+        findings.push(finding(
+            None,
+            "the evidence's result does not match its own digest".into(),
+        ));
+    }
+    let recomputed = computed.result_json();
+    if recomputed == evidence.result {
+        return findings;
+    }
+    let stored: Option<AccountHourView> = serde_json::from_str(&evidence.result).ok();
+    let fresh: Option<AccountHourView> = serde_json::from_str(&recomputed).ok();
+    match (stored, fresh) {
+        (Some(stored), Some(fresh)) => {
+            let names: BTreeSet<(String, Option<String>)> = stored
+                .meters
+                .iter()
+                .chain(fresh.meters.iter())
+                .map(|m| (m.meter.clone(), m.group.clone()))
+                .collect();
+            for (meter, group) in names {
+                let pick = |view: &AccountHourView| {
+                    view.meters
+                        .iter()
+                        .find(|m| m.meter == meter && m.group == group)
+                        .map(|m| (m.n_events, m.value.clone()))
+                };
+                let (was, now) = (pick(&stored), pick(&fresh));
+                if was != now {
+                    findings.push(finding(
+                        Some(meter.clone()),
+                        format!(
+                            "group {:?}: recorded {} events = {:?}, recomputed {} events = {:?}",
+                            group,
+                            was.as_ref().map_or(0, |w| w.0),
+                            was.and_then(|w| w.1),
+                            now.as_ref().map_or(0, |n| n.0),
+                            now.and_then(|n| n.1),
+                        ),
+                    ));
+                }
+            }
+            if findings.is_empty() {
+                findings.push(finding(
+                    None,
+                    "the rated result differs from the recomputation (dimensions or rating)".into(),
+                ));
+            }
+        }
+        _ => findings.push(finding(None, "the recorded result cannot be read".into())),
+    }
+    findings
+}
+
+#[derive(Deserialize)]
+struct AccountHourView {
+    meters: Vec<MeterView>,
+}
+
+#[derive(Deserialize)]
+struct MeterView {
+    meter: String,
+    group: Option<String>,
+    n_events: u64,
+    value: Option<String>,
+}
+
+/// Checks one batch: its bytes against their digest, and its slices against what
+/// its events give the meters today.
+async fn verify_batch(
+    handle: &mut Handle,
+    batch_id: i64,
+    meters: &[Meter],
+    accounts: &HashMap<String, String>,
+) -> Result<Vec<VerifyFinding>, StoreError> {
+    let mut findings = Vec::new();
+    let finding = |problem: String| VerifyFinding {
+        account_id: None,
+        hour: None,
+        meter: None,
+        problem: format!("batch {batch_id}: {problem}"),
+    };
+    let row = handle
+        .query_one(
+            "SELECT body_sha256, body, framing FROM ingest_batches WHERE id = $1",
+            &[Value::Int(batch_id)],
+        )
+        .await?;
+    let body = match lz4_flex::decompress_size_prepended(&row.bytes(1)?) {
+        Ok(body) => body,
+        Err(e) => {
+            findings.push(finding(format!(
+                "its stored bytes cannot be decompressed: {e}"
+            )));
+            return Ok(findings);
+        }
+    };
+    if hex::encode(Sha256::digest(&body)) != row.text(0)? {
+        findings.push(finding("its bytes do not match their digest".into()));
+        return Ok(findings);
+    }
+    let framing =
+        Framing::parse(&row.text(2)?).map_err(|e| corrupt("ingest_batches.framing", e))?;
+    let settings = MeteringSettings {
+        max_event_age: SignedDuration::from_hours(24 * 366 * 100),
+        max_future_skew: SignedDuration::from_hours(24 * 366 * 100),
+        ..MeteringSettings::default()
+    };
+    let prepared = match prepare_batch(&body, framing, meters, Timestamp::now(), &settings) {
+        Ok(p) => p,
+        Err(e) => {
+            findings.push(finding(format!("its bytes no longer parse: {e}")));
+            return Ok(findings);
+        }
+    };
+    let mut expected: HashMap<[u8; 16], Vec<SliceEntry>> = HashMap::new();
+    for event in &prepared.events {
+        let Some(account) = accounts
+            .iter()
+            .find(|(_, external)| external.as_str() == event.event.subject())
+            .map(|(id, _)| id.clone())
+        else {
+            continue;
+        };
+        let entries = event
+            .contributions
+            .iter()
+            .map(|(meter, group, value)| SliceEntry {
+                key: *event.event.key().as_bytes(),
+                time: event.event.time().as_microsecond(),
+                account: account.clone(),
+                meter: meter.clone(),
+                group: group.clone(),
+                value: value.normalize().to_string(),
+            })
+            .collect();
+        expected.insert(*event.event.key().as_bytes(), entries);
+    }
+    for slice in handle
+        .query(
+            "SELECT id, keys, contributions FROM usage_slices WHERE batch_id = $1 ORDER BY id",
+            &[Value::Int(batch_id)],
+        )
+        .await?
+    {
+        let stored = decode_entries(&slice.bytes(2)?)?;
+        let mut by_key: HashMap<[u8; 16], Vec<SliceEntry>> = HashMap::new();
+        for entry in stored {
+            by_key.entry(entry.key).or_default().push(entry);
+        }
+        for key in keys_of(&slice.bytes(1)?) {
+            let stored = by_key.remove(key.as_bytes()).unwrap_or_default();
+            match expected.get(key.as_bytes()) {
+                None => findings.push(finding(format!(
+                    "slice {} holds event {key}, which is not in the batch's bytes",
+                    slice.int(0)?
+                ))),
+                Some(want) if *want != stored => findings.push(VerifyFinding {
+                    account_id: stored.first().map(|e| e.account.clone()),
+                    hour: stored.first().and_then(|e| from_micros(e.time).ok()),
+                    meter: stored.first().map(|e| e.meter.clone()),
+                    problem: format!(
+                        "batch {batch_id}: event {key} contributes differently from what its bytes say"
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+        for key in by_key.keys() {
+            findings.push(finding(format!(
+                "slice {} holds contributions of event {} without its key",
+                slice.int(0)?,
+                hex::encode(key)
+            )));
+        }
+    }
+    Ok(findings)
+}
+
+/// The hour of an instant, as stored.
+pub fn hour_start(at: Timestamp) -> Result<Timestamp, StoreError> {
+    from_micros(hour_of(at))
+}
