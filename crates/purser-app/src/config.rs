@@ -34,6 +34,40 @@ pub struct Config {
     /// The longest lifetime of a new API token, in days.
     pub token_max_days: i64,
     pub jobs: JobsConfig,
+    pub metering: MeteringConfig,
+}
+
+/// Usage events: how long hours stay open and which events are too old or too new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeteringConfig {
+    /// How long after its end an hour stays open for late events, in minutes.
+    pub grace_minutes: i64,
+    /// Events older than this many hours are refused.
+    pub max_event_age_hours: i64,
+    /// Events further ahead than this many minutes are refused (clock skew).
+    pub max_future_skew_minutes: i64,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        let defaults = purser_store::metering::MeteringSettings::default();
+        MeteringConfig {
+            grace_minutes: defaults.grace.as_mins(),
+            max_event_age_hours: defaults.max_event_age.as_hours(),
+            max_future_skew_minutes: defaults.max_future_skew.as_mins(),
+        }
+    }
+}
+
+impl MeteringConfig {
+    pub fn settings(&self) -> purser_store::metering::MeteringSettings {
+        purser_store::metering::MeteringSettings {
+            grace: jiff::SignedDuration::from_mins(self.grace_minutes.max(0)),
+            max_event_age: jiff::SignedDuration::from_hours(self.max_event_age_hours.max(1)),
+            max_future_skew: jiff::SignedDuration::from_mins(self.max_future_skew_minutes.max(0)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +88,8 @@ pub struct JobsConfig {
     pub session_prune_seconds: i64,
     /// Period of `audit.verify`.
     pub audit_verify_seconds: i64,
+    /// Period of `metering.close_hours`.
+    pub close_hours_seconds: i64,
 }
 
 impl Default for Config {
@@ -69,6 +105,7 @@ impl Default for Config {
             cookie_secure: false,
             token_max_days: 365,
             jobs: JobsConfig::default(),
+            metering: MeteringConfig::default(),
         }
     }
 }
@@ -80,6 +117,7 @@ impl Default for JobsConfig {
             lease_seconds: 60,
             session_prune_seconds: 300,
             audit_verify_seconds: 3_600,
+            close_hours_seconds: 60,
         }
     }
 }

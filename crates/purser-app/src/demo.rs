@@ -300,7 +300,180 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
         );
     }
     seed_commercial(store, &actor, &scope, &accounts).await?;
+    seed_usage(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
     Ok(true)
+}
+
+/// The meters the platform's telemetry feeds, as the demo (and the benchmark's
+/// generator) shape its events.
+pub fn meters() -> Vec<purser_core::meter::MeterDraft> {
+    use purser_core::meter::MeterDraft;
+    let meter = |name: &str, event_type: &str, path: &str, aggregation: &str| MeterDraft {
+        name: name.into(),
+        event_type: event_type.into(),
+        value_path: Some(path.into()),
+        aggregation: aggregation.into(),
+        unit: "bytes".into(),
+        ..MeterDraft::default()
+    };
+    vec![
+        MeterDraft {
+            group_by: Some("$.cluster_id".into()),
+            dimension: Some("capacity_tib_hours".into()),
+            conversion: Some("bytes_to_tib".into()),
+            ..meter(
+                "storage.capacity",
+                "storage.capacity.sampled",
+                "$.bytes_stored",
+                "time_weighted_avg",
+            )
+        },
+        MeterDraft {
+            dimension: Some("data_written_gib".into()),
+            conversion: Some("bytes_to_gib".into()),
+            ..meter(
+                "storage.written",
+                "storage.io.counted",
+                "$.bytes_written",
+                "sum",
+            )
+        },
+        meter("storage.read", "storage.io.counted", "$.bytes_read", "sum"),
+    ]
+}
+
+/// A week of telemetry up to `now` for every account in service: per cluster, a
+/// capacity sample and an I/O counter every 15 minutes; a few events for an unknown
+/// account and an unknown type (the quarantine); hours closed as the job would; then
+/// a few late events, booked into the open hour.
+async fn seed_usage(
+    store: &Store,
+    actor: &Actor,
+    scope: &AccountScope,
+    accounts: &[purser_core::Account],
+    now: jiff::Timestamp,
+) -> Result<(), StoreError> {
+    use purser_core::events::Framing;
+    use purser_store::metering::{MeteringSettings, prepare_batch};
+    for draft in meters() {
+        let meter = draft.validate()?;
+        store.create_meter(actor, &meter).await?;
+    }
+    let meters = store.meters().await?;
+    let settings = MeteringSettings::default();
+    let hour = |t: jiff::Timestamp| purser_store::metering::hour_start(t);
+    let end = hour(now)?;
+    let start = end - jiff::SignedDuration::from_hours(24 * 7);
+    let in_service: Vec<(usize, &purser_core::Account)> = accounts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| {
+            matches!(
+                a.fields.status,
+                purser_core::AccountStatus::Active | purser_core::AccountStatus::Suspended
+            )
+        })
+        .collect();
+    let event = |id: String,
+                 source: &str,
+                 kind: &str,
+                 subject: &str,
+                 time: jiff::Timestamp,
+                 data: String| {
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}","source":"{source}","type":"{kind}","subject":"{subject}","time":"{time}","data":{data}}}"#
+        )
+    };
+    let mut body = String::new();
+    let mut day_start = start;
+    let mut t = start;
+    while t < now {
+        for (index, account) in &in_service {
+            let clusters = 1 + index % 3;
+            for cluster in 0..clusters {
+                let cluster_id = format!("{}-c{cluster}", account.fields.external_id);
+                let source = format!("polaris://{}/clusters/{cluster_id}", account.fields.region);
+                // Capacity grows through the week, differently per account.
+                let tib = (*index as u64 % 9 + 1) * 150 / clusters as u64;
+                let hours_in = (t.as_second() - start.as_second()) as u64 / 3600;
+                let bytes_stored = (tib << 40) + hours_in * ((*index as u64 % 5 + 1) << 34);
+                let seq = t.as_second();
+                body.push_str(&event(
+                    format!("cap-{cluster_id}-{seq}"),
+                    &source,
+                    "storage.capacity.sampled",
+                    &account.fields.external_id,
+                    t,
+                    format!(r#"{{"cluster_id":"{cluster_id}","bytes_stored":{bytes_stored}}}"#),
+                ));
+                body.push('\n');
+                let written = ((seq as u64 / 900 + *index as u64) % 17 + 1) << 28;
+                body.push_str(&event(
+                    format!("io-{cluster_id}-{seq}"),
+                    &source,
+                    "storage.io.counted",
+                    &account.fields.external_id,
+                    t,
+                    format!(r#"{{"cluster_id":"{cluster_id}","bytes_written":{written},"bytes_read":{}}}"#, written * 3),
+                ));
+                body.push('\n');
+            }
+        }
+        t += jiff::SignedDuration::from_mins(15);
+        if t.duration_since(day_start) >= jiff::SignedDuration::from_hours(24) || t >= now {
+            let batch = prepare_batch(body.as_bytes(), Framing::Ndjson, &meters, now, &settings)
+                .map_err(|e| StoreError::Backend(format!("demo usage: {e}")))?;
+            store.ingest(scope, "demo", batch).await?;
+            body.clear();
+            day_start = t;
+        }
+    }
+    // The quarantine: a cluster not yet linked to an account, and a new event type.
+    let odd = [
+        event(
+            "orphan-1".into(),
+            "polaris://us-east1/clusters/new-c0",
+            "storage.capacity.sampled",
+            "prospect-unlinked",
+            end - jiff::SignedDuration::from_mins(50),
+            r#"{"cluster_id":"new-c0","bytes_stored":1099511627776}"#.into(),
+        ),
+        event(
+            "snap-1".into(),
+            "polaris://us-east1/clusters/x",
+            "storage.snapshot.taken",
+            in_service
+                .first()
+                .map_or("", |(_, a)| a.fields.external_id.as_str()),
+            end - jiff::SignedDuration::from_mins(40),
+            r#"{"snapshots":3}"#.into(),
+        ),
+    ]
+    .join("\n");
+    let batch = prepare_batch(odd.as_bytes(), Framing::Ndjson, &meters, now, &settings)
+        .map_err(|e| StoreError::Backend(format!("demo usage: {e}")))?;
+    store.ingest(scope, "demo", batch).await?;
+    loop {
+        if store.close_due_hours(now, &settings, 24).await?.is_empty() {
+            break;
+        }
+    }
+    // Late: a cluster's counter that arrived after its hour closed.
+    if let (Some((_, account)), Some(closed)) = (in_service.first(), store.closed_through().await?)
+    {
+        let late = event(
+            "io-late-1".into(),
+            "polaris://us-east1/clusters/late",
+            "storage.io.counted",
+            &account.fields.external_id,
+            closed - jiff::SignedDuration::from_hours(2) + jiff::SignedDuration::from_mins(7),
+            r#"{"cluster_id":"late","bytes_written":5368709120,"bytes_read":0}"#.into(),
+        );
+        let batch = prepare_batch(late.as_bytes(), Framing::Ndjson, &meters, now, &settings)
+            .map_err(|e| StoreError::Backend(format!("demo usage: {e}")))?;
+        store.ingest(scope, "demo", batch).await?;
+    }
+    Ok(())
 }
 
 /// Offers (a private one per marketplace, and a public SaaS offer priced in units) and

@@ -18,6 +18,10 @@ use purser_store::{JobRun, Store};
 use rand::Rng;
 use tokio::sync::watch;
 
+/// At most this many hours close in one run, so a run after a long outage keeps its
+/// lease short; the next run carries on.
+const CLOSE_HOURS_PER_RUN: usize = 48;
+
 type JobFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 
 /// A periodic job: what it is called, how often it is due, and what it does.
@@ -28,9 +32,38 @@ pub struct Job {
     pub run: Arc<dyn Fn(Store) -> JobFuture + Send + Sync>,
 }
 
-/// Purser's jobs today. Metering's hour closing and marketplace submission join here.
-pub fn standard_jobs(config: &crate::config::JobsConfig) -> Vec<Job> {
+/// Purser's jobs today. Marketplace submission joins here.
+pub fn standard_jobs(
+    config: &crate::config::JobsConfig,
+    metering: purser_store::metering::MeteringSettings,
+) -> Vec<Job> {
     vec![
+        Job {
+            name: "metering.close_hours",
+            period_seconds: config.close_hours_seconds,
+            run: Arc::new(move |store: Store| {
+                Box::pin(async move {
+                    // The database's clock, so that every process agrees on what is due.
+                    let now = store.now().await.map_err(|e| e.to_string())?;
+                    let closed = store
+                        .close_due_hours(now, &metering, CLOSE_HOURS_PER_RUN)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(match (closed.first(), closed.last()) {
+                        (Some(first), Some(last)) => format!(
+                            "closed {} hours, {} to {}: {} account-hours, {} events, {} late",
+                            closed.len(),
+                            first.hour,
+                            last.hour,
+                            closed.iter().map(|h| h.accounts).sum::<i64>(),
+                            closed.iter().map(|h| h.events).sum::<i64>(),
+                            closed.iter().map(|h| h.late).sum::<i64>(),
+                        ),
+                        _ => "no hour was due".into(),
+                    })
+                })
+            }),
+        },
         Job {
             name: "sessions.prune",
             period_seconds: config.session_prune_seconds,

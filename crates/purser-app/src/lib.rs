@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod jobs;
+pub mod metering;
 
 use std::net::SocketAddr;
 
@@ -61,6 +62,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         session_ttl: jiff::SignedDuration::from_hours(config.session_hours),
         cookie_secure: config.cookie_secure,
         token_max_days: config.token_max_days,
+        metering: config.metering.settings(),
     }
 }
 
@@ -84,7 +86,7 @@ pub async fn serve(
     let scheduler = config.jobs.enabled.then(|| {
         let scheduler = jobs::Scheduler {
             store: store.clone(),
-            jobs: jobs::standard_jobs(&config.jobs),
+            jobs: jobs::standard_jobs(&config.jobs, config.metering.settings()),
             owner: jobs::owner_name(),
             lease: jiff::SignedDuration::from_secs(config.jobs.lease_seconds),
         };

@@ -37,6 +37,8 @@ pub enum Role {
     Csm,
     Auditor,
     Viewer,
+    /// The platform's telemetry service: sends usage events and nothing else.
+    Telemetry,
 }
 
 /// Something a caller may be allowed to do.
@@ -59,10 +61,16 @@ pub enum Permission {
     ManageOwnTokens,
     /// Define offers and record entitlements: what was sold.
     ManageCommercial,
+    /// Send usage events (`POST /v1/events`), for the accounts one may see.
+    IngestUsage,
+    /// See metering: meters, ingest, closed hours, the quarantine, usage.
+    ReadMetering,
+    /// Define meters and replay the quarantine.
+    ManageMetering,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Admin,
         Role::Finance,
         Role::Support,
@@ -70,6 +78,7 @@ impl Role {
         Role::Csm,
         Role::Auditor,
         Role::Viewer,
+        Role::Telemetry,
     ];
 
     /// The permission table. Everything a role may do is written here and nowhere else.
@@ -85,15 +94,28 @@ impl Role {
                 ReadJobs,
                 ManageOwnTokens,
                 ManageCommercial,
+                IngestUsage,
+                ReadMetering,
+                ManageMetering,
             ],
-            // Finance owns what was sold: offers and entitlements.
-            Role::Finance => &[ReadAccounts, ManageOwnTokens, ManageCommercial],
+            // Finance owns what was sold and what is billed: offers, entitlements,
+            // meters.
+            Role::Finance => &[
+                ReadAccounts,
+                ManageOwnTokens,
+                ManageCommercial,
+                ReadMetering,
+                ManageMetering,
+            ],
             Role::Support => &[ReadAccounts, ManageOwnTokens],
-            Role::Sre => &[ReadAccounts, ReadJobs, ManageOwnTokens],
+            Role::Sre => &[ReadAccounts, ReadJobs, ManageOwnTokens, ReadMetering],
             // Customer success owns the lifecycle: owners, status, CRM links.
-            Role::Csm => &[ReadAccounts, WriteAccounts, ManageOwnTokens],
-            Role::Auditor => &[ReadAccounts, ReadAudit, ManageOwnTokens],
+            Role::Csm => &[ReadAccounts, WriteAccounts, ManageOwnTokens, ReadMetering],
+            Role::Auditor => &[ReadAccounts, ReadAudit, ManageOwnTokens, ReadMetering],
             Role::Viewer => &[ReadAccounts, ManageOwnTokens],
+            // The platform's telemetry service (Polaris): sends usage for the
+            // accounts its clearances reach, and reads nothing.
+            Role::Telemetry => &[IngestUsage, ManageOwnTokens],
         }
     }
 
@@ -106,6 +128,7 @@ impl Role {
             Role::Csm => "csm",
             Role::Auditor => "auditor",
             Role::Viewer => "viewer",
+            Role::Telemetry => "telemetry",
         }
     }
 
@@ -304,7 +327,17 @@ mod tests {
                 matches!(role, Role::Admin | Role::Auditor),
                 "{role}"
             );
-            assert!(p.can(Permission::ReadAccounts), "{role}");
+            // The telemetry service sends usage and reads nothing.
+            assert_eq!(
+                p.can(Permission::ReadAccounts),
+                role != Role::Telemetry,
+                "{role}"
+            );
+            assert_eq!(
+                p.can(Permission::IngestUsage),
+                matches!(role, Role::Admin | Role::Telemetry),
+                "{role}"
+            );
             assert!(p.can(Permission::ManageOwnTokens), "{role}");
         }
     }

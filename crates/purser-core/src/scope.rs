@@ -36,7 +36,19 @@ impl AccountScope {
         rules: &[BoundaryRule],
         request_id: Option<String>,
     ) -> Self {
-        let visible = if principal.can(Permission::ReadAccounts) {
+        Self::for_work(principal, rules, request_id, Permission::ReadAccounts)
+    }
+
+    /// The accounts a user may do `work` on (`IngestUsage`: report usage for): the
+    /// boundaries whose rule they satisfy, none without the permission. Nothing read
+    /// through such a scope may be shown beyond what `work` needs.
+    pub fn for_work(
+        principal: &Principal,
+        rules: &[BoundaryRule],
+        request_id: Option<String>,
+        work: Permission,
+    ) -> Self {
+        let visible = if principal.can(work) {
             rules
                 .iter()
                 .filter(|rule| rule.permits(&principal.clearances, principal.residency))

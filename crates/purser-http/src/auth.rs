@@ -88,6 +88,25 @@ pub trait Caller: Sync {
             Ok(AccountScope::for_principal(&principal, &rules, request_id))
         }
     }
+
+    /// The accounts the caller may report usage for.
+    fn ingest_scope(
+        &self,
+        state: &AppState,
+    ) -> impl Future<Output = Result<AccountScope, ApiError>> + Send {
+        let principal = self.principal().clone();
+        let request_id = self.request_id();
+        let store = state.store.clone();
+        async move {
+            let rules = store.boundary_rules().await?;
+            Ok(AccountScope::for_work(
+                &principal,
+                &rules,
+                request_id,
+                purser_core::Permission::IngestUsage,
+            ))
+        }
+    }
 }
 
 /// A caller of the JSON API, authenticated by `Authorization: Bearer psr_…`.

@@ -40,6 +40,11 @@ struct JobLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: String,
 }
@@ -50,6 +55,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     pool: Family<PoolLabels, Gauge>,
     job_runs: Family<JobLabels, Gauge>,
+    events: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,12 +95,36 @@ impl Metrics {
             "Periodic job runs by job and state",
             job_runs.clone(),
         );
+        let events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "usage_events",
+            "Usage events received through this process, by outcome",
+            events.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             pool,
             job_runs,
+            events,
+        }
+    }
+
+    /// Counts a batch's events by what became of them.
+    pub fn record_ingest(&self, report: &purser_store::metering::IngestReport) {
+        for (outcome, n) in [
+            ("accepted", report.accepted),
+            ("duplicate", report.duplicate),
+            ("quarantined", report.quarantined),
+            ("rejected", report.rejected),
+            ("late", report.late),
+        ] {
+            self.events
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .inc_by(n as u64);
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct HttpSettings {
     pub cookie_secure: bool,
     /// The longest lifetime a new API token may have.
     pub token_max_days: i64,
+    /// Grace and age limits of usage events.
+    pub metering: purser_store::metering::MeteringSettings,
 }
 
 impl Default for HttpSettings {
@@ -35,6 +37,7 @@ impl Default for HttpSettings {
             session_ttl: SignedDuration::from_hours(12),
             cookie_secure: false,
             token_max_days: 365,
+            metering: purser_store::metering::MeteringSettings::default(),
         }
     }
 }

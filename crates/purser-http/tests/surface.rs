@@ -230,6 +230,19 @@ async fn world(settings: HttpSettings) -> World {
             .expect("entitlement");
         entitlements.insert(account.id.0.clone(), entitlement.id);
     }
+    let meter = purser_core::meter::MeterDraft {
+        name: "storage.written".into(),
+        event_type: "storage.io.counted".into(),
+        value_path: Some("$.bytes_written".into()),
+        aggregation: "sum".into(),
+        unit: "bytes".into(),
+        dimension: Some("data_written_gib".into()),
+        conversion: Some("bytes_to_gib".into()),
+        ..Default::default()
+    }
+    .validate()
+    .expect("valid meter");
+    store.create_meter(&actor, &meter).await.expect("meter");
     let (router, table, _) = purser_http::build(AppState::new(store.clone(), settings));
     World {
         _db: db,
@@ -304,7 +317,15 @@ impl World {
                         builder = builder.header(header::CONTENT_TYPE, "application/json");
                         // A body each route would accept, so the walk reaches the scope check
                         // rather than stopping at validation.
-                        let json = if route.path.starts_with("/v1/entitlements/") {
+                        let json = if route.path == "/v1/events" {
+                            // Usage for the restricted account, as its telemetry would send
+                            // it (plain JSON framing: an array is a batch).
+                            serde_json::json!([usage_event(
+                                &format!("walk-{}", caller.label),
+                                &account.fields.external_id,
+                                0
+                            )])
+                        } else if route.path.starts_with("/v1/entitlements/") {
                             serde_json::json!({ "status": "cancelled" })
                         } else if route.path.ends_with("/entitlements") {
                             serde_json::json!({ "offer_id": self.offer_id, "start": "2026-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z" })
@@ -331,6 +352,16 @@ impl World {
         }
         builder.body(body).expect("a request")
     }
+}
+
+/// A usage event `minutes_ago` old for the account with `external_id`.
+fn usage_event(id: &str, external_id: &str, minutes_ago: i64) -> serde_json::Value {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "polaris://test/clusters/c1",
+        "type": "storage.io.counted", "subject": external_id,
+        "time": (Timestamp::now() - SignedDuration::from_mins(minutes_ago)).to_string(),
+        "data": {"bytes_written": 1073741824u64}
+    })
 }
 
 fn leaks(body: &str, account: &Account) -> bool {
@@ -455,6 +486,22 @@ async fn every_route_demands_authentication_and_hides_restricted_accounts_from_t
         }
     }
     assert!(n_requests > 1000, "the walk made {n_requests} requests");
+
+    // No usage was taken for a restricted account from anyone not cleared for it: the
+    // only batches stored came from callers cleared for the account they named.
+    let mut handle = world.store.db().read().await.expect("read");
+    let stored = handle
+        .query("SELECT actor FROM ingest_batches", &[])
+        .await
+        .expect("batches");
+    for row in &stored {
+        let actor = row.text(0).expect("actor");
+        assert!(
+            actor.contains("usgov") || actor.contains("-eu"),
+            "usage was stored from {actor}"
+        );
+    }
+    drop(handle);
 
     // Nothing the uncleared tried changed a restricted account or put one in a boundary.
     let rules = BoundaryRule::built_in();
@@ -1181,4 +1228,421 @@ async fn a_caller_s_request_id_is_kept_only_when_plausible() {
         36,
         "one is made when none is given"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_events_are_taken_in_every_framing_and_hostile_input_changes_nothing() {
+    let world = world(HttpSettings {
+        max_body_bytes: 64 * 1024,
+        ..HttpSettings::default()
+    })
+    .await;
+    let token = |label: &str| {
+        format!(
+            "Bearer {}",
+            world
+                .callers
+                .iter()
+                .find(|c| c.label == label)
+                .expect("caller")
+                .token
+        )
+    };
+    let telemetry = token("telemetry-uncleared");
+    let post = |auth: String, content_type: &str, body: Vec<u8>| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/v1/events")
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let batches = |store: Store| async move {
+        let mut handle = store.db().read().await.expect("read");
+        handle
+            .query_one("SELECT count(*) FROM ingest_batches", &[])
+            .await
+            .expect("count")
+            .int(0)
+            .expect("int")
+    };
+
+    // Every framing is read, and a resend changes nothing.
+    let one = usage_event("e1", "open-standard", 5).to_string();
+    let response = send(
+        &world.router,
+        post(
+            telemetry.clone(),
+            "application/cloudevents+json",
+            one.clone().into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let report: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    assert_eq!(
+        (report["events"].as_u64(), report["accepted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let array = serde_json::json!([
+        usage_event("e2", "open-standard", 6),
+        usage_event("e3", "nobody-yet", 6)
+    ])
+    .to_string();
+    let response = send(
+        &world.router,
+        post(
+            telemetry.clone(),
+            "application/cloudevents-batch+json",
+            array.into_bytes(),
+        ),
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["quarantined"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let ndjson = format!("{one}\n{}\n", usage_event("e4", "open-standard", 7));
+    let response = send(
+        &world.router,
+        post(
+            telemetry.clone(),
+            "application/x-ndjson",
+            ndjson.into_bytes(),
+        ),
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["duplicate"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let stored = batches(world.store.clone()).await;
+    assert_eq!(stored, 3);
+
+    // Hostile and malformed input: a clear 4xx naming the event and field, and
+    // nothing stored.
+    let event_with = |field: &str, value: serde_json::Value| {
+        let mut event = usage_event("h1", "open-standard", 5);
+        if value.is_null() {
+            event.as_object_mut().expect("object").remove(field);
+        } else {
+            event[field] = value;
+        }
+        serde_json::json!([event]).to_string().into_bytes()
+    };
+    let data_with = |value: &str| {
+        let event = usage_event("h2", "open-standard", 5).to_string();
+        event.replace("1073741824", value).into_bytes()
+    };
+    let mut deep = String::new();
+    for _ in 0..5000 {
+        deep.push_str("{\"a\":");
+    }
+    deep.push('1');
+    for _ in 0..5000 {
+        deep.push('}');
+    }
+    let deep_event = usage_event("h3", "open-standard", 5)
+        .to_string()
+        .replace("{\"bytes_written\":1073741824}", &deep);
+    let gov = world.restricted["us-gov"].fields.external_id.clone();
+    // (case, authorization, content type, body, status, field named in the details)
+    type HostileCase<'a> = (
+        &'a str,
+        String,
+        &'a str,
+        Vec<u8>,
+        StatusCode,
+        Option<&'a str>,
+    );
+    let cases: Vec<HostileCase> = vec![
+        (
+            "wrong type",
+            telemetry.clone(),
+            "application/json",
+            event_with("subject", serde_json::json!(42)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].subject"),
+        ),
+        (
+            "negative quantity",
+            telemetry.clone(),
+            "application/json",
+            data_with("-5"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].data"),
+        ),
+        (
+            "non-numeric quantity",
+            telemetry.clone(),
+            "application/json",
+            data_with("\"lots\""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].data"),
+        ),
+        (
+            "huge quantity",
+            telemetry.clone(),
+            "application/json",
+            data_with("1e400"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].data"),
+        ),
+        (
+            "deep nesting",
+            telemetry.clone(),
+            "application/json",
+            deep_event.into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].data"),
+        ),
+        (
+            "missing id",
+            telemetry.clone(),
+            "application/json",
+            event_with("id", serde_json::Value::Null),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].id"),
+        ),
+        (
+            "empty id",
+            telemetry.clone(),
+            "application/json",
+            event_with("id", serde_json::json!("")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].id"),
+        ),
+        (
+            "far past",
+            telemetry.clone(),
+            "application/json",
+            event_with("time", serde_json::json!("2001-01-01T00:00:00Z")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].time"),
+        ),
+        (
+            "far future",
+            telemetry.clone(),
+            "application/json",
+            event_with("time", serde_json::json!("2099-01-01T00:00:00Z")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0].time"),
+        ),
+        (
+            "invalid UTF-8 in a batch",
+            telemetry.clone(),
+            "application/json",
+            b"[{\"id\":\"\xff\"}]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            Some("body"),
+        ),
+        (
+            "invalid UTF-8 on an NDJSON line",
+            telemetry.clone(),
+            "application/x-ndjson",
+            b"{\"id\":\"\xff\"}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("events[0]"),
+        ),
+        (
+            "body over the limit",
+            telemetry.clone(),
+            "application/x-ndjson",
+            vec![b' '; 70 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "unknown framing",
+            telemetry.clone(),
+            "text/csv",
+            b"a,b".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "not allowed to send usage",
+            token("viewer-usgov"),
+            "application/json",
+            event_with("id", serde_json::json!("v1")),
+            StatusCode::FORBIDDEN,
+            None,
+        ),
+        (
+            "another boundary, not cleared",
+            telemetry.clone(),
+            "application/json",
+            event_with("subject", serde_json::json!(gov)),
+            StatusCode::FORBIDDEN,
+            Some("events[0].subject"),
+        ),
+    ];
+    let denied_before = world.audit("usage.denied").await.items.len();
+    for (name, auth, content_type, body, status, field) in cases {
+        let response = send(&world.router, post(auth, content_type, body)).await;
+        assert_eq!(response.status, status, "{name}: {}", response.body);
+        let body: serde_json::Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|_| panic!("{name}: not the error shape: {}", response.body));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.len() > 10),
+            "{name}"
+        );
+        if let Some(field) = field {
+            let fields: Vec<&str> = body["error"]["details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["field"].as_str())
+                .collect();
+            assert!(
+                fields.contains(&field),
+                "{name}: {fields:?} in {}",
+                response.body
+            );
+        }
+        assert!(
+            !response
+                .body
+                .contains(&world.restricted["us-gov"].fields.name),
+            "{name}"
+        );
+        assert_eq!(
+            batches(world.store.clone()).await,
+            stored,
+            "{name} stored something"
+        );
+    }
+    let denied = world.audit("usage.denied").await.items;
+    assert_eq!(
+        denied.len(),
+        denied_before + 1,
+        "the refusal for a boundary is audited"
+    );
+    assert_eq!(denied[0].boundary.as_deref(), Some("us-gov"));
+
+    // A cleared sender's event for the same account is taken.
+    let response = send(
+        &world.router,
+        post(
+            token("telemetry-usgov"),
+            "application/json",
+            event_with("subject", serde_json::json!(gov)),
+        ),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+
+    // The quarantine lists the unknown account's event; replay after it exists.
+    let admin = token("admin-usgov");
+    let get = |path: &str, auth: &str| {
+        Request::builder()
+            .uri(path)
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let response = send(&world.router, get("/v1/metering/quarantine", &admin)).await;
+    let listed: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["reason"], "unknown_account");
+
+    // Hours close; usage reads back as JSON and CSV; the evidence names the events.
+    world
+        .store
+        .close_due_hours(
+            Timestamp::now() + SignedDuration::from_hours(2),
+            &purser_store::metering::MeteringSettings::default(),
+            10,
+        )
+        .await
+        .expect("closed");
+    let open = world
+        .store
+        .list_accounts(
+            &AccountScope::system("test", &BoundaryRule::built_in()),
+            &purser_store::AccountFilter {
+                q: Some("open-standard".into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("list")
+        .items
+        .remove(0);
+    let response = send(
+        &world.router,
+        get(
+            &format!("/v1/accounts/{}/usage?of=meters", open.id.0),
+            &admin,
+        ),
+    )
+    .await;
+    let usage: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    let total: u64 = usage
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r["quantity"]
+                .as_str()
+                .and_then(|q| q.parse::<u64>().ok())
+                .expect("a whole number")
+        })
+        .sum();
+    assert_eq!(total, 3 * 1073741824, "{usage}");
+    let response = send(
+        &world.router,
+        get(
+            &format!("/v1/accounts/{}/usage?format=csv", open.id.0),
+            &admin,
+        ),
+    )
+    .await;
+    assert_eq!(
+        response
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/csv; charset=utf-8")
+    );
+    assert!(
+        response.body.starts_with("start,name,group,quantity"),
+        "{}",
+        response.body
+    );
+    assert!(
+        response.body.contains("data_written_gib"),
+        "{}",
+        response.body
+    );
+    let hour = usage[0]["start"].as_str().expect("start");
+    let response = send(
+        &world.router,
+        get(
+            &format!("/v1/accounts/{}/evidence?hour={hour}", open.id.0),
+            &admin,
+        ),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let trace: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    assert!(trace["events"].as_array().is_some_and(|e| !e.is_empty()));
+    // An uncleared reader cannot see the restricted account's usage.
+    let response = send(
+        &world.router,
+        get(
+            &format!("/v1/accounts/{}/usage", world.restricted["us-gov"].id.0),
+            &token("csm-uncleared"),
+        ),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
 }

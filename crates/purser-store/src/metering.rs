@@ -146,6 +146,8 @@ pub struct IngestReport {
     pub duplicate: usize,
     pub quarantined: usize,
     pub rejected: usize,
+    /// Of the rejected, those naming an account the caller is not cleared for.
+    pub denied: usize,
     /// Accepted after their hour closed: booked into the next open hour.
     pub late: usize,
     pub rejections: Vec<EventRejection>,
@@ -626,6 +628,7 @@ impl Store {
                     detail: format!("no account has the external id `{subject}`"),
                 },
                 Some(account) if !scope.permits(&account.boundary) => {
+                    report.denied += 1;
                     denied
                         .entry(account.id.clone())
                         .or_insert((account.boundary.clone(), 0))
@@ -633,9 +636,7 @@ impl Store {
                     report.rejections.push(EventRejection::new(
                         prepared.ordinal,
                         Some("subject"),
-                        format!(
-                            "the caller is not cleared to report usage for `{subject}` (its data boundary)"
-                        ),
+                        "the caller is not cleared for the data boundary of the account this event names",
                     ));
                     continue;
                 }

@@ -55,6 +55,56 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Load usage events (CloudEvents, NDJSON) from a file, or `-` for standard input,
+    /// straight into the database; prints a summary. Safe to re-run: events already
+    /// stored count as duplicates.
+    Ingest {
+        file: PathBuf,
+        /// Close the hours that are due once the file is in.
+        #[arg(long)]
+        close: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every closed hour in a range from the stored events and report any
+    /// difference; exits non-zero when one is found.
+    Verify {
+        /// RFC 3339 (default: 31 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 (default: now).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// The evidence of an account's closed hour and the events behind it.
+    Evidence {
+        account_id: String,
+        /// Any instant in the hour (RFC 3339).
+        #[arg(long)]
+        hour: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An account's usage from closed hours.
+    Usage {
+        account_id: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Days (UTC) instead of hours.
+        #[arg(long)]
+        daily: bool,
+        /// Per meter instead of per dimension.
+        #[arg(long)]
+        meters: bool,
+        #[arg(long)]
+        csv: bool,
+    },
     /// Accounts, through a running server's API.
     Account {
         #[command(flatten)]
@@ -284,6 +334,69 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Checkpoint) => commands::audit_checkpoint(&config).await?,
         Command::Account { client, command } => account(client, *command).await?,
+        Command::Ingest {
+            file,
+            close,
+            quiet,
+            json,
+        } => {
+            let summary = purser_app::metering::ingest_file(
+                &config,
+                &file,
+                purser_app::metering::IngestOptions {
+                    close,
+                    progress: !quiet && !json,
+                },
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                purser_app::metering::print_ingest_summary(&summary);
+            }
+        }
+        Command::Verify { from, to } => {
+            let (from, to) = range(from, to, 24 * 31)?;
+            if !purser_app::metering::verify(&config, from, to).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Evidence {
+            account_id,
+            hour,
+            json,
+        } => {
+            let hour = instant("--hour", &hour)?;
+            purser_app::metering::evidence(&config, &account_id, hour, json).await?;
+        }
+        Command::Usage {
+            account_id,
+            from,
+            to,
+            daily,
+            meters,
+            csv,
+        } => {
+            use purser_store::metering::{Granularity, UsageOf};
+            let range = range(from, to, 48)?;
+            purser_app::metering::usage(
+                &config,
+                &account_id,
+                range,
+                if meters {
+                    UsageOf::Meters
+                } else {
+                    UsageOf::Dimensions
+                },
+                if daily {
+                    Granularity::Day
+                } else {
+                    Granularity::Hour
+                },
+                csv,
+            )
+            .await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -376,6 +489,32 @@ async fn account(client: ClientArgs, command: AccountCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+fn instant(flag: &str, value: &str) -> anyhow::Result<jiff::Timestamp> {
+    value.trim().parse().with_context(|| {
+        format!("{flag} `{value}` is not an RFC 3339 instant (e.g. 2026-11-20T14:00:00Z)")
+    })
+}
+
+/// `--from` and `--to`, defaulting to the `default_hours` before now.
+fn range(
+    from: Option<String>,
+    to: Option<String>,
+    default_hours: i64,
+) -> anyhow::Result<(jiff::Timestamp, jiff::Timestamp)> {
+    let to = match to {
+        Some(to) => instant("--to", &to)?,
+        None => jiff::Timestamp::now(),
+    };
+    let from = match from {
+        Some(from) => instant("--from", &from)?,
+        None => to - jiff::SignedDuration::from_hours(default_hours),
+    };
+    if from >= to {
+        anyhow::bail!("--from ({from}) must be before --to ({to})");
+    }
+    Ok((from, to))
 }
 
 fn url_query(pairs: &[(&str, &Option<String>)]) -> String {

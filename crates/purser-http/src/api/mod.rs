@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod commercial;
 pub mod identity;
+pub mod metering;
 pub mod ops;
 
 use serde::Serialize;
@@ -78,6 +79,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::update_user))
         .routes(routes!(identity::list_tokens, identity::create_token))
         .routes(routes!(identity::revoke_token))
+        .routes(routes!(metering::ingest_events))
+        .routes(routes!(metering::list_meters, metering::create_meter))
+        .routes(routes!(metering::list_closed_hours))
+        .routes(routes!(metering::list_quarantine))
+        .routes(routes!(metering::replay_quarantine))
+        .routes(routes!(metering::account_usage))
+        .routes(routes!(metering::account_evidence))
         .routes(routes!(
             identity::list_boundaries,
             identity::create_boundary
