@@ -181,3 +181,278 @@ async fn ingest_verify_and_trace_on_sqlite() {
 async fn ingest_verify_and_trace_on_postgres() {
     ingest_verify_and_trace(Backend::Postgres).await;
 }
+
+/// Every event key stored in the slices, and how many times each appears.
+async fn stored_keys(location: &Location) -> std::collections::HashMap<Vec<u8>, u32> {
+    let store = Store::open(location, OpenMode::ReadOnly)
+        .await
+        .expect("open");
+    let mut handle = store.db().read().await.expect("read");
+    let mut keys = std::collections::HashMap::new();
+    for row in handle
+        .query("SELECT keys FROM usage_slices", &[])
+        .await
+        .expect("slices")
+    {
+        for key in row.bytes(0).expect("keys").chunks(16) {
+            *keys.entry(key.to_vec()).or_insert(0) += 1;
+        }
+    }
+    keys
+}
+
+/// `n_batches` NDJSON batches of `per_batch` distinct events each, over the last few
+/// hours, with their keys.
+fn kill_batches(n_batches: usize, per_batch: usize) -> Vec<(String, Vec<Vec<u8>>)> {
+    let base = Timestamp::now() - SignedDuration::from_hours(3);
+    (0..n_batches)
+        .map(|b| {
+            let mut body = String::new();
+            let mut keys = Vec::new();
+            for e in 0..per_batch {
+                let id = format!("k-{b}-{e}");
+                let source = "polaris://eu/clusters/c1";
+                let time = base + SignedDuration::from_secs(((b * per_batch + e) % 10_000) as i64);
+                body.push_str(&format!(
+                    r#"{{"specversion":"1.0","id":"{id}","source":"{source}","type":"storage.io.counted","subject":"acme","time":"{time}","data":{{"cluster_id":"c1","bytes_written":{},"bytes_read":1}}}}"#,
+                    1000 + e
+                ));
+                body.push('\n');
+                keys.push(purser_core::events::EventKey::of(source, &id).as_bytes().to_vec());
+            }
+            (body, keys)
+        })
+        .collect()
+}
+
+async fn a_killed_server_loses_no_acknowledged_event(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = TestDatabase::new(backend).await;
+    prepare(&db.location).await;
+    let token = "psr_telemetry-kill-test-token";
+    {
+        let store = Store::open(&db.location, OpenMode::Write)
+            .await
+            .expect("open");
+        let actor = Actor::new("system:test", None);
+        let user = purser_core::identity::NewUser::validate(
+            "polaris",
+            "",
+            &["telemetry".into()],
+            &[],
+            Some("US"),
+        )
+        .expect("valid");
+        let user = store.create_user(&actor, user, None).await.expect("user");
+        store
+            .create_token(
+                &actor,
+                &user.id,
+                "ingest",
+                &purser_core::identity::secret_digest(token),
+                Timestamp::now() + SignedDuration::from_hours(1),
+            )
+            .await
+            .expect("token");
+    }
+    let args = database_args(&db.location);
+    let start = || {
+        let mut command_args: Vec<&str> = args.iter().map(String::as_str).collect();
+        command_args.extend(["serve", "--listen", "127.0.0.1:0"]);
+        crate::support::Server::start(purser(&command_args))
+    };
+    let batches = Arc::new(kill_batches(150, 400));
+    let acknowledged: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let server = start().await;
+    let client = reqwest::Client::new();
+    let mut senders = Vec::new();
+    for _ in 0..3 {
+        let (batches, acknowledged, next, client) = (
+            batches.clone(),
+            acknowledged.clone(),
+            next.clone(),
+            client.clone(),
+        );
+        let url = format!("{}/v1/events", server.url);
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((body, _)) = batches.get(i) else {
+                    return;
+                };
+                let response = client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        acknowledged.lock().expect("lock").push(i);
+                    }
+                    // The server is gone: what was not acknowledged is resent later.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill it in the middle of the stream.
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if acknowledged.lock().expect("lock").len() >= 40 {
+            break;
+        }
+    }
+    server.kill().await;
+    for sender in senders {
+        let _ = sender.await;
+    }
+    let acked: std::collections::BTreeSet<usize> =
+        acknowledged.lock().expect("lock").iter().copied().collect();
+    assert!(
+        acked.len() >= 40 && acked.len() < batches.len(),
+        "killed mid-stream: {} acknowledged",
+        acked.len()
+    );
+
+    // Every acknowledged event survived the kill, once.
+    let keys = stored_keys(&db.location).await;
+    for i in &acked {
+        for key in &batches[*i].1 {
+            assert_eq!(
+                keys.get(key),
+                Some(&1),
+                "an acknowledged event of batch {i} is stored once"
+            );
+        }
+    }
+
+    // Restart, resend what was not acknowledged, and everything is there exactly once.
+    let server = start().await;
+    for (i, (body, _)) in batches.iter().enumerate() {
+        if acked.contains(&i) {
+            continue;
+        }
+        let response = client
+            .post(format!("{}/v1/events", server.url))
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("sent");
+        assert!(response.status().is_success());
+    }
+    assert!(server.stop().await);
+    let keys = stored_keys(&db.location).await;
+    assert_eq!(keys.len(), 150 * 400, "every event is stored");
+    assert!(keys.values().all(|n| *n == 1), "no event is stored twice");
+
+    // Closed hours verify.
+    let store = Store::open(&db.location, OpenMode::Write)
+        .await
+        .expect("open");
+    let closed = store
+        .close_due_hours(
+            Timestamp::now() + SignedDuration::from_hours(3),
+            &purser_store::metering::MeteringSettings::default(),
+            100,
+        )
+        .await
+        .expect("close");
+    assert!(!closed.is_empty());
+    let report = store
+        .verify_metering(
+            Timestamp::now() - SignedDuration::from_hours(6),
+            Timestamp::now() + SignedDuration::from_hours(3),
+        )
+        .await
+        .expect("verify");
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // Every event is in exactly one closed hour (the server's own job closed some of
+    // them while the stream was arriving; those late were booked into a later hour).
+    let all_closed = store
+        .closed_hours(
+            Timestamp::now() - SignedDuration::from_hours(6),
+            Timestamp::now() + SignedDuration::from_hours(3),
+        )
+        .await
+        .expect("closed hours");
+    let total: i64 = all_closed.iter().map(|h| h.events).sum();
+    assert_eq!(total, 150 * 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_loses_no_acknowledged_event_on_sqlite() {
+    a_killed_server_loses_no_acknowledged_event(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_loses_no_acknowledged_event_on_postgres() {
+    a_killed_server_loses_no_acknowledged_event(Backend::Postgres).await;
+}
+
+async fn a_killed_ingest_resumes_without_double_counting(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    prepare(&db.location).await;
+    let batches = kill_batches(200, 1000);
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let body: String = batches.iter().map(|(b, _)| b.as_str()).collect();
+    std::fs::write(file.path(), body).expect("write");
+    let path = file.path().display().to_string();
+    let args = database_args(&db.location);
+    let mut command_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command_args.extend(["ingest", &path, "--quiet"]);
+
+    // Kill it once some chunks are stored.
+    let mut child = purser(&command_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ingest starts");
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let n = stored_keys(&db.location).await.len();
+        if n > 0 || started.elapsed() > std::time::Duration::from_secs(60) {
+            break;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let partial = stored_keys(&db.location).await;
+    assert!(
+        !partial.is_empty() && partial.len() < 200 * 1000,
+        "killed mid-file: {}",
+        partial.len()
+    );
+    assert!(partial.values().all(|n| *n == 1));
+
+    // Running it again completes the file; nothing is counted twice.
+    let (ok, stdout, stderr) = run(purser(&command_args), None).await;
+    assert!(ok, "{stdout}{stderr}");
+    let keys = stored_keys(&db.location).await;
+    assert_eq!(keys.len(), 200 * 1000);
+    assert!(keys.values().all(|n| *n == 1), "no event is stored twice");
+    let mut close: Vec<&str> = args.iter().map(String::as_str).collect();
+    close.extend(["ingest", "-", "--close", "--quiet"]);
+    let (ok, _, stderr) = run(purser(&close), Some("")).await;
+    assert!(ok, "{stderr}");
+    let mut verify: Vec<&str> = args.iter().map(String::as_str).collect();
+    verify.extend(["verify", "--to", "2100-01-01T00:00:00Z"]);
+    let (ok, stdout, _) = run(purser(&verify), None).await;
+    assert!(ok && stdout.contains("everything verifies"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ingest_resumes_without_double_counting_on_sqlite() {
+    a_killed_ingest_resumes_without_double_counting(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ingest_resumes_without_double_counting_on_postgres() {
+    a_killed_ingest_resumes_without_double_counting(Backend::Postgres).await;
+}
