@@ -363,7 +363,8 @@ async fn seed_usage(
     let settings = MeteringSettings::default();
     let hour = |t: jiff::Timestamp| purser_store::metering::hour_start(t);
     let end = hour(now)?;
-    let start = end - jiff::SignedDuration::from_hours(24 * 7);
+    // A week back, within the age Purser accepts events at.
+    let start = end - jiff::SignedDuration::from_hours(24 * 7 - 1);
     let in_service: Vec<(usize, &purser_core::Account)> = accounts
         .iter()
         .enumerate()

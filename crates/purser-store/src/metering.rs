@@ -1335,6 +1335,230 @@ impl Store {
 
 type DayKey = (i64, String, Option<String>);
 
+/// A dimension's billing period so far, for the account page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeriodDimension {
+    pub dimension: String,
+    /// Metered so far this period, late adjustments included.
+    pub metered: Decimal,
+    /// The commitment for the period, when the dimension is committed.
+    pub committed: Option<Decimal>,
+    /// Consumed against the commitment after the last closed hour.
+    pub consumed: Option<Decimal>,
+    /// Consumption projected to the period's end at the pace of its closed hours.
+    pub projected: Option<Decimal>,
+    pub overage_quantity: Decimal,
+    pub overage_amount: Decimal,
+    pub currency: Option<String>,
+    /// The last closed hour with usage.
+    pub last_hour: Timestamp,
+}
+
+/// Ingest as received, per hour, from the batches kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestHour {
+    pub hour: Timestamp,
+    pub batches: i64,
+    pub events: i64,
+    pub accepted: i64,
+    pub duplicate: i64,
+    pub quarantined: i64,
+    pub rejected: i64,
+}
+
+/// An hour not closed yet, with what is booked into it so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenHour {
+    pub hour: Timestamp,
+    pub events: i64,
+    /// When it closes (its end plus the grace).
+    pub closes_at: Timestamp,
+}
+
+/// A late adjustment booked into a closed hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LateAdjustment {
+    pub account_id: String,
+    pub account_name: String,
+    pub dimension: String,
+    /// The hour it was booked into.
+    pub hour: Timestamp,
+    pub quantity: String,
+}
+
+impl Store {
+    /// Each dimension of an account's billing period containing `at`, from its closed
+    /// hours.
+    pub async fn period_usage(
+        &self,
+        scope: &AccountScope,
+        account_id: &str,
+        at: Timestamp,
+    ) -> Result<Vec<PeriodDimension>, StoreError> {
+        self.account(scope, account_id).await?;
+        let period = purser_core::commercial::BillingPeriod::containing(at);
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                "SELECT dimension, hour, quantity, committed, consumed_after, overage_quantity, overage_amount, currency \
+                 FROM dimension_hours WHERE account_id = $1 AND hour >= $2 AND hour < $3 ORDER BY dimension, hour",
+                &[
+                    account_id.into(),
+                    Value::Int(period.start.as_microsecond()),
+                    Value::Int(period.end.as_microsecond()),
+                ],
+            )
+            .await?;
+        let mut out: Vec<PeriodDimension> = Vec::new();
+        for row in &rows {
+            let dimension = row.text(0)?;
+            let hour = from_micros(row.int(1)?)?;
+            if out.last().is_none_or(|d| d.dimension != dimension) {
+                out.push(PeriodDimension {
+                    dimension: dimension.clone(),
+                    metered: Decimal::ZERO,
+                    committed: None,
+                    consumed: None,
+                    projected: None,
+                    overage_quantity: Decimal::ZERO,
+                    overage_amount: Decimal::ZERO,
+                    currency: None,
+                    last_hour: hour,
+                });
+            }
+            let Some(entry) = out.last_mut() else {
+                continue;
+            };
+            entry.metered += decimal(&row.text(2)?, "dimension_hours.quantity")?;
+            entry.last_hour = hour;
+            if let Some(committed) = row.opt_text(3)? {
+                entry.committed = Some(decimal(&committed, "dimension_hours.committed")?);
+            }
+            if let Some(consumed) = row.opt_text(4)? {
+                entry.consumed = Some(decimal(&consumed, "dimension_hours.consumed_after")?);
+            }
+            if let Some(overage) = row.opt_text(5)? {
+                entry.overage_quantity += decimal(&overage, "dimension_hours.overage_quantity")?;
+            }
+            if let Some(amount) = row.opt_text(6)? {
+                entry.overage_amount += decimal(&amount, "dimension_hours.overage_amount")?;
+            }
+            if let Some(currency) = row.opt_text(7)? {
+                entry.currency = Some(currency);
+            }
+        }
+        let period_hours = Decimal::from(period.hours().max(1));
+        for entry in &mut out {
+            let elapsed = (entry.last_hour.as_microsecond() + HOUR_MICROS
+                - period.start.as_microsecond())
+                / HOUR_MICROS;
+            if let (Some(consumed), true) = (entry.consumed, elapsed > 0) {
+                entry.projected = Some(
+                    (consumed * period_hours / Decimal::from(elapsed))
+                        .round_dp(2)
+                        .normalize(),
+                );
+            }
+            entry.metered = entry.metered.normalize();
+        }
+        Ok(out)
+    }
+
+    /// Batches kept per hour of arrival since `since`.
+    pub async fn ingest_activity(&self, since: Timestamp) -> Result<Vec<IngestHour>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                "SELECT (received_at / 3600000000) * 3600000000 AS hour, count(*), CAST(sum(n_events) AS BIGINT), \
+                 CAST(sum(n_accepted) AS BIGINT), CAST(sum(n_duplicate) AS BIGINT), \
+                 CAST(sum(n_quarantined) AS BIGINT), CAST(sum(n_rejected) AS BIGINT) \
+                 FROM ingest_batches WHERE received_at >= $1 GROUP BY (received_at / 3600000000) ORDER BY hour DESC",
+                &[Value::Int(since.as_microsecond())],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IngestHour {
+                    hour: from_micros(r.int(0)?)?,
+                    batches: r.int(1)?,
+                    events: sum_int(r, 2)?,
+                    accepted: sum_int(r, 3)?,
+                    duplicate: sum_int(r, 4)?,
+                    quarantined: sum_int(r, 5)?,
+                    rejected: sum_int(r, 6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Hours with usage booked that have not closed yet.
+    pub async fn open_hours(
+        &self,
+        settings: &MeteringSettings,
+    ) -> Result<Vec<OpenHour>, StoreError> {
+        let closed = self.closed_through().await?.map(|t| t.as_microsecond());
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                "SELECT booked_hour, CAST(sum(n_events) AS BIGINT) FROM usage_slices WHERE booked_hour > $1 \
+                 GROUP BY booked_hour ORDER BY booked_hour",
+                &[Value::Int(closed.unwrap_or(i64::MIN))],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let hour = from_micros(r.int(0)?)?;
+                Ok(OpenHour {
+                    hour,
+                    events: sum_int(r, 1)?,
+                    closes_at: hour + SignedDuration::from_hours(1) + settings.grace,
+                })
+            })
+            .collect()
+    }
+
+    /// The latest late adjustments in accounts the scope may see.
+    pub async fn late_adjustments(
+        &self,
+        scope: &AccountScope,
+        limit: usize,
+    ) -> Result<Vec<LateAdjustment>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let rows = handle
+            .query(
+                "SELECT d.account_id, a.name, a.boundary, d.dimension, d.hour, d.adjustment \
+                 FROM dimension_hours d JOIN accounts a ON a.id = d.account_id \
+                 WHERE d.adjustment <> '0' ORDER BY d.hour DESC, d.account_id LIMIT 1000",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let boundary =
+                BoundaryName::parse(&r.text(2)?).map_err(|e| corrupt("accounts.boundary", e))?;
+            if !scope.permits(&boundary) {
+                continue;
+            }
+            out.push(LateAdjustment {
+                account_id: r.text(0)?,
+                account_name: r.text(1)?,
+                dimension: r.text(3)?,
+                hour: from_micros(r.int(4)?)?,
+                quantity: r.text(5)?,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A `CAST(sum(…) AS BIGINT)` column (NULL over no rows).
+fn sum_int(row: &Row, index: usize) -> Result<i64, StoreError> {
+    Ok(row.opt_int(index)?.unwrap_or(0))
+}
+
 /// Sums hourly rows into UTC days. Dimensions are quantities of a period (TiB-hours,
 /// GiB written), so a day is the sum of its hours. A meter's day is also the sum of
 /// its hourly values: an amount for counters, unit-hours for gauges.

@@ -566,3 +566,75 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    the_pages_figures_come_from_closed_hours,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        let (open, _) = setup(&store).await;
+        ingest(
+            &store,
+            &admin(),
+            &[
+                written("p1", "acme", 10, 2 * GIB),
+                written("p2", "acme", 70, 3 * GIB),
+                written("p3", "ghost", 70, GIB),
+            ],
+        )
+        .await;
+        store
+            .close_due_hours(at(120) + SignedDuration::from_mins(20), &settings(), 100)
+            .await
+            .unwrap();
+        // A late event lands in the open hour.
+        let late = ingest(&store, &admin(), &[written("p4", "acme", 15, GIB)]).await;
+        assert_eq!(late.late, 1);
+        let open_hours = store.open_hours(&settings()).await.unwrap();
+        assert_eq!(open_hours.len(), 1);
+        assert_eq!(open_hours[0].events, 1);
+        store
+            .close_due_hours(
+                Timestamp::now() + SignedDuration::from_hours(1),
+                &settings(),
+                1000,
+            )
+            .await
+            .unwrap();
+        let period = store
+            .period_usage(&admin(), &open.id.0, at(0))
+            .await
+            .unwrap();
+        let written = period
+            .iter()
+            .find(|d| d.dimension == "data_written_gib")
+            .unwrap();
+        // The base hours fall in one month unless the test runs in the first days of
+        // one: only then can the late GiB land in the next period.
+        if purser_core::commercial::BillingPeriod::containing(at(0))
+            == purser_core::commercial::BillingPeriod::containing(Timestamp::now())
+        {
+            assert_eq!(written.metered, rust_decimal::Decimal::from(6));
+            // Beyond the commitment of 0.000000001 GiB, at 0.5 a GiB.
+            let beyond: rust_decimal::Decimal = "5.999999999".parse().unwrap();
+            assert_eq!(written.overage_quantity, beyond);
+            assert_eq!(
+                written.overage_amount,
+                beyond / rust_decimal::Decimal::from(2)
+            );
+            assert!(written.projected.is_some());
+        }
+        let activity = store.ingest_activity(at(-600)).await.unwrap();
+        let accepted: i64 = activity.iter().map(|h| h.accepted).sum();
+        let quarantined: i64 = activity.iter().map(|h| h.quarantined).sum();
+        assert_eq!((accepted, quarantined), (3, 1));
+        let late = store.late_adjustments(&admin(), 10).await.unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].quantity, "1");
+        let uncleared = scope("sam", &[Role::Finance], &[], Some("US"));
+        assert_eq!(
+            store.late_adjustments(&uncleared, 10).await.unwrap().len(),
+            1,
+            "acme is a standard account"
+        );
+    }
+);

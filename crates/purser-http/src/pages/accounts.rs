@@ -147,6 +147,7 @@ struct ShowPage {
     form_statuses: Vec<SelectOption>,
     form: EntitlementForm,
     errors: Vec<FieldError>,
+    metering: super::metering::AccountMetering,
 }
 
 struct EntitlementRow {
@@ -315,7 +316,15 @@ async fn account_page(
     } else {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
     };
+    let metering = super::metering::account_metering(
+        state,
+        &scope,
+        &account.id.0,
+        &account.fields.external_id.clone(),
+    )
+    .await?;
     let mut response = render(&ShowPage {
+        metering,
         chrome: Chrome::for_caller(caller, "/accounts"),
         a: AccountRow::new(account, &scope),
         can_write: caller.principal.can(Permission::WriteAccounts),

@@ -1,11 +1,12 @@
-//! The server-rendered pages: sign-in, accounts, users, tokens, the audit log, jobs
-//! and the API reference. Plain HTML forms with a CSRF token each; no JavaScript
+//! The server-rendered pages: sign-in, accounts, metering, users, tokens, the audit
+//! log, jobs and the API reference. Plain HTML forms with a CSRF token each; no JavaScript
 //! build step. Page handlers call the same store methods and shared helpers as the
 //! API, so a page can never see more than the API would show the same person.
 
 mod accounts;
 mod admin;
 mod docs;
+mod metering;
 mod signin;
 
 use askama::Template;
@@ -66,9 +67,10 @@ impl Chrome {
 }
 
 fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
-    let links: [(&'static str, &'static str, Option<Permission>); 7] = [
+    let links: [(&'static str, &'static str, Option<Permission>); 8] = [
         ("/accounts", "Accounts", Some(Permission::ReadAccounts)),
         ("/offers", "Offers", Some(Permission::ReadAccounts)),
+        ("/metering", "Metering", Some(Permission::ReadMetering)),
         ("/audit", "Audit log", Some(Permission::ReadAudit)),
         ("/users", "Users", Some(Permission::ManageUsers)),
         ("/jobs", "Jobs", Some(Permission::ReadJobs)),
@@ -245,6 +247,12 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             "/entitlements/{entitlement_id}/status",
             Access::Session,
             post(accounts::set_entitlement_status),
+        )
+        .add(
+            Method::GET,
+            "/metering",
+            Access::Session,
+            get(metering::page),
         )
         .add(Method::GET, "/users", Access::Session, get(admin::users))
         .add(

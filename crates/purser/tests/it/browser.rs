@@ -392,3 +392,69 @@ async fn finance_records_an_entitlement_from_the_account_page() {
     browser.close().await.expect("close");
     assert!(server.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_sees_a_week_of_usage_against_the_commitment_and_the_metering_page() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+    let browser = driver.browser(profiles.path()).await;
+    sign_in(&browser, &base, "finance", "finance-demo-pass").await;
+
+    // Northwind Genomics has a week of usage, a quarantined event of a type no meter
+    // reads, and a late event waiting in the open hour.
+    browser
+        .goto(&format!("{base}/accounts?q=northwind"))
+        .await
+        .expect("page");
+    browser
+        .wait()
+        .for_element(Locator::LinkText("Northwind Genomics"))
+        .await
+        .expect("found")
+        .click()
+        .await
+        .expect("open");
+    let period = wait_text(&browser, Locator::Id("period-usage")).await;
+    assert!(
+        period.contains("capacity_tib_hours") && period.contains("data_written_gib"),
+        "{period}"
+    );
+    let chart = browser
+        .find(Locator::Css("#chart-capacity_tib_hours svg"))
+        .await
+        .expect("the capacity chart");
+    let bars = chart.find_all(Locator::Css("rect")).await.expect("bars");
+    assert!(
+        bars.len() > 100,
+        "about a bar an hour for a week: {}",
+        bars.len()
+    );
+    let quarantine = text(&browser, Locator::Id("account-quarantine")).await;
+    assert!(
+        quarantine.contains("storage.snapshot.taken") && quarantine.contains("unknown_meter"),
+        "{quarantine}"
+    );
+
+    browser
+        .goto(&format!("{base}/metering"))
+        .await
+        .expect("metering");
+    let closed = wait_text(&browser, Locator::Id("closed-hours")).await;
+    assert!(closed.contains("accounts, closed"), "{closed}");
+    let open = text(&browser, Locator::Id("open-hours")).await;
+    assert!(open.contains("closes"), "{open}");
+    let quarantine = text(&browser, Locator::Id("quarantine")).await;
+    assert!(quarantine.contains("prospect-unlinked"), "{quarantine}");
+    let ingest = text(&browser, Locator::Id("ingest")).await;
+    assert!(ingest.contains("UTC"), "{ingest}");
+}
