@@ -125,6 +125,52 @@ pub async fn user_add(config: &Config, request: UserAdd) -> Result<(), AppError>
     Ok(())
 }
 
+/// Creates an API token for a user directly in the database and prints its secret
+/// once: how a service (the telemetry sender) gets its first token.
+pub async fn token_create(
+    config: &Config,
+    username: &str,
+    name: &str,
+    days: i64,
+) -> Result<(), AppError> {
+    if !(1..=config.token_max_days).contains(&days) {
+        return Err(AppError::Invalid(format!(
+            "--days must be between 1 and {} (token_max_days)",
+            config.token_max_days
+        )));
+    }
+    let store = open_store(config, OpenMode::Write).await?;
+    let user = store
+        .users()
+        .await?
+        .into_iter()
+        .find(|u| u.username == username)
+        .ok_or_else(|| AppError::Invalid(format!("no user is called `{username}`")))?;
+    let secret = format!(
+        "{}{}",
+        purser_http::auth::TOKEN_PREFIX,
+        purser_http::auth::random_secret()
+    );
+    let actor = Actor::new(
+        format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "operator".into())
+        ),
+        None,
+    );
+    store
+        .create_token(
+            &actor,
+            &user.id,
+            name,
+            &purser_core::identity::secret_digest(&secret),
+            jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * days),
+        )
+        .await?;
+    println!("{secret}");
+    Ok(())
+}
+
 /// Walks the audit chain. Returns whether it verified.
 pub async fn audit_verify(config: &Config, against: Option<&str>) -> Result<bool, AppError> {
     let checkpoint = against

@@ -47,6 +47,9 @@ pub struct MeteringConfig {
     pub max_event_age_hours: i64,
     /// Events further ahead than this many minutes are refused (clock skew).
     pub max_future_skew_minutes: i64,
+    /// Meters declared here are defined at start-up when missing; one that exists
+    /// with another definition is an error (meters never change once defined).
+    pub meters: Vec<purser_core::meter::MeterDraft>,
 }
 
 impl Default for MeteringConfig {
@@ -56,6 +59,7 @@ impl Default for MeteringConfig {
             grace_minutes: defaults.grace.as_mins(),
             max_event_age_hours: defaults.max_event_age.as_hours(),
             max_future_skew_minutes: defaults.max_future_skew.as_mins(),
+            meters: Vec::new(),
         }
     }
 }

@@ -53,7 +53,41 @@ pub fn init_logging(config: &Config) {
 }
 
 pub async fn open_store(config: &Config, mode: OpenMode) -> Result<Store, AppError> {
-    Ok(Store::open(&config.location(), mode).await?)
+    let store = Store::open(&config.location(), mode).await?;
+    if mode == OpenMode::Write {
+        define_configured_meters(&store, &config.metering.meters).await?;
+    }
+    Ok(store)
+}
+
+/// Defines the meters the configuration declares that do not exist yet. A declared
+/// meter that exists with another definition stops start-up: meters never change,
+/// and silently keeping the old rule would bill by a rule nobody sees in the file.
+async fn define_configured_meters(
+    store: &Store,
+    drafts: &[purser_core::meter::MeterDraft],
+) -> Result<(), AppError> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let existing = store.meters().await?;
+    let actor = purser_core::audit::Actor::new("system:configuration", None);
+    for (index, draft) in drafts.iter().enumerate() {
+        let meter = draft.validate().map_err(|e| {
+            AppError::Invalid(format!("configuration: metering.meters[{index}]: {e}"))
+        })?;
+        match existing.iter().find(|m| m.name == meter.name) {
+            Some(defined) if *defined == meter => {}
+            Some(_) => {
+                return Err(AppError::Invalid(format!(
+                    "configuration: metering.meters[{index}]: the meter `{}` is already defined differently; meters never change once defined, so give the new rule a new name",
+                    meter.name
+                )));
+            }
+            None => store.create_meter(&actor, &meter).await?,
+        }
+    }
+    Ok(())
 }
 
 fn http_settings(config: &Config) -> HttpSettings {

@@ -52,6 +52,9 @@ enum Command {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -133,6 +136,20 @@ enum UserCommand {
         /// Read the password (12+ characters) from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user directly in the database and print its secret once
+    /// (a service's first token, e.g. for the telemetry sender).
+    Create {
+        username: String,
+        #[arg(long)]
+        name: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
     },
 }
 
@@ -332,6 +349,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Token(TokenCommand::Create {
+            username,
+            name,
+            days,
+        }) => commands::token_create(&config, &username, &name, days).await?,
         Command::Audit(AuditCommand::Checkpoint) => commands::audit_checkpoint(&config).await?,
         Command::Account { client, command } => account(client, *command).await?,
         Command::Ingest {

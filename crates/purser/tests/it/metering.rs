@@ -456,3 +456,105 @@ async fn a_killed_ingest_resumes_without_double_counting_on_sqlite() {
 async fn a_killed_ingest_resumes_without_double_counting_on_postgres() {
     a_killed_ingest_resumes_without_double_counting(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_declared_in_configuration_are_defined_once_and_never_redefined() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("purser.toml");
+    let meter = |aggregation: &str| {
+        format!(
+            "[[metering.meters]]\nname = \"storage.written\"\nevent_type = \"storage.io.counted\"\nvalue_path = \"$.bytes_written\"\naggregation = \"{aggregation}\"\nunit = \"bytes\"\ndimension = \"data_written_gib\"\nconversion = \"bytes_to_gib\"\n"
+        )
+    };
+    std::fs::write(&config, meter("sum")).expect("config");
+    let data = data_dir_arg(&dir.path().join("data"));
+    let config_arg = config.display().to_string();
+    let args = [
+        "--config",
+        &config_arg,
+        "--data-dir",
+        &data,
+        "ingest",
+        "-",
+        "--quiet",
+    ];
+    let (ok, _, stderr) = run(purser(&args), Some("")).await;
+    assert!(ok, "{stderr}");
+    // Starting again with the same declaration is fine.
+    let (ok, _, stderr) = run(purser(&args), Some("")).await;
+    assert!(ok, "{stderr}");
+    let location = Location::sqlite_in(&dir.path().join("data"));
+    let store = Store::open(&location, OpenMode::ReadOnly)
+        .await
+        .expect("open");
+    let meters = store.meters().await.expect("meters");
+    assert_eq!(meters.len(), 1);
+    assert_eq!(meters[0].aggregation.as_str(), "sum");
+    drop(store);
+
+    // Another rule under the same name is refused, naming it.
+    std::fs::write(&config, meter("max")).expect("config");
+    let (ok, _, stderr) = run(purser(&args), Some("")).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("metering.meters[0]") && stderr.contains("storage.written"),
+        "{stderr}"
+    );
+
+    // A service's first token, printed once, works against the API.
+    let (ok, _, stderr) = run(
+        purser(&[
+            "--data-dir",
+            &data,
+            "user",
+            "add",
+            "polaris",
+            "--role",
+            "telemetry",
+            "--residency",
+            "US",
+        ]),
+        None,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(
+        purser(&[
+            "--data-dir",
+            &data,
+            "token",
+            "create",
+            "polaris",
+            "--name",
+            "ingest",
+        ]),
+        None,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let token = stdout.trim().to_owned();
+    assert!(token.starts_with("psr_") && token.len() > 40, "{token}");
+    let server = crate::support::Server::start(purser(&[
+        "--data-dir",
+        &data,
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]))
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/cloudevents+json")
+        .body(format!(
+            r#"{{"specversion":"1.0","id":"t1","source":"polaris://x","type":"storage.io.counted","subject":"nobody","time":"{}","data":{{"bytes_written":5}}}}"#,
+            Timestamp::now()
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let report: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(report["quarantined"], 1);
+    assert!(server.stop().await);
+}
