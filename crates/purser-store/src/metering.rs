@@ -991,6 +991,7 @@ impl Store {
             .into_iter()
             .map(|m| (m.name.clone(), m))
             .collect();
+        let mut consumption = Consumption::default();
         while closed.len() < max_hours {
             let mut tx = self.db.begin().await?;
             let (closed_through, head) = lock_head(&mut tx).await?;
@@ -1010,7 +1011,8 @@ impl Store {
             if closes_at > now.as_microsecond() {
                 break;
             }
-            let summary = close_hour(&mut tx, next, &meters, &catalogue, head).await?;
+            let summary =
+                close_hour(&mut tx, next, &meters, &catalogue, &mut consumption, head).await?;
             tx.commit().await?;
             closed.push(summary);
         }
@@ -1149,10 +1151,12 @@ impl Store {
                 ],
             )
             .await?;
+        let mut consumption = Consumption::default();
         for row in &hours {
             let hour = row.int(0)?;
             report.hours += 1;
-            let computed = compute_hour(&mut handle, hour, &meters, &catalogue).await?;
+            let computed =
+                compute_hour(&mut handle, hour, &meters, &catalogue, &mut consumption).await?;
             let stored: HashMap<String, HourEvidence> = handle
                 .query(
                     &format!("SELECT {EVIDENCE_COLUMNS} FROM hour_evidence WHERE hour = $1"),
@@ -1700,6 +1704,7 @@ async fn compute_hour(
     hour: i64,
     meters: &BTreeMap<String, Meter>,
     catalogue: &RatingCatalogue,
+    consumption: &mut Consumption,
 ) -> Result<ComputedHour, StoreError> {
     let mut on_time: Contributions = HashMap::new();
     // late hour → account → added
@@ -1745,53 +1750,97 @@ async fn compute_hour(
         late_carry.insert(*late_hour, carry_ins(handle, *late_hour).await?);
     }
 
-    let mut accounts: BTreeSet<&String> = on_time.keys().collect();
+    let mut accounts: BTreeSet<String> = on_time.keys().cloned().collect();
     for added in late_added.values() {
-        accounts.extend(added.keys());
+        accounts.extend(added.keys().cloned());
     }
     let at = from_micros(hour)?;
     let period = purser_core::commercial::BillingPeriod::containing(at);
-    let consumed = consumed_before(handle, hour, period.start.as_microsecond()).await?;
+    consumption
+        .prepare(handle, hour, period.start.as_microsecond())
+        .await?;
+    let mut carry = carry;
     let mut out = BTreeMap::new();
+    // Each account's input is moved out of the maps, not copied: an hour holds every
+    // contribution of every account.
     for account in accounts {
         let mut late = Vec::new();
         let mut n_late = 0u64;
-        for (late_hour, added) in &late_added {
-            let Some(added) = added.get(account) else {
+        for (late_hour, added) in &mut late_added {
+            let Some(added) = added.remove(&account) else {
                 continue;
             };
             n_late += added.len() as u64;
             late.push(LateHour {
                 hour: from_micros(*late_hour)?,
                 carry_in: late_carry
-                    .get(late_hour)
-                    .and_then(|c| c.get(account))
-                    .cloned()
+                    .get_mut(late_hour)
+                    .and_then(|c| c.remove(&account))
                     .unwrap_or_default(),
                 before: late_before
-                    .get(late_hour)
-                    .and_then(|b| b.get(account))
-                    .cloned()
+                    .get_mut(late_hour)
+                    .and_then(|b| b.remove(&account))
                     .unwrap_or_default(),
-                added: added.clone(),
+                added,
             });
         }
         let input = AccountHourInput {
-            account_id: account,
+            account_id: &account,
             hour: at,
             meters,
-            on_time: on_time.get(account).cloned().unwrap_or_default(),
-            carry_in: carry.get(account).cloned().unwrap_or_default(),
+            on_time: on_time.remove(&account).unwrap_or_default(),
+            carry_in: carry.remove(&account).unwrap_or_default(),
             late,
-            entitlement: catalogue.in_force(account, at),
-            consumed_before: consumed.get(account).cloned().unwrap_or_default(),
+            entitlement: catalogue.in_force(&account, at),
+            consumed_before: consumption.of(&account),
         };
         let digest = hour_input_digest(&input);
         let result = close_account_hour(&input)
             .map_err(|e| StoreError::Corrupt(format!("closing {account} at {at}: {e}")))?;
-        out.insert(account.clone(), (result, digest, n_late));
+        consumption.after(&account, &result);
+        out.insert(account, (result, digest, n_late));
     }
     Ok(out)
+}
+
+/// What each account's billing period has consumed, per rated dimension, carried from
+/// hour to hour while hours are closed (or verified) in order. Read from storage once
+/// per period, then kept up to date from each hour's result, so closing a month of
+/// hours does not rescan the month for every hour.
+#[derive(Default)]
+struct Consumption {
+    period_start: Option<i64>,
+    /// The hour the state is valid before.
+    next_hour: Option<i64>,
+    by_account: HashMap<String, BTreeMap<DimensionKey, Decimal>>,
+}
+
+impl Consumption {
+    /// Makes the state hold what was consumed before `hour`.
+    async fn prepare(
+        &mut self,
+        handle: &mut Handle,
+        hour: i64,
+        period_start: i64,
+    ) -> Result<(), StoreError> {
+        if self.period_start != Some(period_start) || self.next_hour != Some(hour) {
+            self.by_account = consumed_before(handle, hour, period_start).await?;
+            self.period_start = Some(period_start);
+        }
+        self.next_hour = Some(hour + HOUR_MICROS);
+        Ok(())
+    }
+
+    fn of(&self, account: &str) -> BTreeMap<DimensionKey, Decimal> {
+        self.by_account.get(account).cloned().unwrap_or_default()
+    }
+
+    fn after(&mut self, account: &str, result: &AccountHour) {
+        let entry = self.by_account.entry(account.to_owned()).or_default();
+        for rated in &result.rating {
+            entry.insert(rated.dimension.clone(), rated.rated.consumed_after);
+        }
+    }
 }
 
 /// What each account's billing period consumed before `hour`, per rated dimension.
@@ -1801,12 +1850,11 @@ async fn consumed_before(
     period_start: i64,
 ) -> Result<HashMap<String, BTreeMap<DimensionKey, Decimal>>, StoreError> {
     let mut out: HashMap<String, BTreeMap<DimensionKey, Decimal>> = HashMap::new();
+    // In hour order, so each (account, dimension) ends with its latest figure.
     for row in handle
         .query(
-            "SELECT d.account_id, d.dimension, d.consumed_after FROM dimension_hours d \
-             WHERE d.period_start = $1 AND d.consumed_after IS NOT NULL AND d.hour = ( \
-               SELECT max(p.hour) FROM dimension_hours p WHERE p.account_id = d.account_id \
-               AND p.dimension = d.dimension AND p.period_start = $1 AND p.consumed_after IS NOT NULL AND p.hour < $2)",
+            "SELECT account_id, dimension, consumed_after FROM dimension_hours \
+             WHERE period_start = $1 AND hour < $2 AND consumed_after IS NOT NULL ORDER BY hour",
             &[Value::Int(period_start), Value::Int(hour)],
         )
         .await?
@@ -1826,9 +1874,10 @@ async fn close_hour(
     hour: i64,
     meters: &BTreeMap<String, Meter>,
     catalogue: &RatingCatalogue,
+    consumption: &mut Consumption,
     mut head: Checkpoint,
 ) -> Result<ClosedHour, StoreError> {
-    let computed = compute_hour(tx, hour, meters, catalogue).await?;
+    let computed = compute_hour(tx, hour, meters, catalogue, consumption).await?;
     let closed_at = crate::now_micros();
     let mut meter_rows = Vec::new();
     let mut dimension_rows = Vec::new();

@@ -90,6 +90,7 @@ CREATE TABLE meter_hours (
     carry_out TEXT
 );
 CREATE INDEX meter_hours_by_account ON meter_hours (account_id, hour);
+CREATE INDEX meter_hours_by_hour ON meter_hours (hour);
 
 CREATE TABLE dimension_hours (
     account_id TEXT NOT NULL,
@@ -107,6 +108,7 @@ CREATE TABLE dimension_hours (
     currency TEXT,
     PRIMARY KEY (account_id, dimension, hour)
 );
+CREATE INDEX dimension_hours_by_period ON dimension_hours (period_start, hour);
 
 CREATE TABLE hour_evidence (
     seq BIGINT PRIMARY KEY,
