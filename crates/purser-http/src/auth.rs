@@ -80,13 +80,7 @@ pub trait Caller: Sync {
         &self,
         state: &AppState,
     ) -> impl Future<Output = Result<AccountScope, ApiError>> + Send {
-        let principal = self.principal().clone();
-        let request_id = self.request_id();
-        let store = state.store.clone();
-        async move {
-            let rules = store.boundary_rules().await?;
-            Ok(AccountScope::for_principal(&principal, &rules, request_id))
-        }
+        self.scope_for(state, purser_core::Permission::ReadAccounts)
     }
 
     /// The accounts the caller may report usage for.
@@ -94,17 +88,22 @@ pub trait Caller: Sync {
         &self,
         state: &AppState,
     ) -> impl Future<Output = Result<AccountScope, ApiError>> + Send {
+        self.scope_for(state, purser_core::Permission::IngestUsage)
+    }
+
+    /// The accounts the caller may do `work` on: the boundary rules applied to their
+    /// clearances and residency, none without the permission.
+    fn scope_for(
+        &self,
+        state: &AppState,
+        work: purser_core::Permission,
+    ) -> impl Future<Output = Result<AccountScope, ApiError>> + Send {
         let principal = self.principal().clone();
         let request_id = self.request_id();
         let store = state.store.clone();
         async move {
             let rules = store.boundary_rules().await?;
-            Ok(AccountScope::for_work(
-                &principal,
-                &rules,
-                request_id,
-                purser_core::Permission::IngestUsage,
-            ))
+            Ok(AccountScope::for_work(&principal, &rules, request_id, work))
         }
     }
 }

@@ -1119,8 +1119,9 @@ impl Store {
         }
 
         // Batches behind the slices booked into the range: bytes, then contents.
+        // external id → account id, as ingest resolved each event's subject.
         let accounts: HashMap<String, String> = handle
-            .query("SELECT id, external_id FROM accounts", &[])
+            .query("SELECT external_id, id FROM accounts", &[])
             .await?
             .iter()
             .map(|r| Ok((r.text(0)?, r.text(1)?)))
@@ -2184,11 +2185,7 @@ async fn verify_batch(
     };
     let mut expected: HashMap<[u8; 16], Vec<SliceEntry>> = HashMap::new();
     for event in &prepared.events {
-        let Some(account) = accounts
-            .iter()
-            .find(|(_, external)| external.as_str() == event.event.subject())
-            .map(|(id, _)| id.clone())
-        else {
+        let Some(account) = accounts.get(event.event.subject()).cloned() else {
             continue;
         };
         let entries = event
