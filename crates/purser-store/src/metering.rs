@@ -421,8 +421,9 @@ async fn insert_rows(
     columns: &[&str],
     rows: Vec<Vec<Value>>,
 ) -> Result<(), StoreError> {
-    // Both backends take thousands of parameters a statement; stay well below.
-    let per_statement = (8_000 / columns.len()).max(1);
+    // A fixed number of rows a statement, so that the statement's text repeats and
+    // stays prepared; well below both backends' parameter limits.
+    let per_statement = 64;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
