@@ -12,7 +12,10 @@ Events are deduplicated on (source, id), as CloudEvents defines their identity.
     python3 bench/duckdb_hourly.py EVENTS.ndjson [THREADS]
 
 Prints one JSON line: events, seconds, events_per_second, peak_rss_mib, and the
-number of result rows of each aggregate (a cross-check for Purser's own figures).
+number of result rows of each aggregate with checksums of their values (a cross-check
+for Purser's own figures, `bench-core` prints the same): the totals of bytes_written
+and bytes_read over all rows, and the total over all rows of the time-weighted average
+rounded down to a whole byte (computed exactly, in integers of byte-microseconds).
 """
 
 import json
@@ -46,17 +49,17 @@ def main() -> None:
         QUALIFY row_number() OVER (PARTITION BY source, id ORDER BY time) = 1
         """
     )
-    io_rows = con.execute(
+    io_rows, io_written, io_read = con.execute(
         """
-        SELECT count(*) FROM (
+        SELECT count(*), sum(bytes_written), sum(bytes_read) FROM (
             SELECT subject, date_trunc('hour', time) AS hour,
                    sum(CAST(data->>'bytes_written' AS HUGEINT)) AS bytes_written,
                    sum(CAST(data->>'bytes_read' AS HUGEINT)) AS bytes_read
             FROM unique_events WHERE type = 'storage.io.counted'
             GROUP BY ALL)
         """
-    ).fetchone()[0]
-    capacity_rows = con.execute(
+    ).fetchone()
+    capacity_rows, capacity_twa_floor = con.execute(
         """
         WITH samples AS (
             SELECT subject, data->>'cluster_id' AS cluster, time,
@@ -67,12 +70,13 @@ def main() -> None:
             SELECT *, coalesce(lead(time) OVER w, hour + INTERVAL 1 HOUR) AS until
             FROM samples
             WINDOW w AS (PARTITION BY subject, cluster, hour ORDER BY time))
-        SELECT count(*) FROM (
+        SELECT count(*), sum(twa_floor) FROM (
             SELECT subject, cluster, hour,
-                   sum(bytes_stored * epoch(until - time)) / sum(epoch(until - time)) AS twa
+                   sum(bytes_stored * (epoch_us(until) - epoch_us(time)))
+                       // sum(epoch_us(until) - epoch_us(time)) AS twa_floor
             FROM held GROUP BY ALL)
         """
-    ).fetchone()[0]
+    ).fetchone()
     seconds = time.perf_counter() - started
     n_events = con.execute("SELECT count(*) FROM events").fetchone()[0]
     n_unique = con.execute("SELECT count(*) FROM unique_events").fetchone()[0]
@@ -89,6 +93,9 @@ def main() -> None:
                 "peak_rss_mib": round(peak_rss_mib),
                 "io_hour_rows": io_rows,
                 "capacity_hour_rows": capacity_rows,
+                "io_bytes_written": str(io_written),
+                "io_bytes_read": str(io_read),
+                "capacity_twa_floor_sum": str(capacity_twa_floor),
             }
         )
     )
