@@ -12,6 +12,7 @@
 //! never changes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -25,15 +26,19 @@ use crate::money::MoneyError;
 use crate::time::Window;
 
 /// One accepted event's contribution to one meter of one account.
+///
+/// Meter and group names are shared (`Arc<str>`): an hour holds tens of thousands of
+/// contributions naming a handful of meters and groups, and copying each name would
+/// cost more than the arithmetic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contribution {
-    pub meter: String,
-    pub group: Option<String>,
+    pub meter: Arc<str>,
+    pub group: Option<Arc<str>>,
     pub sample: Sample,
 }
 
-/// Where an aggregate lives inside an account's hour.
-pub type Series = (String, Option<String>);
+/// Where an aggregate lives inside an account's hour: meter and group.
+pub type Series = (Arc<str>, Option<Arc<str>>);
 
 /// The last value of each series in an hour, carried into the next for gauges.
 pub type CarryOut = BTreeMap<Series, Decimal>;
@@ -168,8 +173,8 @@ fn aggregates(
     let mut out: BTreeMap<Series, HourAggregate> = BTreeMap::new();
     for c in contributions {
         let meter = meters
-            .get(&c.meter)
-            .ok_or_else(|| ClosingError::UnknownMeter(c.meter.clone()))?;
+            .get(&*c.meter)
+            .ok_or_else(|| ClosingError::UnknownMeter(c.meter.to_string()))?;
         out.entry((c.meter.clone(), c.group.clone()))
             .or_insert_with(|| HourAggregate::new(meter.aggregation, window))
             .add(c.sample)?;
@@ -196,7 +201,7 @@ pub fn close_account_hour(input: &AccountHourInput<'_>) -> Result<AccountHour, C
     // A gauge that reported in the previous hour holds its value into this one even
     // if no sample arrived yet; its series exists with its carry-in alone.
     for (key, _) in input.carry_in.iter() {
-        if let Some(meter) = input.meters.get(&key.0)
+        if let Some(meter) = input.meters.get(&*key.0)
             && meter.aggregation == crate::meter::Aggregation::TimeWeightedAvg
             && !series.contains_key(key)
         {
@@ -209,8 +214,8 @@ pub fn close_account_hour(input: &AccountHourInput<'_>) -> Result<AccountHour, C
     for ((name, group), aggregate) in &series {
         let meter = input
             .meters
-            .get(name)
-            .ok_or_else(|| ClosingError::UnknownMeter(name.clone()))?;
+            .get(&**name)
+            .ok_or_else(|| ClosingError::UnknownMeter(name.to_string()))?;
         let carry_in = input.carry_in.get(&(name.clone(), group.clone())).copied();
         let value = aggregate.value(carry_in)?;
         let quantity = series_quantity(meter, aggregate, carry_in)?;
@@ -225,8 +230,8 @@ pub fn close_account_hour(input: &AccountHourInput<'_>) -> Result<AccountHour, C
             },
         );
         meters.push(MeterHour {
-            meter: name.clone(),
-            group: group.clone(),
+            meter: name.to_string(),
+            group: group.as_deref().map(str::to_owned),
             n_events: aggregate.n_events(),
             value,
             quantity,
@@ -242,8 +247,8 @@ pub fn close_account_hour(input: &AccountHourInput<'_>) -> Result<AccountHour, C
         for (key, addition) in &added {
             let meter = input
                 .meters
-                .get(&key.0)
-                .ok_or_else(|| ClosingError::UnknownMeter(key.0.clone()))?;
+                .get(&*key.0)
+                .ok_or_else(|| ClosingError::UnknownMeter(key.0.to_string()))?;
             let carry_in = late.carry_in.get(key).copied();
             let old = before.get(key);
             let mut new = old
@@ -262,8 +267,8 @@ pub fn close_account_hour(input: &AccountHourInput<'_>) -> Result<AccountHour, C
                 *metered.entry(feed.dimension.clone()).or_default() += change;
             }
             adjustments.push(Adjustment {
-                meter: key.0.clone(),
-                group: key.1.clone(),
+                meter: key.0.to_string(),
+                group: key.1.as_deref().map(str::to_owned),
                 hour: late.hour,
                 n_events: addition.n_events(),
                 quantity: change,

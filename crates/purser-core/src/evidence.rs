@@ -17,12 +17,14 @@ use crate::chain::{ChainHasher, Chained, Checkpoint};
 /// depends on which events, never on the order or the number of times they arrived.
 /// Returns the digest and the number of distinct events.
 pub fn input_digest<K: AsRef<[u8]>>(keys: impl IntoIterator<Item = K>) -> (String, u64) {
-    let mut keys: Vec<Vec<u8>> = keys.into_iter().map(|k| k.as_ref().to_vec()).collect();
-    keys.sort_unstable();
-    keys.dedup();
+    // Sorted by their bytes and deduplicated, without copying each key.
+    let mut keys: Vec<K> = keys.into_iter().collect();
+    keys.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    keys.dedup_by(|a, b| a.as_ref() == b.as_ref());
     let mut hasher = Sha256::new();
     hasher.update(b"purser-input-v1");
     for key in &keys {
+        let key = key.as_ref();
         hasher.update((key.len() as u64).to_be_bytes());
         hasher.update(key);
     }

@@ -199,7 +199,9 @@ impl Db {
                     "PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA busy_timeout = 5000;",
+                     PRAGMA busy_timeout = 5000;
+                     PRAGMA cache_size = -65536;
+                     PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(|e| sqlite_error(&e))?;
                 Some(Arc::new(tokio::sync::Mutex::new(conn)))

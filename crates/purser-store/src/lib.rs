@@ -110,6 +110,8 @@ pub struct Store {
     db: Db,
     /// This process's deduplication key sets (see [`metering`]).
     dedup: metering::SharedDedup,
+    /// What closing carries from the last hour this process closed to the next.
+    closing: metering::SharedClosingState,
 }
 
 impl Store {
@@ -135,6 +137,7 @@ impl Store {
         let store = Store {
             db,
             dedup: metering::SharedDedup::default(),
+            closing: metering::SharedClosingState::default(),
         };
         match mode {
             OpenMode::Write => {

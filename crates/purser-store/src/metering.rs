@@ -7,11 +7,14 @@
 //!   back to; nothing derived from it is trusted without being recomputable from it.
 //! - `usage_slices`: per batch × event hour × booked hour, the sorted keys of the
 //!   accepted events (deduplication) and what each contributes to each meter
-//!   (closing). One compact row per slice instead of one row per event keeps writes
-//!   large and few.
+//!   (closing), packed (see [`slices`]). One compact row per slice instead of one
+//!   row per event keeps writes large and few.
 //! - `usage_quarantine`: events for an unknown account or meter, one row each.
-//! - `closed_hours`, `meter_hours`, `dimension_hours`, `hour_evidence`: what closing
-//!   concluded, the last chained.
+//! - `closed_hours`, `dimension_hours`, `hour_evidence`: what closing concluded.
+//!   `hour_evidence` is chained and its result holds every meter × group of the
+//!   account's hour (values and gauge carry-outs are read from it); `dimension_hours`
+//!   holds what is billed, one row per account × dimension × hour, for rating and
+//!   usage queries.
 //!
 //! Concurrency: every ingest and every closing locks the one `metering_head` row, so
 //! across processes sharing PostgreSQL the dedup decision and the open/closed state
@@ -45,11 +48,19 @@ use crate::audit::append;
 use crate::db::{Handle, Row, Value};
 use crate::{Store, StoreError, from_micros, placeholders};
 
+mod slices;
+
+use slices::{DecodedSlice, ENCODING_PACKED, SliceWriter, keys_of};
+
 const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// How many hours' dedup key sets a process keeps in memory; older ones are read
 /// back from storage when a late event needs them.
 const CACHED_HOURS: usize = 72;
+
+/// Hours closed in one transaction: one commit (and its fsync) for a day of hours
+/// when a backlog is closed, while the head stays locked for a fraction of a second.
+const HOURS_PER_TRANSACTION: usize = 24;
 
 /// The rules of ingest and closing that operators set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,16 +114,9 @@ type KeyHash = BuildHasherDefault<KeyHasher>;
 
 pub(crate) type SharedDedup = Arc<Mutex<DedupCache>>;
 
-/// One event's contribution to one meter, as stored in a slice.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct SliceEntry {
-    key: [u8; 16],
-    time: i64,
-    account: String,
-    meter: String,
-    group: Option<String>,
-    value: String,
-}
+/// Closing's running state, kept between runs: valid for exactly the hour it says
+/// (closed hours never change, so neither does what they carry into the next).
+pub(crate) type SharedClosingState = Arc<Mutex<Consumption>>;
 
 /// An event checked against the meters, ready for the store's decision.
 #[derive(Debug)]
@@ -395,23 +399,14 @@ fn decimal(text: &str, what: &str) -> Result<Decimal, StoreError> {
     text.parse::<Decimal>().map_err(|e| corrupt(what, e))
 }
 
-fn encode_entries(entries: &[SliceEntry]) -> Result<Vec<u8>, StoreError> {
-    let bytes = postcard::to_stdvec(entries)
-        .map_err(|e| StoreError::Backend(format!("cannot encode a usage slice: {e}")))?;
-    Ok(lz4_flex::compress_prepend_size(&bytes))
-}
-
-fn decode_entries(blob: &[u8]) -> Result<Vec<SliceEntry>, StoreError> {
-    let bytes = lz4_flex::decompress_size_prepended(blob).map_err(|e| corrupt("usage slice", e))?;
-    postcard::from_bytes(&bytes).map_err(|e| corrupt("usage slice", e))
-}
-
-fn keys_of(blob: &[u8]) -> impl Iterator<Item = EventKey> + '_ {
-    blob.chunks_exact(16).map(|chunk| {
-        let mut key = [0u8; 16];
-        key.copy_from_slice(chunk);
-        EventKey::from_bytes(key)
-    })
+/// Reads a `usage_slices` row's encoding, keys and contributions (columns from
+/// `first` on, in that order).
+fn slice_columns(row: &Row, first: usize) -> Result<(i64, Vec<u8>, Vec<u8>), StoreError> {
+    Ok((
+        row.int(first)?,
+        row.bytes(first + 1)?,
+        row.bytes(first + 2)?,
+    ))
 }
 
 /// Inserts many rows with few statements.
@@ -423,22 +418,34 @@ async fn insert_rows(
 ) -> Result<(), StoreError> {
     // A fixed number of rows a statement, so that the statement's text repeats and
     // stays prepared; well below both backends' parameter limits.
-    let per_statement = 64;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
+    const PER_STATEMENT: usize = 64;
+    let statement = |n_rows: usize| {
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let mut params = Vec::with_capacity(chunk.len() * columns.len());
-        for (i, row) in chunk.into_iter().enumerate() {
+        for i in 0..n_rows {
             if i > 0 {
                 sql.push_str(", ");
             }
             sql.push('(');
-            sql.push_str(&placeholders(params.len() + 1, row.len()));
+            sql.push_str(&placeholders(i * columns.len() + 1, columns.len()));
             sql.push(')');
-            params.extend(row);
         }
-        tx.execute(&sql, &params).await?;
+        sql
+    };
+    let full = statement(PER_STATEMENT);
+    let mut rows = rows.into_iter().peekable();
+    let mut params = Vec::with_capacity(PER_STATEMENT * columns.len());
+    while rows.peek().is_some() {
+        params.clear();
+        let mut n_rows = 0;
+        for row in rows.by_ref().take(PER_STATEMENT) {
+            params.extend(row);
+            n_rows += 1;
+        }
+        if n_rows == PER_STATEMENT {
+            tx.execute(&full, &params).await?;
+        } else {
+            tx.execute(&statement(n_rows), &params).await?;
+        }
     }
     Ok(())
 }
@@ -701,8 +708,7 @@ impl Store {
         }
 
         let mut seen: HashSet<EventKey, KeyHash> = HashSet::default();
-        // (hour, booked hour) → entries and keys
-        let mut slices: BTreeMap<(i64, i64), (Vec<SliceEntry>, Vec<EventKey>)> = BTreeMap::new();
+        let mut slices: BTreeMap<(i64, i64), SliceWriter<'_>> = BTreeMap::new();
         let mut quarantine_rows: Vec<Vec<Value>> = Vec::new();
         let mut released: Vec<Value> = Vec::new();
         let now = Timestamp::now().as_microsecond();
@@ -730,18 +736,14 @@ impl Store {
                         }
                         _ => hour,
                     };
-                    let slice = slices.entry((hour, booked)).or_default();
-                    for (meter, group, value) in &prepared.contributions {
-                        slice.0.push(SliceEntry {
-                            key: *key.as_bytes(),
-                            time: prepared.event.time().as_microsecond(),
-                            account: known[*account].id.clone(),
-                            meter: meter.clone(),
-                            group: group.clone(),
-                            value: value.normalize().to_string(),
-                        });
-                    }
-                    slice.1.push(key);
+                    slices.entry((hour, booked)).or_default().push(
+                        key,
+                        prepared.event.time().as_microsecond(),
+                        &known[*account].id,
+                        prepared.contributions.iter().map(|(meter, group, value)| {
+                            (meter.as_str(), group.as_deref(), *value)
+                        }),
+                    );
                     report.accepted += 1;
                 }
                 Fate::Quarantine { reason, detail } => {
@@ -804,21 +806,23 @@ impl Store {
                 .await?;
             let batch_id = row.int(0)?;
             report.batch_id = Some(batch_id);
-            for ((hour, booked), (entries, mut keys)) in std::mem::take(&mut slices) {
-                keys.sort_unstable();
-                let key_bytes: Vec<u8> = keys.iter().flat_map(|k| *k.as_bytes()).collect();
+            for ((hour, booked), slice) in std::mem::take(&mut slices) {
+                let n_events = slice.len();
+                let (key_bytes, contributions) = slice.finish()?;
+                let keys: Vec<EventKey> = keys_of(&key_bytes).collect();
                 let row = tx
                     .query_one(
-                        "INSERT INTO usage_slices (batch_id, hour, booked_hour, received_at, n_events, keys, contributions) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        "INSERT INTO usage_slices (batch_id, hour, booked_hour, received_at, n_events, keys, contributions, encoding) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                         &[
                             Value::Int(batch_id),
                             Value::Int(hour),
                             Value::Int(booked),
                             Value::Int(now),
-                            Value::Int(keys.len() as i64),
+                            Value::Int(n_events as i64),
                             Value::Bytes(key_bytes),
-                            Value::Bytes(encode_entries(&entries)?),
+                            Value::Bytes(contributions),
+                            Value::Int(ENCODING_PACKED),
                         ],
                     )
                     .await?;
@@ -977,7 +981,8 @@ impl Store {
     }
 
     /// Closes every hour whose grace has passed at `now`, oldest first, at most
-    /// `max_hours` of them; each in its own transaction. Returns the hours closed.
+    /// `max_hours` of them, up to [`HOURS_PER_TRANSACTION`] in one transaction.
+    /// Returns the hours closed.
     pub async fn close_due_hours(
         &self,
         now: Timestamp,
@@ -992,30 +997,44 @@ impl Store {
             .into_iter()
             .map(|m| (m.name.clone(), m))
             .collect();
-        let mut consumption = Consumption::default();
-        while closed.len() < max_hours {
+        let mut consumption = self.closing.lock().await;
+        let mut due = true;
+        while due && closed.len() < max_hours {
             let mut tx = self.db.begin().await?;
-            let (closed_through, head) = lock_head(&mut tx).await?;
-            let next = match closed_through {
-                Some(hour) => hour + HOUR_MICROS,
-                None => {
-                    let row = tx
-                        .query_one("SELECT min(hour) FROM usage_slices", &[])
-                        .await?;
-                    match row.opt_int(0)? {
-                        Some(hour) => hour,
-                        None => break,
+            let (mut closed_through, mut head) = lock_head(&mut tx).await?;
+            let mut in_transaction = 0;
+            while closed.len() < max_hours && in_transaction < HOURS_PER_TRANSACTION {
+                let next = match closed_through {
+                    Some(hour) => hour + HOUR_MICROS,
+                    None => {
+                        let row = tx
+                            .query_one("SELECT min(hour) FROM usage_slices", &[])
+                            .await?;
+                        match row.opt_int(0)? {
+                            Some(hour) => hour,
+                            None => {
+                                due = false;
+                                break;
+                            }
+                        }
                     }
+                };
+                let closes_at = next + HOUR_MICROS + settings.grace.as_micros() as i64;
+                if closes_at > now.as_microsecond() {
+                    due = false;
+                    break;
                 }
-            };
-            let closes_at = next + HOUR_MICROS + settings.grace.as_micros() as i64;
-            if closes_at > now.as_microsecond() {
+                let (summary, new_head) =
+                    close_hour(&mut tx, next, &meters, &catalogue, &mut consumption, head).await?;
+                head = new_head;
+                closed_through = Some(next);
+                in_transaction += 1;
+                closed.push(summary);
+            }
+            if in_transaction == 0 {
                 break;
             }
-            let summary =
-                close_hour(&mut tx, next, &meters, &catalogue, &mut consumption, head).await?;
             tx.commit().await?;
-            closed.push(summary);
         }
         Ok(closed)
     }
@@ -1235,26 +1254,31 @@ impl Store {
         let mut events = Vec::new();
         for row in handle
             .query(
-                "SELECT batch_id, hour, received_at, contributions FROM usage_slices WHERE booked_hour = $1 ORDER BY id",
+                "SELECT batch_id, hour, received_at, encoding, keys, contributions FROM usage_slices \
+                 WHERE booked_hour = $1 ORDER BY id",
                 &[Value::Int(hour)],
             )
             .await?
         {
             let late_from = (row.int(1)? != hour).then(|| from_micros(row.int(1)?)).transpose()?;
-            for entry in decode_entries(&row.bytes(3)?)? {
-                if entry.account != account_id {
+            let (encoding, keys, contributions) = slice_columns(&row, 3)?;
+            let slice = slices::decode(encoding, &keys, &contributions)?;
+            for event in &slice.events {
+                if slice.account(event.account)? != account_id {
                     continue;
                 }
-                events.push(TracedEvent {
-                    event_key: hex::encode(entry.key),
-                    time: from_micros(entry.time)?,
-                    meter: entry.meter,
-                    group: entry.group,
-                    value: entry.value,
-                    batch_id: row.int(0)?,
-                    received_at: from_micros(row.int(2)?)?,
-                    late_from,
-                });
+                for c in slice.contributions_of(event) {
+                    events.push(TracedEvent {
+                        event_key: event.key.to_string(),
+                        time: from_micros(event.time)?,
+                        meter: slice.name(c.meter)?.to_owned(),
+                        group: c.group.map(|g| slice.name(g).map(str::to_owned)).transpose()?,
+                        value: c.value.to_string(),
+                        batch_id: row.int(0)?,
+                        received_at: from_micros(row.int(2)?)?,
+                        late_from,
+                    });
+                }
             }
         }
         events.sort_by(|a, b| {
@@ -1309,28 +1333,35 @@ impl Store {
                     })
                 })
                 .collect::<Result<_, StoreError>>()?,
-            UsageOf::Meters => handle
-                .query(
-                    "SELECT hour, meter, grp, value FROM meter_hours \
-                     WHERE account_id = $1 AND hour >= $2 AND hour < $3 AND value IS NOT NULL ORDER BY hour, meter, grp",
-                    &params,
-                )
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(UsageRow {
-                        start: from_micros(r.int(0)?)?,
-                        name: r.text(1)?,
-                        group: r.opt_text(2)?,
-                        quantity: r.text(3)?,
-                        overage_quantity: None,
-                        overage_amount: None,
-                        currency: None,
-                        consumed: None,
-                        committed: None,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?,
+            // Meters are read from the evidence's results (in meter, group order).
+            UsageOf::Meters => {
+                let mut out = Vec::new();
+                for r in handle
+                    .query(
+                        "SELECT hour, result FROM hour_evidence \
+                         WHERE account_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
+                        &params,
+                    )
+                    .await?
+                {
+                    let start = from_micros(r.int(0)?)?;
+                    for m in result_view(&r.text(1)?)?.meters {
+                        let Some(value) = m.value else { continue };
+                        out.push(UsageRow {
+                            start,
+                            name: m.meter,
+                            group: m.group,
+                            quantity: value,
+                            overage_quantity: None,
+                            overage_amount: None,
+                            currency: None,
+                            consumed: None,
+                            committed: None,
+                        });
+                    }
+                }
+                out
+            }
         };
         if granularity == Granularity::Day {
             rows = daily(rows, of)?;
@@ -1661,43 +1692,104 @@ fn closed_hour_from_row(row: &Row) -> Result<ClosedHour, StoreError> {
 
 type Contributions = HashMap<String, Vec<Contribution>>;
 
-fn contribution(entry: SliceEntry) -> Result<(String, Contribution), StoreError> {
-    Ok((
-        entry.account,
-        Contribution {
-            meter: entry.meter,
-            group: entry.group,
-            sample: Sample {
-                time: from_micros(entry.time)?,
-                key: EventKey::from_bytes(entry.key),
-                value: decimal(&entry.value, "usage slice value")?,
-            },
-        },
-    ))
+/// Meter and group names, shared by every contribution that names them (see
+/// [`Contribution`]).
+#[derive(Default)]
+struct Names(HashMap<String, Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.0.insert(name.to_owned(), shared.clone());
+        shared
+    }
 }
 
-/// Carry-ins for `hour`: the previous hour's last values.
+/// Adds what a slice's events contribute to `target`, by account.
+fn add_slice(
+    slice: &DecodedSlice<'_>,
+    names: &mut Names,
+    target: &mut Contributions,
+) -> Result<(), StoreError> {
+    let shared: Vec<Arc<str>> = slice.names.iter().map(|n| names.get(n)).collect();
+    let name = |position: u32| {
+        shared
+            .get(position as usize)
+            .cloned()
+            .ok_or_else(|| corrupt("usage slice", "a name outside its table"))
+    };
+    // Gathered per account position first, so each account is looked up once a slice.
+    let mut by_account: Vec<Vec<Contribution>> = vec![Vec::new(); slice.accounts.len()];
+    for event in &slice.events {
+        let time = from_micros(event.time)?;
+        let list = by_account
+            .get_mut(event.account as usize)
+            .ok_or_else(|| corrupt("usage slice", "an account outside its table"))?;
+        for c in slice.contributions_of(event) {
+            list.push(Contribution {
+                meter: name(c.meter)?,
+                group: c.group.map(name).transpose()?,
+                sample: Sample {
+                    time,
+                    key: event.key,
+                    value: c.value,
+                },
+            });
+        }
+    }
+    for (account, mut list) in slice.accounts.iter().zip(by_account) {
+        if list.is_empty() {
+            continue;
+        }
+        match target.get_mut(&**account) {
+            Some(existing) => existing.append(&mut list),
+            None => {
+                target.insert(account.to_string(), list);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carry-ins for `hour`: the previous hour's last values, from its evidence.
 async fn carry_ins(
     handle: &mut Handle,
     hour: i64,
+    names: &mut Names,
 ) -> Result<HashMap<String, CarryOut>, StoreError> {
     let mut out: HashMap<String, CarryOut> = HashMap::new();
     for row in handle
         .query(
-            "SELECT account_id, meter, grp, carry_out FROM meter_hours WHERE hour = $1 AND carry_out IS NOT NULL",
+            "SELECT account_id, result FROM hour_evidence WHERE hour = $1",
             &[Value::Int(hour - HOUR_MICROS)],
         )
         .await?
     {
-        out.entry(row.text(0)?)
-            .or_default()
-            .insert((row.text(1)?, row.opt_text(2)?), decimal(&row.text(3)?, "carry_out")?);
+        let mut carry = CarryOut::new();
+        for m in result_view(&row.text(1)?)?.meters {
+            if let Some(value) = m.carry_out {
+                let series = (
+                    names.get(&m.meter),
+                    m.group.as_deref().map(|g| names.get(g)),
+                );
+                carry.insert(series, decimal(&value, "carry_out")?);
+            }
+        }
+        if !carry.is_empty() {
+            out.insert(row.text(0)?, carry);
+        }
     }
     Ok(out)
 }
 
 /// Each account's computed hour, with its input digest and the number of late events.
 type ComputedHour = BTreeMap<String, (AccountHour, (String, u64), u64)>;
+
+/// Accounts closed on each core once an hour has at least this many.
+const PARALLEL_ACCOUNTS: usize = 256;
 
 /// Computes every account's hour from storage: what closing records and what
 /// verification recomputes.
@@ -1708,12 +1800,13 @@ async fn compute_hour(
     catalogue: &RatingCatalogue,
     consumption: &mut Consumption,
 ) -> Result<ComputedHour, StoreError> {
+    let mut names = Names::default();
     let mut on_time: Contributions = HashMap::new();
     // late hour → account → added
     let mut late_added: BTreeMap<i64, Contributions> = BTreeMap::new();
     for row in handle
         .query(
-            "SELECT hour, contributions FROM usage_slices WHERE booked_hour = $1 ORDER BY id",
+            "SELECT hour, encoding, keys, contributions FROM usage_slices WHERE booked_hour = $1 ORDER BY id",
             &[Value::Int(hour)],
         )
         .await?
@@ -1724,12 +1817,14 @@ async fn compute_hour(
         } else {
             late_added.entry(event_hour).or_default()
         };
-        for entry in decode_entries(&row.bytes(1)?)? {
-            let (account, c) = contribution(entry)?;
-            target.entry(account).or_default().push(c);
-        }
+        let (encoding, keys, contributions) = slice_columns(&row, 1)?;
+        add_slice(
+            &slices::decode(encoding, &keys, &contributions)?,
+            &mut names,
+            target,
+        )?;
     }
-    let carry = carry_ins(handle, hour).await?;
+    let carry = consumption.take_carry_ins(handle, hour, &mut names).await?;
 
     // For each late hour: what was booked before this hour, and its carry-in.
     let mut late_before: BTreeMap<i64, Contributions> = BTreeMap::new();
@@ -1738,18 +1833,20 @@ async fn compute_hour(
         let mut before: Contributions = HashMap::new();
         for row in handle
             .query(
-                "SELECT contributions FROM usage_slices WHERE hour = $1 AND booked_hour < $2 ORDER BY id",
+                "SELECT encoding, keys, contributions FROM usage_slices WHERE hour = $1 AND booked_hour < $2 ORDER BY id",
                 &[Value::Int(*late_hour), Value::Int(hour)],
             )
             .await?
         {
-            for entry in decode_entries(&row.bytes(0)?)? {
-                let (account, c) = contribution(entry)?;
-                before.entry(account).or_default().push(c);
-            }
+            let (encoding, keys, contributions) = slice_columns(&row, 0)?;
+            add_slice(
+                &slices::decode(encoding, &keys, &contributions)?,
+                &mut names,
+                &mut before,
+            )?;
         }
         late_before.insert(*late_hour, before);
-        late_carry.insert(*late_hour, carry_ins(handle, *late_hour).await?);
+        late_carry.insert(*late_hour, carry_ins(handle, *late_hour, &mut names).await?);
     }
 
     let mut accounts: BTreeSet<String> = on_time.keys().cloned().collect();
@@ -1762,14 +1859,14 @@ async fn compute_hour(
         .prepare(handle, hour, period.start.as_microsecond())
         .await?;
     let mut carry = carry;
-    let mut out = BTreeMap::new();
     // Each account's input is moved out of the maps, not copied: an hour holds every
     // contribution of every account.
-    for account in accounts {
+    let mut inputs = Vec::with_capacity(accounts.len());
+    for account in &accounts {
         let mut late = Vec::new();
         let mut n_late = 0u64;
         for (late_hour, added) in &mut late_added {
-            let Some(added) = added.remove(&account) else {
+            let Some(added) = added.remove(account) else {
                 continue;
             };
             n_late += added.len() as u64;
@@ -1777,47 +1874,130 @@ async fn compute_hour(
                 hour: from_micros(*late_hour)?,
                 carry_in: late_carry
                     .get_mut(late_hour)
-                    .and_then(|c| c.remove(&account))
+                    .and_then(|c| c.remove(account))
                     .unwrap_or_default(),
                 before: late_before
                     .get_mut(late_hour)
-                    .and_then(|b| b.remove(&account))
+                    .and_then(|b| b.remove(account))
                     .unwrap_or_default(),
                 added,
             });
         }
         let input = AccountHourInput {
-            account_id: &account,
+            account_id: account,
             hour: at,
             meters,
-            on_time: on_time.remove(&account).unwrap_or_default(),
-            carry_in: carry.remove(&account).unwrap_or_default(),
+            on_time: on_time.remove(account).unwrap_or_default(),
+            carry_in: carry.remove(account).unwrap_or_default(),
             late,
-            entitlement: catalogue.in_force(&account, at),
-            consumed_before: consumption.of(&account),
+            entitlement: catalogue.in_force(account, at),
+            consumed_before: consumption.of(account),
         };
-        let digest = hour_input_digest(&input);
-        let result = close_account_hour(&input)
-            .map_err(|e| StoreError::Corrupt(format!("closing {account} at {at}: {e}")))?;
+        inputs.push((input, n_late));
+    }
+    // Accounts' hours are independent of each other: close them on every core.
+    let results = close_accounts(inputs)?;
+    let mut out = BTreeMap::new();
+    let mut carry_outs = HashMap::new();
+    for (account, result) in accounts.into_iter().zip(results) {
+        let (result, digest, n_late) = result?;
         consumption.after(&account, &result);
+        let carry_out: CarryOut = result
+            .meters
+            .iter()
+            .filter_map(|m| {
+                let series = (
+                    names.get(&m.meter),
+                    m.group.as_deref().map(|g| names.get(g)),
+                );
+                m.carry_out.map(|value| (series, value))
+            })
+            .collect();
+        if !carry_out.is_empty() {
+            carry_outs.insert(account.clone(), carry_out);
+        }
         out.insert(account, (result, digest, n_late));
     }
+    consumption.carry = Some((hour + HOUR_MICROS, carry_outs));
     Ok(out)
 }
 
-/// What each account's billing period has consumed, per rated dimension, carried from
-/// hour to hour while hours are closed (or verified) in order. Read from storage once
-/// per period, then kept up to date from each hour's result, so closing a month of
-/// hours does not rescan the month for every hour.
+type ClosedAccount = Result<(AccountHour, (String, u64), u64), StoreError>;
+
+fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> ClosedAccount {
+    let digest = hour_input_digest(input);
+    let result = close_account_hour(input).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "closing {} at {}: {e}",
+            input.account_id, input.hour
+        ))
+    })?;
+    Ok((result, digest, n_late))
+}
+
+/// Closes each account's hour, in order, spread over the machine's cores when there
+/// are enough of them to be worth a thread.
+fn close_accounts(
+    inputs: Vec<(AccountHourInput<'_>, u64)>,
+) -> Result<Vec<ClosedAccount>, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || inputs.len() < PARALLEL_ACCOUNTS {
+        return Ok(inputs.iter().map(|(i, n)| close_one(i, *n)).collect());
+    }
+    let per_thread = inputs.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(i, n)| close_one(i, *n))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(inputs.len());
+        for handle in handles {
+            out.extend(
+                handle
+                    .join()
+                    .map_err(|_| StoreError::Backend("a closing thread stopped".into()))?,
+            );
+        }
+        Ok(out)
+    })
+}
+
+/// What each account's billing period has consumed, per rated dimension, and the
+/// last values its gauges carry into the next hour, carried from hour to hour while
+/// hours are closed (or verified) in order. Read from storage once per run (and per
+/// period), then kept up to date from each hour's result, so closing a month of hours
+/// does not rescan the month, nor read the previous hour back, for every hour.
 #[derive(Default)]
-struct Consumption {
+pub(crate) struct Consumption {
     period_start: Option<i64>,
     /// The hour the state is valid before.
     next_hour: Option<i64>,
     by_account: HashMap<String, BTreeMap<DimensionKey, Decimal>>,
+    /// The hour the carry-ins are for, and each account's.
+    carry: Option<(i64, HashMap<String, CarryOut>)>,
 }
 
 impl Consumption {
+    /// The carry-ins of `hour`: kept from the hour just computed, or read back.
+    async fn take_carry_ins(
+        &mut self,
+        handle: &mut Handle,
+        hour: i64,
+        names: &mut Names,
+    ) -> Result<HashMap<String, CarryOut>, StoreError> {
+        match self.carry.take() {
+            Some((for_hour, carry)) if for_hour == hour => Ok(carry),
+            _ => carry_ins(handle, hour, names).await,
+        }
+    }
+
     /// Makes the state hold what was consumed before `hour`.
     async fn prepare(
         &mut self,
@@ -1878,28 +2058,15 @@ async fn close_hour(
     catalogue: &RatingCatalogue,
     consumption: &mut Consumption,
     mut head: Checkpoint,
-) -> Result<ClosedHour, StoreError> {
+) -> Result<(ClosedHour, Checkpoint), StoreError> {
     let computed = compute_hour(tx, hour, meters, catalogue, consumption).await?;
     let closed_at = crate::now_micros();
-    let mut meter_rows = Vec::new();
     let mut dimension_rows = Vec::new();
     let mut evidence_rows = Vec::new();
     let (mut n_events, mut n_late) = (0i64, 0i64);
     for (account_id, (result, (digest, count), late)) in &computed {
         n_events += *count as i64;
         n_late += *late as i64;
-        for m in &result.meters {
-            meter_rows.push(vec![
-                account_id.into(),
-                Value::Int(hour),
-                (&m.meter).into(),
-                m.group.clone().into(),
-                Value::Int(m.n_events as i64),
-                m.value.map(|v| v.to_string()).into(),
-                m.quantity.map(|v| v.to_string()).into(),
-                m.carry_out.map(|v| v.to_string()).into(),
-            ]);
-        }
         let mut by_dimension: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for d in &result.dimensions {
             by_dimension.insert(
@@ -1976,22 +2143,6 @@ async fn close_hour(
     }
     insert_rows(
         tx,
-        "meter_hours",
-        &[
-            "account_id",
-            "hour",
-            "meter",
-            "grp",
-            "n_events",
-            "value",
-            "quantity",
-            "carry_out",
-        ],
-        meter_rows,
-    )
-    .await?;
-    insert_rows(
-        tx,
         "dimension_hours",
         &[
             "account_id",
@@ -2042,16 +2193,17 @@ async fn close_hour(
     .await?;
     tx.execute(
         "UPDATE metering_head SET closed_through = $1, evidence_seq = $2, evidence_hash = $3 WHERE id = 1",
-        &[Value::Int(hour), Value::Int(head.seq), head.hash.into()],
+        &[Value::Int(hour), Value::Int(head.seq), (&head.hash).into()],
     )
     .await?;
-    Ok(ClosedHour {
+    let summary = ClosedHour {
         hour: from_micros(hour)?,
         closed_at,
         accounts: computed.len() as i64,
         events: n_events,
         late: n_late,
-    })
+    };
+    Ok((summary, head))
 }
 
 /// Compares a stored result with the recomputed one, naming meters that differ.
@@ -2128,12 +2280,19 @@ struct AccountHourView {
     meters: Vec<MeterView>,
 }
 
+/// A meter × group of a closed hour, as its evidence's result records it.
 #[derive(Deserialize)]
 struct MeterView {
     meter: String,
     group: Option<String>,
     n_events: u64,
     value: Option<String>,
+    #[serde(default)]
+    carry_out: Option<String>,
+}
+
+fn result_view(result: &str) -> Result<AccountHourView, StoreError> {
+    serde_json::from_str(result).map_err(|e| corrupt("hour_evidence.result", e))
 }
 
 /// Checks one batch: its bytes against their digest, and its slices against what
@@ -2184,61 +2343,79 @@ async fn verify_batch(
             return Ok(findings);
         }
     };
-    let mut expected: HashMap<[u8; 16], Vec<SliceEntry>> = HashMap::new();
+    // What each event of the batch gives the meters today: account, time, and
+    // (meter, group, value) per meter.
+    type EventView = (String, i64, Vec<(String, Option<String>, Decimal)>);
+    let mut expected: HashMap<EventKey, EventView> = HashMap::new();
     for event in &prepared.events {
         let Some(account) = accounts.get(event.event.subject()).cloned() else {
             continue;
         };
-        let entries = event
+        let contributions = event
             .contributions
             .iter()
-            .map(|(meter, group, value)| SliceEntry {
-                key: *event.event.key().as_bytes(),
-                time: event.event.time().as_microsecond(),
-                account: account.clone(),
-                meter: meter.clone(),
-                group: group.clone(),
-                value: value.normalize().to_string(),
-            })
+            .map(|(meter, group, value)| (meter.clone(), group.clone(), value.normalize()))
             .collect();
-        expected.insert(*event.event.key().as_bytes(), entries);
+        expected.insert(
+            event.event.key(),
+            (account, event.event.time().as_microsecond(), contributions),
+        );
     }
-    for slice in handle
+    for row in handle
         .query(
-            "SELECT id, keys, contributions FROM usage_slices WHERE batch_id = $1 ORDER BY id",
+            "SELECT id, encoding, keys, contributions FROM usage_slices WHERE batch_id = $1 ORDER BY id",
             &[Value::Int(batch_id)],
         )
         .await?
     {
-        let stored = decode_entries(&slice.bytes(2)?)?;
-        let mut by_key: HashMap<[u8; 16], Vec<SliceEntry>> = HashMap::new();
-        for entry in stored {
-            by_key.entry(entry.key).or_default().push(entry);
-        }
-        for key in keys_of(&slice.bytes(1)?) {
-            let stored = by_key.remove(key.as_bytes()).unwrap_or_default();
-            match expected.get(key.as_bytes()) {
-                None => findings.push(finding(format!(
-                    "slice {} holds event {key}, which is not in the batch's bytes",
-                    slice.int(0)?
-                ))),
-                Some(want) if *want != stored => findings.push(VerifyFinding {
-                    account_id: stored.first().map(|e| e.account.clone()),
-                    hour: stored.first().and_then(|e| from_micros(e.time).ok()),
-                    meter: stored.first().map(|e| e.meter.clone()),
-                    problem: format!(
-                        "batch {batch_id}: event {key} contributes differently from what its bytes say"
-                    ),
-                }),
-                Some(_) => {}
+        let slice_id = row.int(0)?;
+        let (encoding, keys, contributions) = slice_columns(&row, 1)?;
+        for key in keys_of(&keys) {
+            if !expected.contains_key(&key) {
+                findings.push(finding(format!(
+                    "slice {slice_id} holds event {key}, which is not in the batch's bytes"
+                )));
             }
         }
-        for key in by_key.keys() {
-            findings.push(finding(format!(
-                "slice {} holds contributions of event {} without its key",
-                slice.int(0)?,
-                hex::encode(key)
-            )));
+        let slice = match slices::decode(encoding, &keys, &contributions) {
+            Ok(slice) => slice,
+            Err(e) => {
+                findings.push(finding(format!(
+                    "slice {slice_id}'s contributions cannot be read: {e}"
+                )));
+                continue;
+            }
+        };
+        for event in &slice.events {
+            let Some(want) = expected.get(&event.key) else {
+                continue; // named above
+            };
+            let stored: EventView = (
+                slice.account(event.account)?.to_owned(),
+                event.time,
+                slice
+                    .contributions_of(event)
+                    .iter()
+                    .map(|c| {
+                        Ok((
+                            slice.name(c.meter)?.to_owned(),
+                            c.group.map(|g| slice.name(g).map(str::to_owned)).transpose()?,
+                            c.value,
+                        ))
+                    })
+                    .collect::<Result<_, StoreError>>()?,
+            );
+            if *want != stored {
+                findings.push(VerifyFinding {
+                    account_id: Some(stored.0.clone()),
+                    hour: from_micros(stored.1).ok(),
+                    meter: stored.2.first().map(|c| c.0.clone()),
+                    problem: format!(
+                        "batch {batch_id}: event {} contributes differently from what its bytes say",
+                        event.key
+                    ),
+                });
+            }
         }
     }
     Ok(findings)

@@ -38,6 +38,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_metering.sql"),
         postgres: include_str!("../migrations/postgres/0003_metering.sql"),
     },
+    Migration {
+        version: 4,
+        name: "metering_compact",
+        sqlite: include_str!("../migrations/common/0004_metering_compact.sql"),
+        postgres: include_str!("../migrations/common/0004_metering_compact.sql"),
+    },
 ];
 
 pub fn latest_version() -> i64 {
