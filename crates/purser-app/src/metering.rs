@@ -109,57 +109,108 @@ pub async fn ingest_file(
     });
     let started = Instant::now();
     let meters = store.meters().await?;
-    // The parser thread reads and prepares chunks; two in flight at most.
+    // Parser threads (one per core) take turns reading the next chunk, then prepare
+    // it in parallel; the store takes prepared chunks in file order, so a chunk
+    // counts as acknowledged only once every chunk before it is stored.
+    let parsers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
     let (sender, mut receiver) =
-        tokio::sync::mpsc::channel::<Result<(PreparedBatch, u64, u64), AppError>>(2);
-    let parser = std::thread::spawn(move || {
-        let mut reader = BufReader::with_capacity(1024 * 1024, input);
-        let mut line_number: u64 = 1;
-        loop {
-            let chunk = match read_chunk(&mut reader) {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = sender.blocking_send(Err(AppError::Invalid(format!(
-                        "cannot read the input: {e}"
-                    ))));
-                    return;
-                }
-            };
-            if chunk.is_empty() {
-                return;
-            }
-            let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
-            let prepared = prepare_batch(
-                &chunk,
-                Framing::Ndjson,
-                &meters,
-                Timestamp::now(),
-                &settings,
-            )
-            .map_err(|e| AppError::Invalid(format!("near line {line_number}: {e}")));
-            let message = prepared.map(|p| (p, line_number, chunk.len() as u64));
-            if sender.blocking_send(message).is_err() {
-                return;
-            }
-            line_number += lines;
-        }
+        tokio::sync::mpsc::channel::<(u64, Result<(PreparedBatch, u64, u64), AppError>)>(parsers);
+    let source = std::sync::Arc::new(SharedSource {
+        state: std::sync::Mutex::new(ChunkSource {
+            reader: BufReader::with_capacity(1024 * 1024, input),
+            next_chunk: 0,
+            line_number: 1,
+            in_flight: 0,
+            done: false,
+        }),
+        turn: std::sync::Condvar::new(),
+        // Chunks read but not yet stored: bounds memory however uneven the chunks.
+        limit: 2 * parsers as u64,
     });
+    let _stop_parsers = StopOnDrop(source.clone());
+    let workers: Vec<_> = (0..parsers)
+        .map(|_| {
+            let source = source.clone();
+            let sender = sender.clone();
+            let meters = meters.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let (sequence, first_line, chunk) = {
+                        let Ok(mut state) = source.state.lock() else {
+                            return;
+                        };
+                        while state.in_flight >= source.limit && !state.done {
+                            let Ok(next) = source.turn.wait(state) else {
+                                return;
+                            };
+                            state = next;
+                        }
+                        if state.done {
+                            return;
+                        }
+                        match state.read_next() {
+                            Ok(Some(next)) => next,
+                            Ok(None) => return,
+                            Err(e) => {
+                                let sequence = state.next_chunk;
+                                state.done = true;
+                                drop(state); // never wait on the store holding the input
+                                let _ = sender.blocking_send((
+                                    sequence,
+                                    Err(AppError::Invalid(format!("cannot read the input: {e}"))),
+                                ));
+                                return;
+                            }
+                        }
+                    };
+                    let prepared = prepare_batch(
+                        &chunk,
+                        Framing::Ndjson,
+                        &meters,
+                        Timestamp::now(),
+                        &settings,
+                    )
+                    .map_err(|e| AppError::Invalid(format!("near line {first_line}: {e}")))
+                    .map(|p| (p, first_line, chunk.len() as u64));
+                    if sender.blocking_send((sequence, prepared)).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(sender);
     let scope = AccountScope::system("ingest", &store.boundary_rules().await?);
     let mut summary = IngestSummary::default();
-    while let Some(message) = receiver.recv().await {
-        let (prepared, first_line, bytes) = message?;
-        let report = store.ingest(&scope, "cli", prepared).await?;
-        summary.add(&report, first_line);
-        summary.bytes += bytes;
-        if let Some(bar) = &progress {
-            bar.inc(bytes);
-            bar.set_message(format!(
-                "{} events, {} accepted",
-                summary.events, summary.accepted
-            ));
+    // Chunks prepared ahead of their turn wait here (bounded by `source.limit`).
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut next_to_store = 0u64;
+    while let Some((sequence, message)) = receiver.recv().await {
+        waiting.insert(sequence, message);
+        while let Some(message) = waiting.remove(&next_to_store) {
+            next_to_store += 1;
+            let (prepared, first_line, bytes) = message?;
+            let report = store.ingest(&scope, "cli", prepared).await?;
+            source.stored_one();
+            summary.add(&report, first_line);
+            summary.bytes += bytes;
+            if let Some(bar) = &progress {
+                bar.inc(bytes);
+                bar.set_message(format!(
+                    "{} events, {} accepted",
+                    summary.events, summary.accepted
+                ));
+            }
         }
     }
-    let _ = parser.join();
+    if let Some((_, Err(e))) = waiting.pop_first() {
+        return Err(e);
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
@@ -184,6 +235,62 @@ pub async fn close_all_due(
             return Ok(n);
         }
         n += closed.len();
+    }
+}
+
+/// The input, read one chunk at a time by whichever parser thread is free.
+struct ChunkSource {
+    reader: BufReader<Box<dyn Read + Send>>,
+    next_chunk: u64,
+    line_number: u64,
+    /// Chunks read and not yet stored.
+    in_flight: u64,
+    /// The input ended, failed, or the store stopped taking chunks.
+    done: bool,
+}
+
+struct SharedSource {
+    state: std::sync::Mutex<ChunkSource>,
+    /// Signalled when a chunk is stored or reading stops.
+    turn: std::sync::Condvar,
+    limit: u64,
+}
+
+impl SharedSource {
+    fn stored_one(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        self.turn.notify_one();
+    }
+}
+
+/// Stops the parser threads when ingest ends, however it ends.
+struct StopOnDrop(std::sync::Arc<SharedSource>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.state.lock() {
+            state.done = true;
+        }
+        self.0.turn.notify_all();
+    }
+}
+
+impl ChunkSource {
+    /// The next chunk with its sequence number and first line; `None` at the end.
+    fn read_next(&mut self) -> std::io::Result<Option<(u64, u64, Vec<u8>)>> {
+        let chunk = read_chunk(&mut self.reader)?;
+        if chunk.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        let sequence = self.next_chunk;
+        let first_line = self.line_number;
+        self.next_chunk += 1;
+        self.in_flight += 1;
+        self.line_number += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(Some((sequence, first_line, chunk)))
     }
 }
 

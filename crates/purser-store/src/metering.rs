@@ -990,19 +990,27 @@ impl Store {
         max_hours: usize,
     ) -> Result<Vec<ClosedHour>, StoreError> {
         let mut closed = Vec::new();
-        let catalogue = self.rating_catalogue().await?;
-        let meters: BTreeMap<String, Meter> = self
-            .meters()
-            .await?
-            .into_iter()
-            .map(|m| (m.name.clone(), m))
-            .collect();
-        let mut consumption = self.closing.lock().await;
+        let catalogue = Arc::new(self.rating_catalogue().await?);
+        let meters: Arc<BTreeMap<String, Meter>> = Arc::new(
+            self.meters()
+                .await?
+                .into_iter()
+                .map(|m| (m.name.clone(), m))
+                .collect(),
+        );
+        let grace = settings.grace.as_micros() as i64;
+        let is_due = |hour: i64| hour + HOUR_MICROS + grace <= now.as_microsecond();
+        let mut kept = self.closing.lock().await;
+        // Taken out while hours close: if closing fails half-way, what is kept is the
+        // empty state, which reads everything back next time.
+        let mut consumption = std::mem::take(&mut *kept);
         let mut due = true;
         while due && closed.len() < max_hours {
             let mut tx = self.db.begin().await?;
             let (mut closed_through, mut head) = lock_head(&mut tx).await?;
             let mut in_transaction = 0;
+            // The next hour, computed while this one was written.
+            let mut computed_next: Option<(i64, ComputedHour)> = None;
             while closed.len() < max_hours && in_transaction < HOURS_PER_TRANSACTION {
                 let next = match closed_through {
                     Some(hour) => hour + HOUR_MICROS,
@@ -1019,13 +1027,39 @@ impl Store {
                         }
                     }
                 };
-                let closes_at = next + HOUR_MICROS + settings.grace.as_micros() as i64;
-                if closes_at > now.as_microsecond() {
+                if !is_due(next) {
                     due = false;
                     break;
                 }
-                let (summary, new_head) =
-                    close_hour(&mut tx, next, &meters, &catalogue, &mut consumption, head).await?;
+                let computed = match computed_next.take() {
+                    Some((hour, computed)) if hour == next => computed,
+                    _ => compute_hour(&mut tx, next, &meters, &catalogue, &mut consumption).await?,
+                };
+                // Computing an hour needs only the hour before's results, not its rows:
+                // the hour after is computed on other threads while this one is written.
+                let after = next + HOUR_MICROS;
+                let follows = is_due(after)
+                    && closed.len() + 1 < max_hours
+                    && in_transaction + 1 < HOURS_PER_TRANSACTION;
+                let ahead = if follows {
+                    let reading = read_hour(&mut tx, after, &mut consumption).await?;
+                    let (meters, catalogue) = (meters.clone(), catalogue.clone());
+                    let mut state = std::mem::take(&mut consumption);
+                    Some(tokio::task::spawn_blocking(move || {
+                        let computed = compute_read_hour(reading, &meters, &catalogue, &mut state);
+                        (computed, state)
+                    }))
+                } else {
+                    None
+                };
+                let (summary, new_head) = record_hour(&mut tx, next, computed, head).await?;
+                if let Some(ahead) = ahead {
+                    let (computed, state) = ahead
+                        .await
+                        .map_err(|e| StoreError::Backend(format!("closing stopped: {e}")))?;
+                    consumption = state;
+                    computed_next = Some((after, computed?));
+                }
                 head = new_head;
                 closed_through = Some(next);
                 in_transaction += 1;
@@ -1036,6 +1070,7 @@ impl Store {
             }
             tx.commit().await?;
         }
+        *kept = consumption;
         Ok(closed)
     }
 
@@ -1188,7 +1223,7 @@ impl Store {
                 .map(|r| evidence_from_row(r).map(|e| (e.account_id.clone(), e)))
                 .collect::<Result<_, _>>()?;
             let at = from_micros(hour)?;
-            for (account_id, (account_hour, digest, _)) in &computed {
+            for (account_id, (_, digest, _, recomputed)) in &computed {
                 report.account_hours += 1;
                 match stored.get(account_id) {
                     None => report.findings.push(VerifyFinding {
@@ -1210,12 +1245,9 @@ impl Store {
                                 ),
                             });
                         }
-                        report.findings.extend(compare_results(
-                            account_id,
-                            at,
-                            evidence,
-                            account_hour,
-                        ));
+                        report
+                            .findings
+                            .extend(compare_results(account_id, at, evidence, recomputed));
                     }
                 }
             }
@@ -1785,8 +1817,9 @@ async fn carry_ins(
     Ok(out)
 }
 
-/// Each account's computed hour, with its input digest and the number of late events.
-type ComputedHour = BTreeMap<String, (AccountHour, (String, u64), u64)>;
+/// Each account's computed hour, with its input digest, the number of late events
+/// and the result as the evidence records it (canonical JSON).
+type ComputedHour = BTreeMap<String, (AccountHour, (String, u64), u64, String)>;
 
 /// Accounts closed on each core once an hour has at least this many.
 const PARALLEL_ACCOUNTS: usize = 256;
@@ -1800,6 +1833,29 @@ async fn compute_hour(
     catalogue: &RatingCatalogue,
     consumption: &mut Consumption,
 ) -> Result<ComputedHour, StoreError> {
+    let reading = read_hour(handle, hour, consumption).await?;
+    compute_read_hour(reading, meters, catalogue, consumption)
+}
+
+/// What closing an hour reads from storage: the contributions booked into it (on
+/// time, and late ones by the hour they belong to), what those late hours held
+/// before, and the carry-ins.
+struct HourReading {
+    hour: i64,
+    names: Names,
+    on_time: Contributions,
+    late_added: BTreeMap<i64, Contributions>,
+    late_before: BTreeMap<i64, Contributions>,
+    late_carry: BTreeMap<i64, HashMap<String, CarryOut>>,
+    carry: HashMap<String, CarryOut>,
+}
+
+/// Reads what closing `hour` needs, and readies `consumption` for it.
+async fn read_hour(
+    handle: &mut Handle,
+    hour: i64,
+    consumption: &mut Consumption,
+) -> Result<HourReading, StoreError> {
     let mut names = Names::default();
     let mut on_time: Contributions = HashMap::new();
     // late hour → account → added
@@ -1848,17 +1904,43 @@ async fn compute_hour(
         late_before.insert(*late_hour, before);
         late_carry.insert(*late_hour, carry_ins(handle, *late_hour, &mut names).await?);
     }
+    let period = purser_core::commercial::BillingPeriod::containing(from_micros(hour)?);
+    consumption
+        .prepare(handle, hour, period.start.as_microsecond())
+        .await?;
+    Ok(HourReading {
+        hour,
+        names,
+        on_time,
+        late_added,
+        late_before,
+        late_carry,
+        carry,
+    })
+}
 
+/// Closes every account's hour from what was read: CPU work, no I/O, so that it can
+/// run while the previous hour's records are written.
+fn compute_read_hour(
+    reading: HourReading,
+    meters: &BTreeMap<String, Meter>,
+    catalogue: &RatingCatalogue,
+    consumption: &mut Consumption,
+) -> Result<ComputedHour, StoreError> {
+    let HourReading {
+        hour,
+        mut names,
+        mut on_time,
+        mut late_added,
+        mut late_before,
+        mut late_carry,
+        mut carry,
+    } = reading;
     let mut accounts: BTreeSet<String> = on_time.keys().cloned().collect();
     for added in late_added.values() {
         accounts.extend(added.keys().cloned());
     }
     let at = from_micros(hour)?;
-    let period = purser_core::commercial::BillingPeriod::containing(at);
-    consumption
-        .prepare(handle, hour, period.start.as_microsecond())
-        .await?;
-    let mut carry = carry;
     // Each account's input is moved out of the maps, not copied: an hour holds every
     // contribution of every account.
     let mut inputs = Vec::with_capacity(accounts.len());
@@ -1900,7 +1982,7 @@ async fn compute_hour(
     let mut out = BTreeMap::new();
     let mut carry_outs = HashMap::new();
     for (account, result) in accounts.into_iter().zip(results) {
-        let (result, digest, n_late) = result?;
+        let (result, digest, n_late, json) = result?;
         consumption.after(&account, &result);
         let carry_out: CarryOut = result
             .meters
@@ -1916,13 +1998,13 @@ async fn compute_hour(
         if !carry_out.is_empty() {
             carry_outs.insert(account.clone(), carry_out);
         }
-        out.insert(account, (result, digest, n_late));
+        out.insert(account, (result, digest, n_late, json));
     }
     consumption.carry = Some((hour + HOUR_MICROS, carry_outs));
     Ok(out)
 }
 
-type ClosedAccount = Result<(AccountHour, (String, u64), u64), StoreError>;
+type ClosedAccount = Result<(AccountHour, (String, u64), u64, String), StoreError>;
 
 fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> ClosedAccount {
     let digest = hour_input_digest(input);
@@ -1932,7 +2014,9 @@ fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> ClosedAccount {
             input.account_id, input.hour
         ))
     })?;
-    Ok((result, digest, n_late))
+    // Serialised here, on the closing threads, rather than while rows are written.
+    let json = result.result_json();
+    Ok((result, digest, n_late, json))
 }
 
 /// Closes each account's hour, in order, spread over the machine's cores when there
@@ -2050,21 +2134,19 @@ async fn consumed_before(
     Ok(out)
 }
 
-/// Closes one hour for every account, inside the caller's transaction.
-async fn close_hour(
+/// Records one closed hour for every account (its chained evidence and billed dimensions),
+/// inside the caller's transaction.
+async fn record_hour(
     tx: &mut Handle,
     hour: i64,
-    meters: &BTreeMap<String, Meter>,
-    catalogue: &RatingCatalogue,
-    consumption: &mut Consumption,
+    computed: ComputedHour,
     mut head: Checkpoint,
 ) -> Result<(ClosedHour, Checkpoint), StoreError> {
-    let computed = compute_hour(tx, hour, meters, catalogue, consumption).await?;
     let closed_at = crate::now_micros();
     let mut dimension_rows = Vec::new();
     let mut evidence_rows = Vec::new();
     let (mut n_events, mut n_late) = (0i64, 0i64);
-    for (account_id, (result, (digest, count), late)) in &computed {
+    for (account_id, (result, (digest, count), late, json)) in &computed {
         n_events += *count as i64;
         n_late += *late as i64;
         let mut by_dimension: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -2119,7 +2201,7 @@ async fn close_hour(
                 hour: result.hour,
                 input_digest: digest.clone(),
                 n_events: *count,
-                result: result.result_json(),
+                result: json.clone(),
             },
             &head,
             closed_at,
@@ -2211,7 +2293,7 @@ fn compare_results(
     account_id: &str,
     hour: Timestamp,
     evidence: &HourEvidence,
-    computed: &AccountHour,
+    recomputed: &str,
 ) -> Vec<VerifyFinding> {
     let expected_digest = hex::encode(Sha256::digest(evidence.result.as_bytes()));
     let mut findings = Vec::new();
@@ -2227,12 +2309,11 @@ fn compare_results(
             "the evidence's result does not match its own digest".into(),
         ));
     }
-    let recomputed = computed.result_json();
     if recomputed == evidence.result {
         return findings;
     }
     let stored: Option<AccountHourView> = serde_json::from_str(&evidence.result).ok();
-    let fresh: Option<AccountHourView> = serde_json::from_str(&recomputed).ok();
+    let fresh: Option<AccountHourView> = serde_json::from_str(recomputed).ok();
     match (stored, fresh) {
         (Some(stored), Some(fresh)) => {
             let names: BTreeSet<(String, Option<String>)> = stored
