@@ -3,8 +3,9 @@
 //! The stream (NDJSON, as `gen-telemetry` writes it) is read in chunks cut at line
 //! boundaries, so memory never holds more than a few chunks whatever the stream's
 //! length. Worker threads (one per core) each take the next chunk and:
-//! 1. parse and validate it ([`parse_batch`], NDJSON framing): the events and their
-//!    identity ([`EventKey`]);
+//! 1. parse and validate it ([`BatchReader::parse`], as `parse_batch` with the NDJSON
+//!    framing, each worker reusing its buffers from chunk to chunk): the events and
+//!    their identity ([`EventKey`]);
 //! 2. measure each event with every meter of its type ([`Meter::value`],
 //!    [`Meter::group`]), outside any lock;
 //! 3. under the state's lock, deduplicate on the event's key and add its samples to the
@@ -35,7 +36,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use purser_core::events::{EventKey, Framing, parse_batch};
+use purser_core::events::{BatchReader, EventKey, Framing};
 use purser_core::meter::{Aggregation, HourAggregate, Meter, MeterDraft, Sample};
 use purser_core::time::Window;
 use rust_decimal::Decimal;
@@ -295,7 +296,7 @@ struct Tally {
 pub struct Seconds {
     /// Reading chunks, waiting for the reader included.
     pub read: f64,
-    /// `parse_batch`: parsing and validating.
+    /// `BatchReader::parse`: parsing and validating.
     pub parse: f64,
     /// The meters reading values and groups from `data`.
     pub measure: f64,
@@ -303,7 +304,7 @@ pub struct Seconds {
     pub wait: f64,
     /// Deduplicating, aggregating and finalising hours, under the lock.
     pub apply: f64,
-    /// Freeing the parsed events.
+    /// Dropping the parsed events (their buffers kept for the next chunk).
     pub free: f64,
 }
 
@@ -340,6 +341,7 @@ fn worker(
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
     let mut buf = Vec::new();
+    let mut batches = BatchReader::default();
     let mut accounts = LocalInterner::default();
     let mut groups = LocalInterner::default();
     let mut contributions: Vec<Contribution> = Vec::new();
@@ -362,7 +364,7 @@ fn worker(
             tally.events += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
             continue;
         }
-        let batch = parse_batch(chunk, Framing::Ndjson)?;
+        let batch = batches.parse(chunk, Framing::Ndjson)?;
         lap(&mut tally.seconds.parse);
         let rejected = batch.n_rejected_events() as u64;
         tally.events += batch.events.len() as u64 + rejected;
@@ -378,7 +380,7 @@ fn worker(
                     if !meter.applies_to(event) {
                         continue;
                     }
-                    match (meter.value(event), meter.group(event)) {
+                    match (meter.value(event), meter.group_text(event)) {
                         (Ok(value), Ok(group)) => contributions.push(Contribution {
                             meter: index as u8,
                             group: match group {
@@ -423,7 +425,8 @@ fn worker(
                 lap(&mut tally.seconds.apply);
             }
         }
-        drop(batch);
+        // The buffers hold the next chunk's events.
+        batches.recycle(batch);
         lap(&mut tally.seconds.free);
     }
     Ok(tally)

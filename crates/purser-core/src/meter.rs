@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::commercial::DimensionKey;
-use crate::events::{EventKey, UsageEvent, json_kind};
+use crate::events::{EventKey, MemberLookup, UsageEvent, json_kind};
 use crate::time::Window;
 use crate::validation::{self, ValidationErrors};
 
@@ -98,6 +98,28 @@ impl ValuePath {
 
     pub fn segments(&self) -> &[String] {
         &self.segments
+    }
+
+    /// The value at this path in the event's `data`, as JSON text: a top-level key
+    /// from the index built at parsing when there is one, otherwise from the text.
+    fn find_in<'e>(&self, event: &'e UsageEvent) -> Result<&'e str, ValueError> {
+        if let [key] = self.segments.as_slice() {
+            match event.data_member(key) {
+                MemberLookup::Found(value) => return Ok(value),
+                MemberLookup::Missing => {
+                    return Err(ValueError::Missing {
+                        path: self.to_string(),
+                    });
+                }
+                MemberLookup::Repeated => {
+                    return Err(ValueError::Repeated {
+                        path: self.to_string(),
+                    });
+                }
+                MemberLookup::Unindexed => {}
+            }
+        }
+        self.find(event.data())
     }
 
     /// The value at this path in `data` (a JSON object's text), as JSON text.
@@ -391,19 +413,28 @@ impl Meter {
         if !self.aggregation.reads_value() {
             return Ok(Decimal::ONE);
         }
-        let text = self.value_path.find(event.data())?;
+        let text = self.value_path.find_in(event)?;
         number_at(text, &self.value_path)
     }
 
     /// The event's group: the string (or the number's text) at `group_by`.
     pub fn group(&self, event: &UsageEvent) -> Result<Option<String>, ValueError> {
+        Ok(self.group_text(event)?.map(Cow::into_owned))
+    }
+
+    /// [`Meter::group`], borrowed from the event when it can be (no escapes), for
+    /// callers that only look the group up.
+    pub fn group_text<'e>(
+        &self,
+        event: &'e UsageEvent,
+    ) -> Result<Option<Cow<'e, str>>, ValueError> {
         let Some(path) = &self.group_by else {
             return Ok(None);
         };
-        let text = path.find(event.data())?;
+        let text = path.find_in(event)?;
         match text.as_bytes().first() {
-            Some(b'"') => Ok(Some(string_of(text)?.into_owned())),
-            Some(b'-' | b'0'..=b'9') => Ok(Some(text.to_owned())),
+            Some(b'"') => Ok(Some(string_of(text)?)),
+            Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(text))),
             _ => Err(ValueError::NotAGroup {
                 path: path.to_string(),
                 found: json_kind(text),
@@ -1033,6 +1064,13 @@ fn shorten(text: &str) -> Cow<'_, str> {
 
 /// A JSON string's content (borrowed unless it holds escapes).
 fn string_of(raw: &str) -> Result<Cow<'_, str>, ValueError> {
+    // Without escapes or control characters the content is the text between the
+    // quotes, as the JSON reader would borrow it.
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
+        && !inner.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        return Ok(Cow::Borrowed(inner));
+    }
     match serde_json::from_str::<&str>(raw) {
         Ok(text) => Ok(Cow::Borrowed(text)),
         Err(_) => serde_json::from_str::<String>(raw)
