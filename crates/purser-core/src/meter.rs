@@ -780,8 +780,16 @@ impl HourAggregate {
             State::Extreme(extreme) => keep_extreme(self.aggregation, extreme, sample.value),
             State::Latest(latest) => keep_latest(latest, sample),
             State::Samples(samples) => {
-                let at = samples.partition_point(|s| s.order() <= sample.order());
-                samples.insert(at, sample);
+                // Samples mostly arrive in order: appending is the common case.
+                if samples
+                    .last()
+                    .is_none_or(|last| last.order() <= sample.order())
+                {
+                    samples.push(sample);
+                } else {
+                    let at = samples.partition_point(|s| s.order() <= sample.order());
+                    samples.insert(at, sample);
+                }
             }
         }
         self.n_events = self.n_events.saturating_add(1);
@@ -1011,6 +1019,7 @@ fn long_division(value: u128, divisor: u128, extra_digits: u32) -> Option<u128> 
 
 /// `a + b`, or `None` when the exact sum does not fit (a `Decimal` would silently
 /// round away low digits rather than overflow).
+#[inline]
 fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
     let sum = a.checked_add(b)?;
     // Low digits are dropped only by lowering the scale (a zero result may come back
@@ -1089,6 +1098,22 @@ enum NumberProblem {
 /// Reads a number written in JSON's grammar (`-12`, `0.5`, `1.5E+3`) exactly, without
 /// trailing zeros. A `Decimal` holds up to 28 decimal places and a mantissa below 2^96.
 fn parse_json_number(text: &str) -> Result<Decimal, NumberProblem> {
+    let bytes = text.as_bytes();
+    // The common case, a whole number of at most 19 digits without a leading zero:
+    // the same value, at scale 0, as the general reading below gives.
+    if let Some((&first, rest)) = bytes.split_first()
+        && (b'1'..=b'9').contains(&first)
+        && rest.len() < 19
+        && rest.iter().all(u8::is_ascii_digit)
+    {
+        let value = bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        return Ok(Decimal::from(value));
+    }
+    parse_json_number_general(text)
+}
+
+/// [`parse_json_number`] for every form.
+fn parse_json_number_general(text: &str) -> Result<Decimal, NumberProblem> {
     let bytes = text.as_bytes();
     let mut i = 0;
     let negative = bytes.first() == Some(&b'-');
@@ -1499,6 +1524,31 @@ mod tests {
             fields(conversion_without_dimension.validate()),
             ["conversion"]
         );
+    }
+
+    #[test]
+    fn whole_numbers_read_directly_are_those_of_the_general_reading() {
+        let mut texts: Vec<String> = ["0", "1", "9", "10", "1000", "9999999999999999999"]
+            .map(str::to_owned)
+            .to_vec();
+        let mut n = 1u64;
+        while let Some(next) = n.checked_mul(7) {
+            texts.push(n.to_string());
+            texts.push((n - 1).to_string());
+            n = next + 3;
+        }
+        texts.extend(["10000000000000000000", "01", "-5", "1.0", "1e3"].map(str::to_owned));
+        for text in texts {
+            let (direct, general) = (parse_json_number(&text), parse_json_number_general(&text));
+            assert_eq!(direct, general, "{text}");
+            if let (Ok(a), Ok(b)) = (direct, general) {
+                assert_eq!(
+                    (a.mantissa(), a.scale()),
+                    (b.mantissa(), b.scale()),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]
