@@ -28,7 +28,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -152,7 +152,9 @@ impl Serialize for EventKey {
 /// alone keeps its batch's text alive.
 #[derive(Clone)]
 pub struct UsageEvent {
-    shared: Arc<BatchText>,
+    /// Set once the whole body is read; events are built as it is read, so they need
+    /// not be built twice.
+    shared: Arc<OnceLock<BatchText>>,
     layout: Layout,
 }
 
@@ -206,7 +208,10 @@ impl UsageEvent {
             None => self.layout.start,
         };
         let end = ends.get(n).copied().unwrap_or(start);
-        self.shared.text.get(start..end).unwrap_or_default()
+        self.shared
+            .get()
+            .and_then(|shared| shared.text.get(start..end))
+            .unwrap_or_default()
     }
 
     pub fn id(&self) -> &str {
@@ -255,7 +260,8 @@ impl UsageEvent {
         let data = self.data();
         let text = |(start, end): (u32, u32)| data.get(start as usize..end as usize);
         let mut found = None;
-        for member in self.shared.members.get(first..last).unwrap_or_default() {
+        let members = self.shared.get().map(|shared| &shared.members[..]);
+        for member in members.and_then(|m| m.get(first..last)).unwrap_or_default() {
             if text(member.key) != Some(key) {
                 continue;
             }
@@ -496,7 +502,10 @@ impl BatchReader {
         } = batch;
         let shared = events.first().map(|(_, event)| Arc::clone(&event.shared));
         events.clear();
-        if let Some(Ok(text)) = shared.map(Arc::try_unwrap) {
+        if let Some(Some(text)) = shared
+            .and_then(|s| Arc::try_unwrap(s).ok())
+            .map(OnceLock::into_inner)
+        {
             self.spare.text = text;
         }
         rejected.clear();
@@ -509,7 +518,6 @@ impl BatchReader {
 #[derive(Default)]
 struct Spare {
     text: BatchText,
-    layouts: Vec<(usize, Layout)>,
     events: Vec<(usize, UsageEvent)>,
     rejected: Vec<EventRejection>,
 }
@@ -787,7 +795,9 @@ impl NdjsonLines {
 struct Builder {
     text: String,
     members: Vec<Member>,
-    events: Vec<(usize, Layout)>,
+    /// Where `text` and `members` go once complete.
+    shared: Arc<OnceLock<BatchText>>,
+    events: Vec<(usize, UsageEvent)>,
     rejected: Vec<EventRejection>,
 }
 
@@ -797,7 +807,8 @@ impl Builder {
         let mut out = Builder {
             text: std::mem::take(&mut spare.text.text),
             members: std::mem::take(&mut spare.text.members),
-            events: std::mem::take(&mut spare.layouts),
+            shared: Arc::default(),
+            events: std::mem::take(&mut spare.events),
             rejected: std::mem::take(&mut spare.rejected),
         };
         out.clear();
@@ -818,27 +829,19 @@ impl Builder {
 
     /// The batch, its events sharing the text; the builder's own buffers go back to
     /// `spare`.
-    fn finish(mut self, spare: &mut Spare) -> ParsedBatch {
-        let mut events = std::mem::take(&mut spare.events);
-        events.clear();
-        if !self.events.is_empty() {
-            let shared = Arc::new(BatchText {
-                text: self.text,
-                members: self.members,
-            });
-            events.extend(self.events.drain(..).map(|(index, layout)| {
-                let shared = Arc::clone(&shared);
-                (index, UsageEvent { shared, layout })
-            }));
-        } else {
-            spare.text = BatchText {
-                text: self.text,
-                members: self.members,
-            };
+    fn finish(self, spare: &mut Spare) -> ParsedBatch {
+        let text = BatchText {
+            text: self.text,
+            members: self.members,
+        };
+        if self.events.is_empty() {
+            spare.text = text;
+        } else if let Err(text) = self.shared.set(text) {
+            // Not set before (a builder finishes once); kept for the next body anyway.
+            spare.text = text;
         }
-        spare.layouts = self.events;
         ParsedBatch {
-            events,
+            events: self.events,
             rejected: self.rejected,
         }
     }
@@ -916,16 +919,15 @@ impl Builder {
             *end = self.text.len();
         }
         let members = members.map(|first| (first, self.members.len()));
-        self.events.push((
-            index,
-            Layout {
-                start,
-                ends,
-                members,
-                time,
-                key,
-            },
-        ));
+        let layout = Layout {
+            start,
+            ends,
+            members,
+            time,
+            key,
+        };
+        let shared = Arc::clone(&self.shared);
+        self.events.push((index, UsageEvent { shared, layout }));
     }
 }
 
@@ -1715,6 +1717,9 @@ pub(crate) fn json_kind(raw: &str) -> &'static str {
 
 /// `application/json`, or any `…+json` type, parameters ignored.
 fn is_json_media_type(value: &str) -> bool {
+    if value == "application/json" {
+        return true;
+    }
     let media_type = value.split(';').next().unwrap_or("").trim();
     let bytes = media_type.as_bytes();
     media_type.eq_ignore_ascii_case("application/json")
