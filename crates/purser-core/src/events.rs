@@ -985,22 +985,33 @@ fn scan_event<'a>(
     scanner.skip_whitespace();
     scanner.eat(b'{')?;
     let mut event = ScannedEvent::default();
-    loop {
+    for n in 0.. {
         scanner.skip_whitespace();
-        scanner.eat(b'"')?;
-        let name = scanner.plain_string()?;
+        // Producers write the attributes in one order: each member's opening is
+        // compared whole at its usual place, the key read only when it differs.
+        let field = match USUAL_ORDER.get(n) {
+            Some(&(opening, field)) if scanner.rest().starts_with(opening) => {
+                scanner.at += opening.len();
+                field
+            }
+            _ => {
+                scanner.eat(b'"')?;
+                let name = scanner.plain_string()?;
+                scanner.skip_whitespace();
+                scanner.eat(b':')?;
+                Field::of(text.get(name.0..name.1)?)
+            }
+        };
         scanner.skip_whitespace();
-        scanner.eat(b':')?;
-        scanner.skip_whitespace();
-        let slot = match text.as_bytes().get(name.0..name.1)? {
-            b"id" => &mut event.id,
-            b"source" => &mut event.source,
-            b"specversion" => &mut event.specversion,
-            b"type" => &mut event.event_type,
-            b"subject" => &mut event.subject,
-            b"time" => &mut event.time,
-            b"datacontenttype" => &mut event.datacontenttype,
-            b"data" => {
+        let slot = match field {
+            Field::Id => &mut event.id,
+            Field::Source => &mut event.source,
+            Field::SpecVersion => &mut event.specversion,
+            Field::Type => &mut event.event_type,
+            Field::Subject => &mut event.subject,
+            Field::Time => &mut event.time,
+            Field::DataContentType => &mut event.datacontenttype,
+            Field::Data => {
                 if event.data.is_some() {
                     return None;
                 }
@@ -1014,8 +1025,8 @@ fn scan_event<'a>(
                 }
                 continue;
             }
-            b"data_base64" => return None,
-            _ => {
+            Field::DataBase64 => return None,
+            Field::Other => {
                 scanner.value(0)?;
                 scanner.end_of_member()?;
                 if scanner.last_member {
@@ -1037,6 +1048,18 @@ fn scan_event<'a>(
     }
     Some((event, scanner.at))
 }
+
+/// The attributes in the order producers write them, each with its opening.
+const USUAL_ORDER: [(&[u8], Field); 8] = [
+    (b"\"specversion\":", Field::SpecVersion),
+    (b"\"id\":", Field::Id),
+    (b"\"source\":", Field::Source),
+    (b"\"type\":", Field::Type),
+    (b"\"subject\":", Field::Subject),
+    (b"\"time\":", Field::Time),
+    (b"\"datacontenttype\":", Field::DataContentType),
+    (b"\"data\":", Field::Data),
+];
 
 /// The high bit of each byte of `word` that is `"`, `\\` or a control character
 /// (below 0x20), exact for the lowest such byte (higher ones may be flagged falsely
@@ -1078,6 +1101,10 @@ impl<'a> Scanner<'a> {
             whitespace,
             last_member: false,
         }
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.at..).unwrap_or_default()
     }
 
     fn peek(&self) -> Option<u8> {
@@ -1388,6 +1415,22 @@ enum Field {
 }
 
 impl Field {
+    /// The attribute of this name.
+    fn of(name: &str) -> Field {
+        match name {
+            "id" => Field::Id,
+            "source" => Field::Source,
+            "specversion" => Field::SpecVersion,
+            "type" => Field::Type,
+            "subject" => Field::Subject,
+            "time" => Field::Time,
+            "datacontenttype" => Field::DataContentType,
+            "data" => Field::Data,
+            "data_base64" => Field::DataBase64,
+            _ => Field::Other,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Field::Id => "id",
@@ -1413,18 +1456,7 @@ impl<'de> Deserialize<'de> for Field {
                 f.write_str("an attribute name")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
-                Ok(match v {
-                    "id" => Field::Id,
-                    "source" => Field::Source,
-                    "specversion" => Field::SpecVersion,
-                    "type" => Field::Type,
-                    "subject" => Field::Subject,
-                    "time" => Field::Time,
-                    "datacontenttype" => Field::DataContentType,
-                    "data" => Field::Data,
-                    "data_base64" => Field::DataBase64,
-                    _ => Field::Other,
-                })
+                Ok(Field::of(v))
             }
         }
         deserializer.deserialize_identifier(FieldVisitor)
