@@ -575,9 +575,10 @@ struct HourState {
 }
 
 impl HourState {
-    /// Sized as the hours before it were, to spare regrowth.
+    /// Sized as the hours before it were, to spare regrowth (each worker meets most
+    /// of an hour's accounts and groups, so each partial is sized for all).
     fn sized(hint: (usize, usize), workers: usize) -> HourState {
-        let per_worker = hint.1 / workers.max(1);
+        let per_worker = hint.1;
         HourState {
             keys: KeySet::with_capacity_and_hasher(hint.0, BuildHasherDefault::default()),
             partials: (0..workers.max(1))

@@ -262,7 +262,10 @@ impl UsageEvent {
         let mut found = None;
         let members = self.shared.get().map(|shared| &shared.members[..]);
         for member in members.and_then(|m| m.get(first..last)).unwrap_or_default() {
-            if text(member.key) != Some(key) {
+            let (start, end) = member.key;
+            if end.checked_sub(start).map(|n| n as usize) != Some(key.len())
+                || !text(member.key).is_some_and(|k| same_text(k.as_bytes(), key.as_bytes()))
+            {
                 continue;
             }
             if found.is_some() {
@@ -272,6 +275,25 @@ impl UsageEvent {
         }
         found.map_or(MemberLookup::Missing, MemberLookup::Found)
     }
+}
+
+/// Whether two texts are equal: those of 8 to 16 bytes (most keys of `data`) as two
+/// overlapping words each, without a call to `memcmp`.
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let word = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
 }
 
 impl fmt::Debug for UsageEvent {

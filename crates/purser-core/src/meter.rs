@@ -785,6 +785,11 @@ impl HourAggregate {
                     .last()
                     .is_none_or(|last| last.order() <= sample.order())
                 {
+                    if samples.capacity() == 0 {
+                        // A gauge sampled every five minutes: one allocation for its
+                        // hour rather than one per doubling.
+                        samples.reserve(12);
+                    }
                     samples.push(sample);
                 } else {
                     let at = samples.partition_point(|s| s.order() <= sample.order());
