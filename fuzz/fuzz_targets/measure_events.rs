@@ -9,6 +9,8 @@
 //! both grouped by `$.g`; a sum over `$.u.v` grouped by `$.u.g`).
 //!
 //! Properties, beyond "never panics":
+//! - events read by the scanner of the common shape (whose `data` members are indexed
+//!   at parsing) measure exactly as the same events read by the general reader alone;
 //! - a measurement places the event in its account, meter, hour and group, with its
 //!   time and key; meters reading the same path read the same value; a count reads 1;
 //!   an event of another type is refused as such;
@@ -25,7 +27,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use libfuzzer_sys::fuzz_target;
-use purser_core::events::{Framing, UsageEvent, parse_batch};
+use purser_core::events::{Framing, UsageEvent, parse_batch, parse_batch_general};
 use purser_core::meter::{
     AggregateError, Aggregation, HourAggregate, HourKey, Measurement, Meter, MeterDraft, Sample,
     ValueError,
@@ -92,7 +94,23 @@ fuzz_target!(|input: &[u8]| {
         let Some(body) = event_body(record) else {
             continue;
         };
+        let general = parse_batch_general(body.as_bytes(), Framing::Single);
         if let Ok(parsed) = parse_batch(body.as_bytes(), Framing::Single) {
+            for ((_, fast), (_, slow)) in parsed
+                .events
+                .iter()
+                .zip(general.iter().flat_map(|g| &g.events))
+            {
+                for meter in &meters {
+                    assert_eq!(
+                        meter.measure(fast),
+                        meter.measure(slow),
+                        "{}: the index of data reads as data does ({})",
+                        meter.name,
+                        fast.data()
+                    );
+                }
+            }
             events.extend(parsed.events.into_iter().map(|(_, e)| e));
         }
     }

@@ -12,12 +12,19 @@
 //! - `json` framing is `single` or `batch` by the first byte;
 //! - a kept event holds the rules (non-empty attributes, `data` an object, time to the
 //!   microsecond, key of source and id), and written back as CloudEvents JSON it parses
-//!   to the same event, alone, in a batch and as an NDJSON line.
+//!   to the same event, alone, in a batch and as an NDJSON line;
+//! - the scanner of the common event shape changes nothing: the result (events,
+//!   rejections, whole-body errors) is the general reader's alone
+//!   (`parse_batch_general`), and a `BatchReader` reusing a batch's buffers gives it
+//!   too.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use purser_core::events::{BatchError, EventKey, Framing, ParsedBatch, UsageEvent, parse_batch};
+use purser_core::events::{
+    BatchError, BatchReader, EventKey, Framing, ParsedBatch, UsageEvent, parse_batch,
+    parse_batch_general,
+};
 use serde_json::value::RawValue;
 
 const FRAMINGS: [Framing; 4] = [
@@ -34,6 +41,20 @@ fuzz_target!(|body: &[u8]| {
             parse_batch(body, framing),
             result,
             "parsing is deterministic"
+        );
+        assert_eq!(
+            result,
+            parse_batch_general(body, framing),
+            "the scanner reads as the general reader ({framing:?})"
+        );
+        let mut reader = BatchReader::default();
+        if let Ok(first) = reader.parse(body, framing) {
+            reader.recycle(first);
+        }
+        assert_eq!(
+            reader.parse(body, framing),
+            result,
+            "a reused BatchReader reads the same"
         );
         check_utf8(body, framing, &result);
         let Ok(parsed) = result else {

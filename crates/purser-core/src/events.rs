@@ -15,12 +15,20 @@
 //!
 //! Parsing is single-pass and borrows from the body: attributes are read as borrowed
 //! strings (owned only when they hold escapes), `data` is kept as its raw JSON text,
-//! and owned values are built only for events found valid. Numbers in `data` are
-//! never turned into floating point; meters read them exactly from that text
-//! (see [`crate::meter`]).
+//! and owned values are built only for events found valid, their texts end to end in
+//! one buffer per body that the events share. Numbers in `data` are never turned into
+//! floating point; meters read them exactly from that text (see [`crate::meter`]).
+//!
+//! Most events have one shape (an object of plain strings, `data` an object, times in
+//! UTC): a scanner reads that shape directly, validating the JSON as it goes, and
+//! indexes the top-level members of `data` so meters need not read it again. Whatever
+//! it does not take (escapes, repeated or wrongly typed attributes, broken JSON, any
+//! rule broken) goes to the general reader (serde_json), so results and messages are
+//! the general reader's in every case; tests and the fuzzer check the two agree.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -49,13 +57,37 @@ pub struct EventKey([u8; 16]);
 impl EventKey {
     /// The key of the event `id` from `source`.
     pub fn of(source: &str, id: &str) -> EventKey {
-        let mut hasher = Sha256::new();
-        hasher.update(b"purser-event-key-v1");
-        hasher.update((source.len() as u64).to_be_bytes());
-        hasher.update(source.as_bytes());
-        hasher.update((id.len() as u64).to_be_bytes());
-        hasher.update(id.as_bytes());
-        let digest = hasher.finalize();
+        const VERSION: &[u8] = b"purser-event-key-v1";
+        // The common case hashed from one buffer on the stack (one call rather than
+        // five); longer pairs are fed in parts. Both hash the same bytes.
+        let mut buffer = [0u8; 256];
+        let parts: [&[u8]; 5] = [
+            VERSION,
+            &(source.len() as u64).to_be_bytes(),
+            source.as_bytes(),
+            &(id.len() as u64).to_be_bytes(),
+            id.as_bytes(),
+        ];
+        let length: usize = parts.iter().map(|p| p.len()).sum();
+        let digest = match buffer.get_mut(..length) {
+            Some(encoding) => {
+                let mut at = 0;
+                for part in parts {
+                    if let Some(slot) = encoding.get_mut(at..at + part.len()) {
+                        slot.copy_from_slice(part);
+                    }
+                    at += part.len();
+                }
+                Sha256::digest(encoding)
+            }
+            None => {
+                let mut hasher = Sha256::new();
+                for part in parts {
+                    hasher.update(part);
+                }
+                hasher.finalize()
+            }
+        };
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
         EventKey(key)
@@ -114,25 +146,72 @@ impl Serialize for EventKey {
 /// keeps, so an hour computed at ingest and one recomputed from stored events agree.
 /// Serialising gives the event back in CloudEvents structured JSON, which
 /// [`parse_batch`] reads again.
-#[derive(Debug, Clone)]
+///
+/// The events of one body share one buffer holding their texts (one allocation per
+/// body rather than per event; cloning an event shares it too), so an event kept
+/// alone keeps its batch's text alive.
+#[derive(Clone)]
 pub struct UsageEvent {
-    /// `id`, `source`, `type`, `subject`, `datacontenttype` (empty when absent) and
-    /// `data`, end to end: one allocation per event rather than six.
-    text: Box<str>,
-    /// Where each of the first five ends in `text`; `data` runs to the end.
-    ends: [usize; 5],
+    /// Set once the whole body is read; events are built as it is read, so they need
+    /// not be built twice.
+    shared: Arc<OnceLock<BatchText>>,
+    layout: Layout,
+}
+
+/// The text of a body's valid events, shared by them.
+#[derive(Default)]
+struct BatchText {
+    /// Each event's `id`, `source`, `type`, `subject`, `datacontenttype` (empty when
+    /// absent) and `data`, end to end.
+    text: String,
+    /// The top-level members of the events' `data`, where the scanner indexed them.
+    members: Vec<Member>,
+}
+
+/// Where one event's parts are in its [`BatchText`].
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Where `id` starts in the text.
+    start: usize,
+    /// Where `id`, `source`, `type`, `subject`, `datacontenttype` and `data` end.
+    ends: [usize; 6],
+    /// The range of its `data`'s members in the member table, when indexed.
+    members: Option<(usize, usize)>,
     time: Timestamp,
     key: EventKey,
 }
 
+/// A top-level member of an event's `data`: the key's text (no escapes) and the
+/// value's JSON text, as offsets from the start of `data`.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    key: (u32, u32),
+    value: (u32, u32),
+}
+
+/// What a key of an event's `data` holds, from the index built at parsing.
+pub(crate) enum MemberLookup<'e> {
+    /// The event's `data` was not indexed (it was read by the general parser): look
+    /// in its text.
+    Unindexed,
+    Missing,
+    Repeated,
+    /// The value's JSON text.
+    Found(&'e str),
+}
+
 impl UsageEvent {
     fn part(&self, n: usize) -> &str {
+        let ends = &self.layout.ends;
         let start = match n.checked_sub(1) {
-            Some(previous) => self.ends.get(previous).copied().unwrap_or(self.text.len()),
-            None => 0,
+            Some(previous) => ends.get(previous).copied().unwrap_or(self.layout.start),
+            None => self.layout.start,
         };
-        let end = self.ends.get(n).copied().unwrap_or(self.text.len());
-        self.text.get(start..end).unwrap_or_default()
+        let end = ends.get(n).copied().unwrap_or(start);
+        self.shared
+            .get()
+            .and_then(|shared| shared.text.get(start..end))
+            .unwrap_or_default()
     }
 
     pub fn id(&self) -> &str {
@@ -155,7 +234,7 @@ impl UsageEvent {
 
     /// When the usage happened (UTC, microsecond precision).
     pub fn time(&self) -> Timestamp {
-        self.time
+        self.layout.time
     }
 
     pub fn datacontenttype(&self) -> Option<&str> {
@@ -169,13 +248,72 @@ impl UsageEvent {
 
     /// The identity used to recognise resent events (computed once, at parsing).
     pub fn key(&self) -> EventKey {
-        self.key
+        self.layout.key
+    }
+
+    /// The value of the top-level key `key` of `data`, from the index, so meters need
+    /// not read `data` again.
+    pub(crate) fn data_member(&self, key: &str) -> MemberLookup<'_> {
+        let Some((first, last)) = self.layout.members else {
+            return MemberLookup::Unindexed;
+        };
+        let data = self.data();
+        let text = |(start, end): (u32, u32)| data.get(start as usize..end as usize);
+        let mut found = None;
+        let members = self.shared.get().map(|shared| &shared.members[..]);
+        for member in members.and_then(|m| m.get(first..last)).unwrap_or_default() {
+            let (start, end) = member.key;
+            if end.checked_sub(start).map(|n| n as usize) != Some(key.len())
+                || !text(member.key).is_some_and(|k| same_text(k.as_bytes(), key.as_bytes()))
+            {
+                continue;
+            }
+            if found.is_some() {
+                return MemberLookup::Repeated;
+            }
+            found = text(member.value);
+        }
+        found.map_or(MemberLookup::Missing, MemberLookup::Found)
+    }
+}
+
+/// Whether two texts are equal: those of 8 to 16 bytes (most keys of `data`) as two
+/// overlapping words each, without a call to `memcmp`.
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let word = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
+impl fmt::Debug for UsageEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsageEvent")
+            .field("id", &self.id())
+            .field("source", &self.source())
+            .field("type", &self.event_type())
+            .field("subject", &self.subject())
+            .field("time", &self.time())
+            .field("datacontenttype", &self.datacontenttype())
+            .field("data", &self.data())
+            .field("key", &self.key())
+            .finish()
     }
 }
 
 impl PartialEq for UsageEvent {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text && self.ends == other.ends && self.time == other.time
+        (0..6).all(|n| self.part(n) == other.part(n)) && self.time() == other.time()
     }
 }
 
@@ -204,7 +342,7 @@ impl Serialize for UsageEvent {
             source: self.source(),
             event_type: self.event_type(),
             subject: self.subject(),
-            time: self.time,
+            time: self.time(),
             datacontenttype: self.datacontenttype(),
             data,
         }
@@ -352,25 +490,96 @@ pub enum BatchError {
 /// is accepted, what is refused per event and what refuses the whole body. For NDJSON
 /// a broken or non-UTF-8 line refuses only that line's event.
 pub fn parse_batch(body: &[u8], framing: Framing) -> Result<ParsedBatch, BatchError> {
-    match framing {
-        Framing::Ndjson => Ok(parse_ndjson(body)),
-        Framing::Single => parse_single(utf8(body)?),
-        Framing::Batch => parse_array(utf8(body)?),
-        Framing::Json => {
-            let text = utf8(body)?;
-            match first_byte(text) {
-                Some(b'[') => parse_array(text),
-                Some(b'{') => parse_single(text),
-                None => Err(BatchError::Empty {
-                    expected: "an event (a JSON object) or a batch (a JSON array)",
-                }),
-                Some(_) => Err(BatchError::WrongShape {
-                    expected: "an event (a JSON object) or a batch (a JSON array)",
-                    found: describe_start(text),
-                }),
-            }
-        }
+    BatchReader::default().parse(body, framing)
+}
+
+/// [`parse_batch`] through the general JSON reader alone, without the scanner of the
+/// common event shape: the reference the scanner is tested and fuzzed against (both
+/// must give the same result for every body).
+#[doc(hidden)]
+pub fn parse_batch_general(body: &[u8], framing: Framing) -> Result<ParsedBatch, BatchError> {
+    parse_with(body, framing, Reader::General, &mut Spare::default())
+}
+
+/// [`parse_batch`] for a stream of bodies: the buffers of a batch given back with
+/// [`BatchReader::recycle`] hold the next one, so a long stream does not allocate
+/// (and fault in) fresh memory for every body.
+#[derive(Default)]
+pub struct BatchReader {
+    spare: Spare,
+}
+
+impl BatchReader {
+    /// As [`parse_batch`].
+    pub fn parse(&mut self, body: &[u8], framing: Framing) -> Result<ParsedBatch, BatchError> {
+        parse_with(body, framing, Reader::Fast, &mut self.spare)
     }
+
+    /// Takes back a batch's buffers for the next body. Its events' shared text is
+    /// reused only if no clone of one of them is still held elsewhere.
+    pub fn recycle(&mut self, batch: ParsedBatch) {
+        let ParsedBatch {
+            mut events,
+            mut rejected,
+        } = batch;
+        let shared = events.first().map(|(_, event)| Arc::clone(&event.shared));
+        events.clear();
+        if let Some(Some(text)) = shared
+            .and_then(|s| Arc::try_unwrap(s).ok())
+            .map(OnceLock::into_inner)
+        {
+            self.spare.text = text;
+        }
+        rejected.clear();
+        self.spare.events = events;
+        self.spare.rejected = rejected;
+    }
+}
+
+/// Buffers kept from one body to the next.
+#[derive(Default)]
+struct Spare {
+    text: BatchText,
+    events: Vec<(usize, UsageEvent)>,
+    rejected: Vec<EventRejection>,
+}
+
+/// How events are read: the scanner of the common shape first (falling back to the
+/// general reader for anything else), or the general reader alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Fast,
+    General,
+}
+
+fn parse_with(
+    body: &[u8],
+    framing: Framing,
+    reader: Reader,
+    spare: &mut Spare,
+) -> Result<ParsedBatch, BatchError> {
+    let mut out = Builder::new(body.len(), spare);
+    let read = match framing {
+        Framing::Ndjson => {
+            parse_ndjson(body, reader, &mut out);
+            Ok(())
+        }
+        Framing::Single => utf8(body).and_then(|text| parse_single(text, reader, &mut out)),
+        Framing::Batch => utf8(body).and_then(|text| parse_array(text, reader, &mut out)),
+        Framing::Json => utf8(body).and_then(|text| match first_byte(text) {
+            Some(b'[') => parse_array(text, reader, &mut out),
+            Some(b'{') => parse_single(text, reader, &mut out),
+            None => Err(BatchError::Empty {
+                expected: "an event (a JSON object) or a batch (a JSON array)",
+            }),
+            Some(_) => Err(BatchError::WrongShape {
+                expected: "an event (a JSON object) or a batch (a JSON array)",
+                found: describe_start(text),
+            }),
+        }),
+    };
+    let batch = out.finish(spare);
+    read.map(|()| batch)
 }
 
 fn utf8(body: &[u8]) -> Result<&str, BatchError> {
@@ -420,7 +629,7 @@ fn bare_message(error: &serde_json::Error) -> String {
     }
 }
 
-fn parse_single(text: &str) -> Result<ParsedBatch, BatchError> {
+fn parse_single(text: &str, reader: Reader, out: &mut Builder) -> Result<(), BatchError> {
     match first_byte(text) {
         Some(b'{') => {}
         None => {
@@ -435,16 +644,18 @@ fn parse_single(text: &str) -> Result<ParsedBatch, BatchError> {
             });
         }
     }
+    if reader == Reader::Fast && out.scan_whole(0, text) {
+        return Ok(());
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let parsed = WireEvent::deserialize(&mut deserializer)
         .and_then(|parsed| deserializer.end().map(|()| parsed))
         .map_err(|e| syntax_error(text, &e))?;
-    let mut out = ParsedBatch::default();
-    accept(0, parsed, &mut out);
-    Ok(out)
+    out.accept(0, parsed, None);
+    Ok(())
 }
 
-fn parse_array(text: &str) -> Result<ParsedBatch, BatchError> {
+fn parse_array(text: &str, reader: Reader, out: &mut Builder) -> Result<(), BatchError> {
     const EXPECTED: &str = "a batch of events (a JSON array)";
     match first_byte(text) {
         Some(b'[') => {}
@@ -456,23 +667,114 @@ fn parse_array(text: &str) -> Result<ParsedBatch, BatchError> {
             });
         }
     }
-    let mut out = ParsedBatch::default();
-    // Telemetry events are a few hundred bytes; a guess spares most regrowth.
-    out.events.reserve(text.len() / 256);
+    if reader == Reader::Fast {
+        if scan_array(text, out).is_some() {
+            return Ok(());
+        }
+        out.clear();
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     deserializer
-        .deserialize_seq(BatchVisitor { out: &mut out })
+        .deserialize_seq(BatchVisitor { out })
         .and_then(|()| deserializer.end())
         .map_err(|e| syntax_error(text, &e))?;
-    Ok(out)
+    Ok(())
 }
 
-fn parse_ndjson(body: &[u8]) -> ParsedBatch {
-    let mut out = ParsedBatch::default();
-    // Telemetry events are a few hundred bytes; a guess spares most regrowth.
-    out.events.reserve(body.len() / 256);
-    let mut index = 0;
-    let mut line = |line_number: usize, line: Result<&str, usize>| {
+/// Files a batch of events all of the common shape; `None` when any part of the body
+/// is not (the caller then clears `out` and the general reader reads it all, errors
+/// included).
+fn scan_array(text: &str, out: &mut Builder) -> Option<()> {
+    let mut scanner = Scanner::new(text.as_bytes(), Whitespace::Json);
+    scanner.skip_whitespace();
+    scanner.eat(b'[')?;
+    scanner.skip_whitespace();
+    if scanner.eat(b']').is_none() {
+        let mut index = 0;
+        loop {
+            let members = out.members.len();
+            let (event, end) = scan_event(text, scanner.at, Whitespace::Json, &mut out.members)?;
+            out.accept_scanned(index, event, members);
+            index += 1;
+            scanner.at = end;
+            scanner.skip_whitespace();
+            match scanner.next()? {
+                b',' => scanner.skip_whitespace(),
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    scanner.skip_whitespace();
+    scanner.at_end().then_some(())
+}
+
+fn parse_ndjson(body: &[u8], reader: Reader, out: &mut Builder) {
+    let mut lines = NdjsonLines { index: 0 };
+    match std::str::from_utf8(body) {
+        Ok(text) if reader == Reader::Fast => lines.scan(text, out),
+        // The common case: split the text (a vectorised search for newlines).
+        Ok(text) => {
+            for (line_number, text) in (1..).zip(text.split('\n')) {
+                lines.read(out, line_number, Ok(text));
+            }
+        }
+        // Otherwise only the lines holding invalid bytes are lost.
+        Err(_) => {
+            for (line_number, bytes) in (1..).zip(body.split(|&b| b == b'\n')) {
+                lines.read(
+                    out,
+                    line_number,
+                    std::str::from_utf8(bytes).map_err(|e| e.valid_up_to() + 1),
+                );
+            }
+        }
+    }
+}
+
+/// NDJSON read line by line; `index` counts the non-blank lines so far.
+struct NdjsonLines {
+    index: usize,
+}
+
+impl NdjsonLines {
+    /// Each line through the scanner, which stops at the line's end (a newline is not
+    /// whitespace to it), so lines need not be split first; a line it does not take
+    /// is split off and read by [`NdjsonLines::read`].
+    fn scan(&mut self, text: &str, out: &mut Builder) {
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        let mut line_number = 1;
+        while at < bytes.len() {
+            let members = out.members.len();
+            if let Some((event, end)) =
+                scan_event(text, at, Whitespace::WithinLine, &mut out.members)
+            {
+                let mut scanner = Scanner::new(bytes, Whitespace::WithinLine);
+                scanner.at = end;
+                scanner.skip_whitespace();
+                if matches!(scanner.peek(), None | Some(b'\n')) {
+                    out.accept_scanned(self.index, event, members);
+                    self.index += 1;
+                    at = scanner.at + 1;
+                    line_number += 1;
+                    continue;
+                }
+            }
+            out.members.truncate(members);
+            let rest = bytes.get(at..).unwrap_or_default();
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |n| at + n);
+            self.read(out, line_number, Ok(text.get(at..end).unwrap_or_default()));
+            at = end + 1;
+            line_number += 1;
+        }
+    }
+
+    /// One line through the general reader (a blank line is skipped).
+    fn read(&mut self, out: &mut Builder, line_number: usize, line: Result<&str, usize>) {
         let blank = match line {
             Ok(text) => text.bytes().all(|b| b.is_ascii_whitespace()),
             Err(_) => false,
@@ -480,8 +782,8 @@ fn parse_ndjson(body: &[u8]) -> ParsedBatch {
         if blank {
             return;
         }
-        let event_index = index;
-        index += 1;
+        let event_index = self.index;
+        self.index += 1;
         let whole_line = |reason: String| EventRejection {
             index: event_index,
             field: None,
@@ -500,36 +802,548 @@ fn parse_ndjson(body: &[u8]) -> ParsedBatch {
         match WireEvent::deserialize(&mut deserializer)
             .and_then(|parsed| deserializer.end().map(|()| parsed))
         {
-            Ok(parsed) => accept(event_index, parsed, &mut out),
+            Ok(parsed) => out.accept(event_index, parsed, None),
             Err(e) => out.rejected.push(whole_line(format!(
                 "line {line_number} is not valid JSON: {} at column {}",
                 bare_message(&e),
                 e.column()
             ))),
         }
-    };
-    match std::str::from_utf8(body) {
-        // The common case: split the text (a vectorised search for newlines).
-        Ok(text) => {
-            for (line_number, text) in (1..).zip(text.split('\n')) {
-                line(line_number, Ok(text));
-            }
+    }
+}
+
+/// A body's events and rejections as they are found: the valid events' texts go
+/// end to end into one buffer, shared by the events once the body is read.
+struct Builder {
+    text: String,
+    members: Vec<Member>,
+    /// Where `text` and `members` go once complete.
+    shared: Arc<OnceLock<BatchText>>,
+    events: Vec<(usize, UsageEvent)>,
+    rejected: Vec<EventRejection>,
+}
+
+impl Builder {
+    /// An empty builder, with the spare buffers.
+    fn new(body_length: usize, spare: &mut Spare) -> Builder {
+        let mut out = Builder {
+            text: std::mem::take(&mut spare.text.text),
+            members: std::mem::take(&mut spare.text.members),
+            shared: Arc::default(),
+            events: std::mem::take(&mut spare.events),
+            rejected: std::mem::take(&mut spare.rejected),
+        };
+        out.clear();
+        // The valid events' texts take most of the body (telemetry events are a few
+        // hundred bytes with a few members in `data`): reserved once, no regrowth.
+        out.text.reserve(body_length);
+        out.members.reserve(body_length / 64);
+        out.events.reserve(body_length / 256);
+        out
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.members.clear();
+        self.events.clear();
+        self.rejected.clear();
+    }
+
+    /// The batch, its events sharing the text; the builder's own buffers go back to
+    /// `spare`.
+    fn finish(self, spare: &mut Spare) -> ParsedBatch {
+        let text = BatchText {
+            text: self.text,
+            members: self.members,
+        };
+        if self.events.is_empty() {
+            spare.text = text;
+        } else if let Err(text) = self.shared.set(text) {
+            // Not set before (a builder finishes once); kept for the next body anyway.
+            spare.text = text;
         }
-        // Otherwise only the lines holding invalid bytes are lost.
-        Err(_) => {
-            for (line_number, bytes) in (1..).zip(body.split(|&b| b == b'\n')) {
-                line(
-                    line_number,
-                    std::str::from_utf8(bytes).map_err(|e| e.valid_up_to() + 1),
-                );
+        ParsedBatch {
+            events: self.events,
+            rejected: self.rejected,
+        }
+    }
+
+    /// Reads `text` (one event, whitespace around it allowed) with the scanner;
+    /// `false`, having filed nothing, when it is not of the common shape.
+    fn scan_whole(&mut self, index: usize, text: &str) -> bool {
+        let members = self.members.len();
+        let scanned =
+            scan_event(text, 0, Whitespace::Json, &mut self.members).filter(|&(_, end)| {
+                let mut scanner = Scanner::new(text.as_bytes(), Whitespace::Json);
+                scanner.at = end;
+                scanner.skip_whitespace();
+                scanner.at_end()
+            });
+        match scanned {
+            Some((event, _)) => {
+                self.accept_scanned(index, event, members);
+                true
+            }
+            None => {
+                self.members.truncate(members);
+                false
             }
         }
     }
-    out
+
+    /// Files a scanned event: kept directly when every rule holds in its common form,
+    /// otherwise judged by [`Builder::accept`], which words the problems.
+    fn accept_scanned(&mut self, index: usize, event: ScannedEvent<'_>, members: usize) {
+        if let ScannedEvent {
+            id: Some(id),
+            source: Some(source),
+            specversion: Some(SPEC_VERSION),
+            event_type: Some(event_type),
+            subject: Some(subject),
+            time: Some(time),
+            datacontenttype,
+            data: Some(data),
+        } = event
+            && !id.is_empty()
+            && !event_type.is_empty()
+            && !subject.is_empty()
+            && !source.is_empty()
+            && source.bytes().all(|b| URI_CHARACTERS[usize::from(b)])
+            && datacontenttype.is_none_or(|t| !t.is_empty() && is_json_media_type(t))
+            && let Some(time) = utc_time(time.as_bytes())
+        {
+            self.keep(
+                index,
+                [
+                    id,
+                    source,
+                    event_type,
+                    subject,
+                    datacontenttype.unwrap_or_default(),
+                    data,
+                ],
+                time,
+                Some(members),
+            );
+            return;
+        }
+        self.accept(index, WireEvent::Object(event.into_wire()), Some(members));
+    }
+
+    /// Files a valid event: its parts (`id`, `source`, `type`, `subject`,
+    /// `datacontenttype` or empty, `data`) copied into the shared text.
+    fn keep(&mut self, index: usize, parts: [&str; 6], time: Timestamp, members: Option<usize>) {
+        let key = EventKey::of(parts[1], parts[0]);
+        let start = self.text.len();
+        let mut ends = [0; 6];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            self.text.push_str(part);
+            *end = self.text.len();
+        }
+        let members = members.map(|first| (first, self.members.len()));
+        let layout = Layout {
+            start,
+            ends,
+            members,
+            time,
+            key,
+        };
+        let shared = Arc::clone(&self.shared);
+        self.events.push((index, UsageEvent { shared, layout }));
+    }
+}
+
+/// The attributes of an event as the scanner found them (strings without escapes).
+#[derive(Default)]
+struct ScannedEvent<'a> {
+    id: Option<&'a str>,
+    source: Option<&'a str>,
+    specversion: Option<&'a str>,
+    event_type: Option<&'a str>,
+    subject: Option<&'a str>,
+    time: Option<&'a str>,
+    datacontenttype: Option<&'a str>,
+    data: Option<&'a str>,
+}
+
+impl<'a> ScannedEvent<'a> {
+    /// As the general reader gives them.
+    fn into_wire(self) -> WireAttributes<'a> {
+        let text = |value: Option<&'a str>| value.map(|v| Attr::Text(Cow::Borrowed(v)));
+        WireAttributes {
+            id: text(self.id),
+            source: text(self.source),
+            specversion: text(self.specversion),
+            event_type: text(self.event_type),
+            subject: text(self.subject),
+            time: text(self.time),
+            datacontenttype: text(self.datacontenttype),
+            data: self.data,
+            data_base64: false,
+            repeated: Vec::new(),
+        }
+    }
+}
+
+/// How deep `data` may nest for the scanner; deeper values go to the general reader
+/// (whose own limit then applies).
+const MAX_SCAN_DEPTH: u32 = 32;
+
+/// Reads an event of the common shape directly, without the general JSON reader: an
+/// object whose keys and string values hold no escapes, whose attributes Purser reads
+/// are strings (and `data` an object), none repeated, and no `data_base64`. Starting
+/// at `at` (whitespace allowed), it gives the attributes as the general reader would
+/// and where the object ends, and adds the top-level members of `data` to `members`.
+/// Anything else, valid or not, gives `None` (the caller then drops what was added to
+/// `members`): the general reader decides, so results and messages stay its own.
+fn scan_event<'a>(
+    text: &'a str,
+    at: usize,
+    whitespace: Whitespace,
+    members: &mut Vec<Member>,
+) -> Option<(ScannedEvent<'a>, usize)> {
+    let mut scanner = Scanner::new(text.as_bytes(), whitespace);
+    scanner.at = at;
+    scanner.skip_whitespace();
+    scanner.eat(b'{')?;
+    let mut event = ScannedEvent::default();
+    for n in 0.. {
+        scanner.skip_whitespace();
+        // Producers write the attributes in one order: each member's opening is
+        // compared whole at its usual place, the key read only when it differs.
+        let field = match USUAL_ORDER.get(n) {
+            Some(&(opening, field)) if scanner.rest().starts_with(opening) => {
+                scanner.at += opening.len();
+                field
+            }
+            _ => {
+                scanner.eat(b'"')?;
+                let name = scanner.plain_string()?;
+                scanner.skip_whitespace();
+                scanner.eat(b':')?;
+                Field::of(text.get(name.0..name.1)?)
+            }
+        };
+        scanner.skip_whitespace();
+        let slot = match field {
+            Field::Id => &mut event.id,
+            Field::Source => &mut event.source,
+            Field::SpecVersion => &mut event.specversion,
+            Field::Type => &mut event.event_type,
+            Field::Subject => &mut event.subject,
+            Field::Time => &mut event.time,
+            Field::DataContentType => &mut event.datacontenttype,
+            Field::Data => {
+                if event.data.is_some() {
+                    return None;
+                }
+                let start = scanner.at;
+                scanner.eat(b'{')?;
+                scanner.data_members(start, members)?;
+                event.data = Some(text.get(start..scanner.at)?);
+                scanner.end_of_member()?;
+                if scanner.last_member {
+                    break;
+                }
+                continue;
+            }
+            Field::DataBase64 => return None,
+            Field::Other => {
+                scanner.value(0)?;
+                scanner.end_of_member()?;
+                if scanner.last_member {
+                    break;
+                }
+                continue;
+            }
+        };
+        if slot.is_some() {
+            return None;
+        }
+        scanner.eat(b'"')?;
+        let value = scanner.plain_string()?;
+        *slot = Some(text.get(value.0..value.1)?);
+        scanner.end_of_member()?;
+        if scanner.last_member {
+            break;
+        }
+    }
+    Some((event, scanner.at))
+}
+
+/// The attributes in the order producers write them, each with its opening.
+const USUAL_ORDER: [(&[u8], Field); 8] = [
+    (b"\"specversion\":", Field::SpecVersion),
+    (b"\"id\":", Field::Id),
+    (b"\"source\":", Field::Source),
+    (b"\"type\":", Field::Type),
+    (b"\"subject\":", Field::Subject),
+    (b"\"time\":", Field::Time),
+    (b"\"datacontenttype\":", Field::DataContentType),
+    (b"\"data\":", Field::Data),
+];
+
+/// The high bit of each byte of `word` that is `"`, `\\` or a control character
+/// (below 0x20), exact for the lowest such byte (higher ones may be flagged falsely
+/// once one is found). Bytes from 0x80 (UTF-8 sequences) are never flagged.
+fn stop_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control
+}
+
+/// A cursor over JSON text accepting only a strict subset of JSON: `None` whenever
+/// the text leaves it.
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    whitespace: Whitespace,
+    /// Whether the member just read closed its object.
+    last_member: bool,
+}
+
+/// What the scanner skips as whitespace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Whitespace {
+    /// JSON's: space, tab, carriage return, newline.
+    Json,
+    /// Within an NDJSON line: JSON's but newline, which ends the line.
+    WithinLine,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(bytes: &'a [u8], whitespace: Whitespace) -> Scanner<'a> {
+        Scanner {
+            bytes,
+            at: 0,
+            whitespace,
+            last_member: false,
+        }
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.at..).unwrap_or_default()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    fn at_end(&self) -> bool {
+        self.at >= self.bytes.len()
+    }
+
+    /// Whitespace, as serde_json skips it (newlines only in [`Whitespace::Json`]).
+    fn skip_whitespace(&mut self) {
+        loop {
+            match self.peek() {
+                Some(b' ' | b'\t' | b'\r') => {}
+                Some(b'\n') if self.whitespace == Whitespace::Json => {}
+                _ => return,
+            }
+            self.at += 1;
+        }
+    }
+
+    /// After an opening quote: the content of a string without escapes or control
+    /// characters (the range of its text), the closing quote consumed.
+    fn plain_string(&mut self) -> Option<(usize, usize)> {
+        let start = self.at;
+        let mut at = start;
+        // Eight bytes at a time: a word holding no quote, backslash or control byte
+        // is skipped whole (the lowest flagged byte of a word is found exactly).
+        while let Some(word) = self.bytes.get(at..at + 8) {
+            let word = u64::from_le_bytes(<[u8; 8]>::try_from(word).ok()?);
+            let flagged = stop_bytes(word);
+            if flagged != 0 {
+                at += (flagged.trailing_zeros() / 8) as usize;
+                return self.close_string(start, at);
+            }
+            at += 8;
+        }
+        let rest = self.bytes.get(at..)?;
+        at += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        self.close_string(start, at)
+    }
+
+    /// The string from `start` ends at `at` if that byte is its closing quote.
+    fn close_string(&mut self, start: usize, at: usize) -> Option<(usize, usize)> {
+        (self.bytes.get(at) == Some(&b'"')).then(|| {
+            self.at = at + 1;
+            (start, at)
+        })
+    }
+
+    /// After a member's value: `,` or the object's `}`.
+    fn end_of_member(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        self.last_member = match self.next()? {
+            b',' => false,
+            b'}' => true,
+            _ => return None,
+        };
+        Some(())
+    }
+
+    /// Any JSON value of the subset, skipped.
+    fn value(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.plain_string().map(drop)
+            }
+            b'{' => {
+                self.at += 1;
+                self.object(depth + 1)
+            }
+            b'[' => {
+                self.at += 1;
+                self.array(depth + 1)
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// JSON's number grammar: `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+
+    /// After `{`: the members, to the closing `}`.
+    fn object(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_SCAN_DEPTH {
+            return None;
+        }
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.eat(b'"')?;
+            self.plain_string()?;
+            self.skip_whitespace();
+            self.eat(b':')?;
+            self.skip_whitespace();
+            self.value(depth)?;
+            self.end_of_member()?;
+            if self.last_member {
+                return Some(());
+            }
+        }
+    }
+
+    /// After `[`: the elements, to the closing `]`.
+    fn array(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_SCAN_DEPTH {
+            return None;
+        }
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.value(depth)?;
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// After the `{` of `data` (at `start`): its members, to the closing `}`, each
+    /// recorded in `members` (offsets from `start`).
+    fn data_members(&mut self, start: usize, members: &mut Vec<Member>) -> Option<()> {
+        let offset = |at: usize| u32::try_from(at - start).ok();
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.eat(b'"')?;
+            let key = self.plain_string()?;
+            self.skip_whitespace();
+            self.eat(b':')?;
+            self.skip_whitespace();
+            let value_start = self.at;
+            self.value(1)?;
+            members.push(Member {
+                key: (offset(key.0)?, offset(key.1)?),
+                value: (offset(value_start)?, offset(self.at)?),
+            });
+            self.end_of_member()?;
+            if self.last_member {
+                return Some(());
+            }
+        }
+    }
 }
 
 struct BatchVisitor<'o> {
-    out: &'o mut ParsedBatch,
+    out: &'o mut Builder,
 }
 
 impl<'de> Visitor<'de> for BatchVisitor<'_> {
@@ -542,7 +1356,7 @@ impl<'de> Visitor<'de> for BatchVisitor<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
         while let Some(parsed) = seq.next_element::<WireEvent<'de>>()? {
-            accept(index, parsed, self.out);
+            self.out.accept(index, parsed, None);
             index += 1;
         }
         Ok(())
@@ -623,6 +1437,22 @@ enum Field {
 }
 
 impl Field {
+    /// The attribute of this name.
+    fn of(name: &str) -> Field {
+        match name {
+            "id" => Field::Id,
+            "source" => Field::Source,
+            "specversion" => Field::SpecVersion,
+            "type" => Field::Type,
+            "subject" => Field::Subject,
+            "time" => Field::Time,
+            "datacontenttype" => Field::DataContentType,
+            "data" => Field::Data,
+            "data_base64" => Field::DataBase64,
+            _ => Field::Other,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Field::Id => "id",
@@ -648,18 +1478,7 @@ impl<'de> Deserialize<'de> for Field {
                 f.write_str("an attribute name")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
-                Ok(match v {
-                    "id" => Field::Id,
-                    "source" => Field::Source,
-                    "specversion" => Field::SpecVersion,
-                    "type" => Field::Type,
-                    "subject" => Field::Subject,
-                    "time" => Field::Time,
-                    "datacontenttype" => Field::DataContentType,
-                    "data" => Field::Data,
-                    "data_base64" => Field::DataBase64,
-                    _ => Field::Other,
-                })
+                Ok(Field::of(v))
             }
         }
         deserializer.deserialize_identifier(FieldVisitor)
@@ -682,7 +1501,8 @@ struct WireAttributes<'a> {
     subject: Option<Attr<'a>>,
     time: Option<Attr<'a>>,
     datacontenttype: Option<Attr<'a>>,
-    data: Option<&'a RawValue>,
+    /// Its JSON text.
+    data: Option<&'a str>,
     data_base64: bool,
     repeated: Vec<&'static str>,
 }
@@ -715,7 +1535,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                 Field::DataContentType => &mut event.datacontenttype,
                 Field::Data => {
                     let data = map.next_value::<&'de RawValue>()?;
-                    if event.data.replace(data).is_some() {
+                    if event.data.replace(data.get()).is_some() {
                         event.repeated.push(field.name());
                     }
                     continue;
@@ -809,129 +1629,131 @@ impl Check<'_> {
     }
 }
 
-/// Validates one element and files it as an event or as rejections.
-fn accept(index: usize, parsed: WireEvent<'_>, out: &mut ParsedBatch) {
-    let mut check = Check {
-        index,
-        rejected: &mut out.rejected,
-        failed: false,
-    };
-    let wire = match parsed {
-        WireEvent::Object(wire) => wire,
-        WireEvent::NotAnObject(kind) => {
-            check.reject(None, format!("an event is a JSON object, not {kind}"));
-            return;
+impl Builder {
+    /// Validates one element and files it as an event or as rejections. `members`:
+    /// where the scanner put the members of its `data` (up to the end of the table),
+    /// dropped if the event is refused.
+    fn accept(&mut self, index: usize, parsed: WireEvent<'_>, members: Option<usize>) {
+        if !self.validate(index, parsed, members)
+            && let Some(first) = members
+        {
+            self.members.truncate(first);
         }
-    };
-    for name in &wire.repeated {
-        check.reject(
-            Some(name),
-            "appears more than once; an attribute has one value",
+    }
+
+    /// Whether the element was kept as an event.
+    fn validate(&mut self, index: usize, parsed: WireEvent<'_>, members: Option<usize>) -> bool {
+        let mut check = Check {
+            index,
+            rejected: &mut self.rejected,
+            failed: false,
+        };
+        let wire = match parsed {
+            WireEvent::Object(wire) => wire,
+            WireEvent::NotAnObject(kind) => {
+                check.reject(None, format!("an event is a JSON object, not {kind}"));
+                return false;
+            }
+        };
+        for name in &wire.repeated {
+            check.reject(
+                Some(name),
+                "appears more than once; an attribute has one value",
+            );
+        }
+        let id = check.text("id", wire.id, "is required");
+        let source = check.text(
+            "source",
+            wire.source,
+            "is required (a URI-reference naming the producer)",
         );
-    }
-    let id = check.text("id", wire.id, "is required");
-    let source = check.text(
-        "source",
-        wire.source,
-        "is required (a URI-reference naming the producer)",
-    );
-    if let Some(source) = &source
-        && let Err(reason) = check_uri_reference(source)
-    {
-        check.reject(Some("source"), reason);
-    }
-    if let Some(version) = check.text(
-        "specversion",
-        wire.specversion,
-        "is required and must be `1.0`",
-    ) && version != SPEC_VERSION
-    {
-        check.reject(
-            Some("specversion"),
-            format!("must be `1.0` (CloudEvents 1.0), not `{version}`"),
+        if let Some(source) = &source
+            && let Err(reason) = check_uri_reference(source)
+        {
+            check.reject(Some("source"), reason);
+        }
+        if let Some(version) = check.text(
+            "specversion",
+            wire.specversion,
+            "is required and must be `1.0`",
+        ) && version != SPEC_VERSION
+        {
+            check.reject(
+                Some("specversion"),
+                format!("must be `1.0` (CloudEvents 1.0), not `{version}`"),
+            );
+        }
+        let event_type = check.text("type", wire.event_type, "is required");
+        let subject = check.text(
+            "subject",
+            wire.subject,
+            "is required: it names the account (its external id) the usage is billed to",
         );
-    }
-    let event_type = check.text("type", wire.event_type, "is required");
-    let subject = check.text(
-        "subject",
-        wire.subject,
-        "is required: it names the account (its external id) the usage is billed to",
-    );
-    let time = check
-        .text(
-            "time",
-            wire.time,
-            "is required: billing places each event in the hour it happened",
-        )
-        .and_then(|text| match parse_rfc3339(&text) {
-            Ok(time) => Some(time),
-            Err(reason) => {
-                check.reject(Some("time"), reason);
+        let time = check
+            .text(
+                "time",
+                wire.time,
+                "is required: billing places each event in the hour it happened",
+            )
+            .and_then(|text| match parse_rfc3339(&text) {
+                Ok(time) => Some(time),
+                Err(reason) => {
+                    check.reject(Some("time"), reason);
+                    None
+                }
+            });
+        let datacontenttype = match wire.datacontenttype {
+            None | Some(Attr::Null) => None,
+            other => check.text("datacontenttype", other, "").and_then(|value| {
+                if is_json_media_type(&value) {
+                    Some(value)
+                } else {
+                    check.reject(
+                        Some("datacontenttype"),
+                        format!(
+                            "must be `application/json` or a `+json` type when given, not `{value}`"
+                        ),
+                    );
+                    None
+                }
+            }),
+        };
+        if wire.data_base64 {
+            check.reject(
+                Some("data_base64"),
+                "binary data is not accepted: usage is read from `data`, a JSON object",
+            );
+        }
+        let data = match wire.data {
+            Some(raw) if raw.starts_with('{') => Some(raw),
+            None => {
+                check.reject(Some("data"), "is required: a JSON object holding the usage");
                 None
             }
-        });
-    let datacontenttype = match wire.datacontenttype {
-        None | Some(Attr::Null) => None,
-        other => check.text("datacontenttype", other, "").and_then(|value| {
-            if is_json_media_type(&value) {
-                Some(value)
-            } else {
+            Some(raw) => {
                 check.reject(
-                    Some("datacontenttype"),
-                    format!(
-                        "must be `application/json` or a `+json` type when given, not `{value}`"
-                    ),
+                    Some("data"),
+                    format!("must be a JSON object, not {}", json_kind(raw)),
                 );
                 None
             }
-        }),
-    };
-    if wire.data_base64 {
-        check.reject(
-            Some("data_base64"),
-            "binary data is not accepted: usage is read from `data`, a JSON object",
-        );
-    }
-    let data = match wire.data {
-        Some(raw) if raw.get().starts_with('{') => Some(raw),
-        None => {
-            check.reject(Some("data"), "is required: a JSON object holding the usage");
-            None
+        };
+        if check.failed {
+            return false;
         }
-        Some(raw) => {
-            check.reject(
-                Some("data"),
-                format!("must be a JSON object, not {}", json_kind(raw.get())),
-            );
-            None
-        }
-    };
-    if check.failed {
-        return;
-    }
-    if let (Some(id), Some(source), Some(event_type), Some(subject), Some(time), Some(data)) =
-        (id, source, event_type, subject, time, data)
-    {
-        let key = EventKey::of(&source, &id);
+        let (Some(id), Some(source), Some(event_type), Some(subject), Some(time), Some(data)) =
+            (id, source, event_type, subject, time, data)
+        else {
+            return false;
+        };
         let datacontenttype = datacontenttype.unwrap_or_default();
-        let parts = [&*id, &*source, &*event_type, &*subject, &*datacontenttype];
-        let mut text =
-            String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + data.get().len());
-        let mut ends = [0; 5];
-        for (end, part) in ends.iter_mut().zip(parts) {
-            text.push_str(part);
-            *end = text.len();
-        }
-        text.push_str(data.get());
-        out.events.push((
+        self.keep(
             index,
-            UsageEvent {
-                text: text.into_boxed_str(),
-                ends,
-                time,
-                key,
-            },
-        ));
+            [&id, &source, &event_type, &subject, &datacontenttype, data],
+            time,
+            members,
+        );
+        true
     }
 }
 
@@ -949,6 +1771,9 @@ pub(crate) fn json_kind(raw: &str) -> &'static str {
 
 /// `application/json`, or any `…+json` type, parameters ignored.
 fn is_json_media_type(value: &str) -> bool {
+    if value == "application/json" {
+        return true;
+    }
     let media_type = value.split(';').next().unwrap_or("").trim();
     let bytes = media_type.as_bytes();
     media_type.eq_ignore_ascii_case("application/json")
@@ -957,10 +1782,34 @@ fn is_json_media_type(value: &str) -> bool {
             && bytes[bytes.len() - 5..].eq_ignore_ascii_case(b"+json"))
 }
 
+/// The bytes a URI-reference holds as they are (RFC 3986's unreserved and reserved
+/// characters), `%` not included.
+const URI_CHARACTERS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~:/?#[]@!$&'()*+,;=";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// RFC 3986's character rules for a URI-reference: only its characters, and `%` only
 /// as the start of a percent-encoded octet. The structure (scheme, authority, path) is
 /// not checked: any string of these characters is a relative reference at worst.
 fn check_uri_reference(value: &str) -> Result<(), String> {
+    // The common case, a byte at a time through a table; `%` and anything refused go
+    // to the full check below, which words the problem.
+    if value.bytes().all(|b| URI_CHARACTERS[usize::from(b)]) {
+        return Ok(());
+    }
     let bytes = value.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -994,6 +1843,82 @@ fn check_uri_reference(value: &str) -> Result<(), String> {
 /// alone reads a wider ISO 8601 family); `t`, `z` and more than nine fractional
 /// digits are allowed, as RFC 3339 allows them.
 pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
+    if let Some(time) = utc_time(value.as_bytes()) {
+        return Ok(time);
+    }
+    parse_rfc3339_general(value)
+}
+
+/// The common case of [`parse_rfc3339`] read directly: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`
+/// (`t`, `z` too) from 1970 to 9998, leap seconds excepted. `None` for anything else,
+/// which jiff then reads (and whose errors it words); when this gives a time, it is
+/// the one jiff gives.
+fn utc_time(b: &[u8]) -> Option<Timestamp> {
+    let digit = |i: usize| {
+        b.get(i)
+            .and_then(|d| d.checked_sub(b'0'))
+            .filter(|d| *d < 10)
+            .map(i64::from)
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    let separators = b.get(4) == Some(&b'-')
+        && b.get(7) == Some(&b'-')
+        && matches!(b.get(10), Some(b'T' | b't'))
+        && b.get(13) == Some(&b':')
+        && b.get(16) == Some(&b':');
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    let in_range = (1970..=9998).contains(&year)
+        && (1..=days_in_month).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 60;
+    if !(separators && in_range) {
+        return None;
+    }
+    // Digits past the microsecond are dropped (truncation, as the general path does).
+    let mut micros = 0;
+    let mut end = 19;
+    if b.get(19) == Some(&b'.') {
+        end = 20;
+        while let Some(d) = digit(end) {
+            if end < 26 {
+                micros = micros * 10 + d;
+            }
+            end += 1;
+        }
+        if end == 20 {
+            return None;
+        }
+        for _ in end.min(26)..26 {
+            micros *= 10;
+        }
+    }
+    if !matches!(b.get(end), Some(b'Z' | b'z')) || end + 1 != b.len() {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm; years here are positive).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Timestamp::from_microsecond(seconds * 1_000_000 + micros).ok()
+}
+
+/// [`parse_rfc3339`] through jiff, for every form.
+fn parse_rfc3339_general(value: &str) -> Result<Timestamp, String> {
     let invalid = || {
         format!(
             "`{value}` is not an RFC 3339 timestamp (e.g. 2026-11-16T10:05:00Z or 2026-11-16T11:05:00.5+01:00)"
@@ -1059,6 +1984,9 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
     let time = parsed.map_err(|e| format!("{}: {e}", invalid()))?;
     Timestamp::from_microsecond(time.as_microsecond()).map_err(|e| format!("{}: {e}", invalid()))
 }
+
+#[cfg(test)]
+mod differential_tests;
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::commercial::DimensionKey;
-use crate::events::{EventKey, UsageEvent, json_kind};
+use crate::events::{EventKey, MemberLookup, UsageEvent, json_kind};
 use crate::time::Window;
 use crate::validation::{self, ValidationErrors};
 
@@ -98,6 +98,28 @@ impl ValuePath {
 
     pub fn segments(&self) -> &[String] {
         &self.segments
+    }
+
+    /// The value at this path in the event's `data`, as JSON text: a top-level key
+    /// from the index built at parsing when there is one, otherwise from the text.
+    fn find_in<'e>(&self, event: &'e UsageEvent) -> Result<&'e str, ValueError> {
+        if let [key] = self.segments.as_slice() {
+            match event.data_member(key) {
+                MemberLookup::Found(value) => return Ok(value),
+                MemberLookup::Missing => {
+                    return Err(ValueError::Missing {
+                        path: self.to_string(),
+                    });
+                }
+                MemberLookup::Repeated => {
+                    return Err(ValueError::Repeated {
+                        path: self.to_string(),
+                    });
+                }
+                MemberLookup::Unindexed => {}
+            }
+        }
+        self.find(event.data())
     }
 
     /// The value at this path in `data` (a JSON object's text), as JSON text.
@@ -391,19 +413,28 @@ impl Meter {
         if !self.aggregation.reads_value() {
             return Ok(Decimal::ONE);
         }
-        let text = self.value_path.find(event.data())?;
+        let text = self.value_path.find_in(event)?;
         number_at(text, &self.value_path)
     }
 
     /// The event's group: the string (or the number's text) at `group_by`.
     pub fn group(&self, event: &UsageEvent) -> Result<Option<String>, ValueError> {
+        Ok(self.group_text(event)?.map(Cow::into_owned))
+    }
+
+    /// [`Meter::group`], borrowed from the event when it can be (no escapes), for
+    /// callers that only look the group up.
+    pub fn group_text<'e>(
+        &self,
+        event: &'e UsageEvent,
+    ) -> Result<Option<Cow<'e, str>>, ValueError> {
         let Some(path) = &self.group_by else {
             return Ok(None);
         };
-        let text = path.find(event.data())?;
+        let text = path.find_in(event)?;
         match text.as_bytes().first() {
-            Some(b'"') => Ok(Some(string_of(text)?.into_owned())),
-            Some(b'-' | b'0'..=b'9') => Ok(Some(text.to_owned())),
+            Some(b'"') => Ok(Some(string_of(text)?)),
+            Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(text))),
             _ => Err(ValueError::NotAGroup {
                 path: path.to_string(),
                 found: json_kind(text),
@@ -749,8 +780,21 @@ impl HourAggregate {
             State::Extreme(extreme) => keep_extreme(self.aggregation, extreme, sample.value),
             State::Latest(latest) => keep_latest(latest, sample),
             State::Samples(samples) => {
-                let at = samples.partition_point(|s| s.order() <= sample.order());
-                samples.insert(at, sample);
+                // Samples mostly arrive in order: appending is the common case.
+                if samples
+                    .last()
+                    .is_none_or(|last| last.order() <= sample.order())
+                {
+                    if samples.capacity() == 0 {
+                        // A gauge sampled every five minutes: one allocation for its
+                        // hour rather than one per doubling.
+                        samples.reserve(12);
+                    }
+                    samples.push(sample);
+                } else {
+                    let at = samples.partition_point(|s| s.order() <= sample.order());
+                    samples.insert(at, sample);
+                }
             }
         }
         self.n_events = self.n_events.saturating_add(1);
@@ -980,6 +1024,7 @@ fn long_division(value: u128, divisor: u128, extra_digits: u32) -> Option<u128> 
 
 /// `a + b`, or `None` when the exact sum does not fit (a `Decimal` would silently
 /// round away low digits rather than overflow).
+#[inline]
 fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
     let sum = a.checked_add(b)?;
     // Low digits are dropped only by lowering the scale (a zero result may come back
@@ -1033,6 +1078,13 @@ fn shorten(text: &str) -> Cow<'_, str> {
 
 /// A JSON string's content (borrowed unless it holds escapes).
 fn string_of(raw: &str) -> Result<Cow<'_, str>, ValueError> {
+    // Without escapes or control characters the content is the text between the
+    // quotes, as the JSON reader would borrow it.
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
+        && !inner.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        return Ok(Cow::Borrowed(inner));
+    }
     match serde_json::from_str::<&str>(raw) {
         Ok(text) => Ok(Cow::Borrowed(text)),
         Err(_) => serde_json::from_str::<String>(raw)
@@ -1051,6 +1103,22 @@ enum NumberProblem {
 /// Reads a number written in JSON's grammar (`-12`, `0.5`, `1.5E+3`) exactly, without
 /// trailing zeros. A `Decimal` holds up to 28 decimal places and a mantissa below 2^96.
 fn parse_json_number(text: &str) -> Result<Decimal, NumberProblem> {
+    let bytes = text.as_bytes();
+    // The common case, a whole number of at most 19 digits without a leading zero:
+    // the same value, at scale 0, as the general reading below gives.
+    if let Some((&first, rest)) = bytes.split_first()
+        && (b'1'..=b'9').contains(&first)
+        && rest.len() < 19
+        && rest.iter().all(u8::is_ascii_digit)
+    {
+        let value = bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        return Ok(Decimal::from(value));
+    }
+    parse_json_number_general(text)
+}
+
+/// [`parse_json_number`] for every form.
+fn parse_json_number_general(text: &str) -> Result<Decimal, NumberProblem> {
     let bytes = text.as_bytes();
     let mut i = 0;
     let negative = bytes.first() == Some(&b'-');
@@ -1461,6 +1529,31 @@ mod tests {
             fields(conversion_without_dimension.validate()),
             ["conversion"]
         );
+    }
+
+    #[test]
+    fn whole_numbers_read_directly_are_those_of_the_general_reading() {
+        let mut texts: Vec<String> = ["0", "1", "9", "10", "1000", "9999999999999999999"]
+            .map(str::to_owned)
+            .to_vec();
+        let mut n = 1u64;
+        while let Some(next) = n.checked_mul(7) {
+            texts.push(n.to_string());
+            texts.push((n - 1).to_string());
+            n = next + 3;
+        }
+        texts.extend(["10000000000000000000", "01", "-5", "1.0", "1e3"].map(str::to_owned));
+        for text in texts {
+            let (direct, general) = (parse_json_number(&text), parse_json_number_general(&text));
+            assert_eq!(direct, general, "{text}");
+            if let (Ok(a), Ok(b)) = (direct, general) {
+                assert_eq!(
+                    (a.mantissa(), a.scale()),
+                    (b.mantissa(), b.scale()),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]
