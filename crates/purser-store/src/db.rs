@@ -195,8 +195,13 @@ impl Db {
                 let conn = Connection::open(path).map_err(|e| sqlite_error(&e))?;
                 // WAL lets read-only commands run beside the server; FULL survives power
                 // loss, which matters more than write speed for money.
+                // A new database gets 16 KiB pages (batches' bytes and evidence are
+                // large rows: fewer, larger pages mean fewer page writes); an existing
+                // one keeps its own. Checkpoints every 64 MiB of WAL rather than 4.
                 conn.execute_batch(
-                    "PRAGMA journal_mode = WAL;
+                    "PRAGMA page_size = 16384;
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA wal_autocheckpoint = 4096;
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA busy_timeout = 5000;
@@ -385,6 +390,13 @@ enum HandleInner {
 }
 
 impl Handle {
+    pub fn dialect(&self) -> Dialect {
+        match self.inner {
+            HandleInner::SqliteWriter(_) | HandleInner::SqliteReader(..) => Dialect::Sqlite,
+            HandleInner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         match &mut self.inner {
             HandleInner::SqliteWriter(conn) => sqlite_execute(conn, sql, params),

@@ -419,8 +419,15 @@ async fn insert_rows(
     // A fixed number of rows a statement, so that the statement's text repeats and
     // stays prepared; well below both backends' parameter limits.
     const PER_STATEMENT: usize = 64;
+    // On SQLite, a statement that may fail half-way keeps a journal of every page it
+    // touches so it can be undone alone; OR FAIL needs none (a failure here fails the
+    // whole transaction anyway), which spares a copy of each page written.
+    let verb = match tx.dialect() {
+        crate::db::Dialect::Sqlite => "INSERT OR FAIL INTO",
+        crate::db::Dialect::Postgres => "INSERT INTO",
+    };
     let statement = |n_rows: usize| {
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut sql = format!("{verb} {table} ({}) VALUES ", columns.join(", "));
         for i in 0..n_rows {
             if i > 0 {
                 sql.push_str(", ");
@@ -1837,15 +1844,18 @@ async fn compute_hour(
     compute_read_hour(reading, meters, catalogue, consumption)
 }
 
+/// Slices as read: encoding, keys, contributions.
+type RawSlices = Vec<(i64, Vec<u8>, Vec<u8>)>;
+
 /// What closing an hour reads from storage: the contributions booked into it (on
 /// time, and late ones by the hour they belong to), what those late hours held
 /// before, and the carry-ins.
 struct HourReading {
     hour: i64,
     names: Names,
-    on_time: Contributions,
-    late_added: BTreeMap<i64, Contributions>,
-    late_before: BTreeMap<i64, Contributions>,
+    on_time: RawSlices,
+    late_added: BTreeMap<i64, RawSlices>,
+    late_before: BTreeMap<i64, RawSlices>,
     late_carry: BTreeMap<i64, HashMap<String, CarryOut>>,
     carry: HashMap<String, CarryOut>,
 }
@@ -1857,9 +1867,9 @@ async fn read_hour(
     consumption: &mut Consumption,
 ) -> Result<HourReading, StoreError> {
     let mut names = Names::default();
-    let mut on_time: Contributions = HashMap::new();
-    // late hour → account → added
-    let mut late_added: BTreeMap<i64, Contributions> = BTreeMap::new();
+    let mut on_time: RawSlices = Vec::new();
+    // late hour → its slices booked into this hour
+    let mut late_added: BTreeMap<i64, RawSlices> = BTreeMap::new();
     for row in handle
         .query(
             "SELECT hour, encoding, keys, contributions FROM usage_slices WHERE booked_hour = $1 ORDER BY id",
@@ -1873,20 +1883,15 @@ async fn read_hour(
         } else {
             late_added.entry(event_hour).or_default()
         };
-        let (encoding, keys, contributions) = slice_columns(&row, 1)?;
-        add_slice(
-            &slices::decode(encoding, &keys, &contributions)?,
-            &mut names,
-            target,
-        )?;
+        target.push(slice_columns(&row, 1)?);
     }
     let carry = consumption.take_carry_ins(handle, hour, &mut names).await?;
 
     // For each late hour: what was booked before this hour, and its carry-in.
-    let mut late_before: BTreeMap<i64, Contributions> = BTreeMap::new();
+    let mut late_before: BTreeMap<i64, RawSlices> = BTreeMap::new();
     let mut late_carry: BTreeMap<i64, HashMap<String, CarryOut>> = BTreeMap::new();
     for late_hour in late_added.keys() {
-        let mut before: Contributions = HashMap::new();
+        let mut before: RawSlices = Vec::new();
         for row in handle
             .query(
                 "SELECT encoding, keys, contributions FROM usage_slices WHERE hour = $1 AND booked_hour < $2 ORDER BY id",
@@ -1894,12 +1899,7 @@ async fn read_hour(
             )
             .await?
         {
-            let (encoding, keys, contributions) = slice_columns(&row, 0)?;
-            add_slice(
-                &slices::decode(encoding, &keys, &contributions)?,
-                &mut names,
-                &mut before,
-            )?;
+            before.push(slice_columns(&row, 0)?);
         }
         late_before.insert(*late_hour, before);
         late_carry.insert(*late_hour, carry_ins(handle, *late_hour, &mut names).await?);
@@ -1930,12 +1930,33 @@ fn compute_read_hour(
     let HourReading {
         hour,
         mut names,
-        mut on_time,
-        mut late_added,
-        mut late_before,
+        on_time,
+        late_added,
+        late_before,
         mut late_carry,
         mut carry,
     } = reading;
+    // Slices are decoded here, off the connection (see `close_due_hours`).
+    let mut decode_all = |raw: Vec<(i64, Vec<u8>, Vec<u8>)>| -> Result<Contributions, StoreError> {
+        let mut out = Contributions::new();
+        for (encoding, keys, contributions) in raw {
+            add_slice(
+                &slices::decode(encoding, &keys, &contributions)?,
+                &mut names,
+                &mut out,
+            )?;
+        }
+        Ok(out)
+    };
+    let mut on_time = decode_all(on_time)?;
+    let mut late_added: BTreeMap<i64, Contributions> = late_added
+        .into_iter()
+        .map(|(hour, raw)| Ok((hour, decode_all(raw)?)))
+        .collect::<Result<_, StoreError>>()?;
+    let mut late_before: BTreeMap<i64, Contributions> = late_before
+        .into_iter()
+        .map(|(hour, raw)| Ok((hour, decode_all(raw)?)))
+        .collect::<Result<_, StoreError>>()?;
     let mut accounts: BTreeSet<String> = on_time.keys().cloned().collect();
     for added in late_added.values() {
         accounts.extend(added.keys().cloned());
