@@ -444,6 +444,41 @@ impl Handle {
             .ok_or_else(|| StoreError::Corrupt(format!("expected one row from: {sql}")))
     }
 
+    /// Inserts rows with PostgreSQL's binary COPY, which takes bulk rows several
+    /// times faster than INSERT statements. PostgreSQL only: SQLite has no COPY, and
+    /// its multi-row INSERTs are already local calls.
+    pub async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        rows: &[Vec<Value>],
+    ) -> Result<(), StoreError> {
+        let HandleInner::Postgres(client) = &mut self.inner else {
+            return Err(StoreError::Backend("COPY is PostgreSQL's alone".into()));
+        };
+        let client = client.as_ref().ok_or_else(closed)?;
+        let columns = columns.join(", ");
+        // Binary COPY needs each column's type: the table's own, read once.
+        let types = client
+            .prepare_cached(&format!("SELECT {columns} FROM {table} WHERE false"))
+            .await
+            .map_err(pg_error)?;
+        let types: Vec<Type> = types.columns().iter().map(|c| c.type_().clone()).collect();
+        let sink = client
+            .copy_in(&format!("COPY {table} ({columns}) FROM STDIN BINARY"))
+            .await
+            .map_err(pg_error)?;
+        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for row in rows {
+            let values: Vec<&(dyn ToSql + Sync)> =
+                row.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            writer.as_mut().write(&values).await.map_err(pg_error)?;
+        }
+        writer.finish().await.map_err(pg_error)?;
+        Ok(())
+    }
+
     /// Runs several statements without parameters (migrations).
     pub async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         match &mut self.inner {

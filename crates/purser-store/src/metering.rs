@@ -409,7 +409,7 @@ fn slice_columns(row: &Row, first: usize) -> Result<(i64, Vec<u8>, Vec<u8>), Sto
     ))
 }
 
-/// Inserts many rows with few statements.
+/// Inserts many rows with few statements (one COPY on PostgreSQL).
 async fn insert_rows(
     tx: &mut Handle,
     table: &str,
@@ -418,16 +418,18 @@ async fn insert_rows(
 ) -> Result<(), StoreError> {
     // A fixed number of rows a statement, so that the statement's text repeats and
     // stays prepared; well below both backends' parameter limits.
+    if tx.dialect() == crate::db::Dialect::Postgres {
+        return tx.copy_in(table, columns, &rows).await;
+    }
     const PER_STATEMENT: usize = 64;
     // On SQLite, a statement that may fail half-way keeps a journal of every page it
     // touches so it can be undone alone; OR FAIL needs none (a failure here fails the
     // whole transaction anyway), which spares a copy of each page written.
-    let verb = match tx.dialect() {
-        crate::db::Dialect::Sqlite => "INSERT OR FAIL INTO",
-        crate::db::Dialect::Postgres => "INSERT INTO",
-    };
     let statement = |n_rows: usize| {
-        let mut sql = format!("{verb} {table} ({}) VALUES ", columns.join(", "));
+        let mut sql = format!(
+            "INSERT OR FAIL INTO {table} ({}) VALUES ",
+            columns.join(", ")
+        );
         for i in 0..n_rows {
             if i > 0 {
                 sql.push_str(", ");

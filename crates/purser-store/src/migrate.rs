@@ -41,8 +41,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         name: "metering_compact",
-        sqlite: include_str!("../migrations/common/0004_metering_compact.sql"),
-        postgres: include_str!("../migrations/common/0004_metering_compact.sql"),
+        sqlite: include_str!("../migrations/sqlite/0004_metering_compact.sql"),
+        postgres: include_str!("../migrations/postgres/0004_metering_compact.sql"),
     },
 ];
 
