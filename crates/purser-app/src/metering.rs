@@ -289,20 +289,27 @@ impl ChunkSource {
         let first_line = self.line_number;
         self.next_chunk += 1;
         self.in_flight += 1;
-        self.line_number += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        self.line_number += memchr::memchr_iter(b'\n', &chunk).count() as u64;
         Ok(Some((sequence, first_line, chunk)))
     }
 }
 
 /// Reads up to about [`CHUNK_BYTES`], ending at a line end (or the input's end).
 fn read_chunk(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut chunk = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
-    while chunk.len() < CHUNK_BYTES {
-        let before = chunk.len();
-        reader.read_until(b'\n', &mut chunk)?;
-        if chunk.len() == before {
-            break;
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    // Whole blocks first, then the rest of the line the last one ends in.
+    let mut filled = 0;
+    while filled < CHUNK_BYTES {
+        match reader.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
+    }
+    chunk.truncate(filled);
+    if filled == CHUNK_BYTES && chunk.last() != Some(&b'\n') {
+        reader.read_until(b'\n', &mut chunk)?;
     }
     Ok(chunk)
 }

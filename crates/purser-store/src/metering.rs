@@ -125,7 +125,7 @@ pub struct PreparedEvent {
     pub event: UsageEvent,
     /// `(meter, group, value)` for every meter reading this event type; empty when no
     /// meter does (the event goes to the quarantine).
-    pub contributions: Vec<(String, Option<String>, Decimal)>,
+    pub contributions: Vec<(Arc<str>, Option<String>, Decimal)>,
 }
 
 /// A batch parsed and measured, off the async runtime (see [`prepare_batch`]).
@@ -172,9 +172,13 @@ pub fn prepare_batch(
     let mut events = Vec::with_capacity(parsed.events.len());
     let oldest = now.checked_sub(settings.max_event_age).unwrap_or(now);
     let newest = now.checked_add(settings.max_future_skew).unwrap_or(now);
-    let mut by_type: HashMap<&str, Vec<&Meter>> = HashMap::new();
+    // Each meter's name is shared by the contributions that name it.
+    let mut by_type: HashMap<&str, Vec<(&Meter, Arc<str>)>> = HashMap::new();
     for meter in meters {
-        by_type.entry(&meter.event_type).or_default().push(meter);
+        by_type
+            .entry(&meter.event_type)
+            .or_default()
+            .push((meter, Arc::from(meter.name.as_str())));
     }
     for (ordinal, event) in parsed.events {
         if event.time() < oldest {
@@ -203,7 +207,7 @@ pub fn prepare_batch(
         }
         let mut contributions = Vec::new();
         let mut bad = None;
-        for meter in by_type.get(event.event_type()).into_iter().flatten() {
+        for (meter, name) in by_type.get(event.event_type()).into_iter().flatten() {
             match meter.measure(&event) {
                 Ok(m) if m.sample.value.is_sign_negative() => {
                     bad = Some(format!(
@@ -212,7 +216,7 @@ pub fn prepare_batch(
                     ));
                     break;
                 }
-                Ok(m) => contributions.push((meter.name.clone(), m.key.group, m.sample.value)),
+                Ok(m) => contributions.push((name.clone(), m.key.group, m.sample.value)),
                 Err(e) => {
                     bad = Some(format!("meter `{}`: {e}", meter.name));
                     break;
@@ -538,7 +542,7 @@ impl Store {
 
     async fn known_accounts(
         &self,
-        subjects: &BTreeSet<&str>,
+        subjects: &HashSet<&str>,
     ) -> Result<HashMap<String, KnownAccount>, StoreError> {
         let mut out = HashMap::new();
         let subjects: Vec<&str> = subjects.iter().copied().collect();
@@ -624,7 +628,7 @@ impl Store {
         via: &str,
         batch: PreparedBatch,
     ) -> Result<IngestReport, StoreError> {
-        let subjects: BTreeSet<&str> = batch.events.iter().map(|e| e.event.subject()).collect();
+        let subjects: HashSet<&str> = batch.events.iter().map(|e| e.event.subject()).collect();
         let accounts = self.known_accounts(&subjects).await?;
         let mut report = IngestReport {
             events: batch.n_events,
@@ -749,9 +753,10 @@ impl Store {
                         key,
                         prepared.event.time().as_microsecond(),
                         &known[*account].id,
-                        prepared.contributions.iter().map(|(meter, group, value)| {
-                            (meter.as_str(), group.as_deref(), *value)
-                        }),
+                        prepared
+                            .contributions
+                            .iter()
+                            .map(|(meter, group, value)| (&**meter, group.as_deref(), *value)),
                     );
                     report.accepted += 1;
                 }
@@ -880,6 +885,12 @@ impl Store {
             }
             cache.synced_through = cache.synced_through.max(id);
         }
+        drop(cache);
+        // Freeing a batch's events costs about as much as deciding them: done on a
+        // blocking thread, off the path of the next batch.
+        drop(candidates);
+        let events = batch.events;
+        tokio::task::spawn_blocking(move || drop(events));
         Ok(report)
     }
 
@@ -2458,7 +2469,7 @@ async fn verify_batch(
         let contributions = event
             .contributions
             .iter()
-            .map(|(meter, group, value)| (meter.clone(), group.clone(), value.normalize()))
+            .map(|(meter, group, value)| (meter.to_string(), group.clone(), value.normalize()))
             .collect();
         expected.insert(
             event.event.key(),
