@@ -1029,8 +1029,8 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let (mut closed_through, mut head) = lock_head(&mut tx).await?;
             let mut in_transaction = 0;
-            // The next hour, computed while this one was written.
-            let mut computed_next: Option<(i64, ComputedHour)> = None;
+            // The next hour, computed and sealed while this one was written.
+            let mut sealed_next: Option<SealedHour> = None;
             while closed.len() < max_hours && in_transaction < HOURS_PER_TRANSACTION {
                 let next = match closed_through {
                     Some(hour) => hour + HOUR_MICROS,
@@ -1051,12 +1051,18 @@ impl Store {
                     due = false;
                     break;
                 }
-                let computed = match computed_next.take() {
-                    Some((hour, computed)) if hour == next => computed,
-                    _ => compute_hour(&mut tx, next, &meters, &catalogue, &mut consumption).await?,
+                let sealed = match sealed_next.take() {
+                    Some(sealed) if sealed.summary.hour.as_microsecond() == next => sealed,
+                    _ => {
+                        let computed =
+                            compute_hour(&mut tx, next, &meters, &catalogue, &mut consumption)
+                                .await?;
+                        seal_hour(next, computed, head.clone())?
+                    }
                 };
-                // Computing an hour needs only the hour before's results, not its rows:
-                // the hour after is computed on other threads while this one is written.
+                // Closing an hour needs only the results and chain head of the hour
+                // before, not its rows: the hour after is computed and sealed on other
+                // threads while this one is written.
                 let after = next + HOUR_MICROS;
                 let follows = is_due(after)
                     && closed.len() + 1 < max_hours
@@ -1065,22 +1071,25 @@ impl Store {
                     let reading = read_hour(&mut tx, after, &mut consumption).await?;
                     let (meters, catalogue) = (meters.clone(), catalogue.clone());
                     let mut state = std::mem::take(&mut consumption);
+                    let head_before = sealed.head.clone();
                     Some(tokio::task::spawn_blocking(move || {
-                        let computed = compute_read_hour(reading, &meters, &catalogue, &mut state);
-                        (computed, state)
+                        let sealed = compute_read_hour(reading, &meters, &catalogue, &mut state)
+                            .and_then(|computed| seal_hour(after, computed, head_before));
+                        (sealed, state)
                     }))
                 } else {
                     None
                 };
-                let (summary, new_head) = record_hour(&mut tx, next, computed, head).await?;
+                head = sealed.head.clone();
+                let summary = sealed.summary.clone();
+                write_hour(&mut tx, sealed).await?;
                 if let Some(ahead) = ahead {
-                    let (computed, state) = ahead
+                    let (sealed, state) = ahead
                         .await
                         .map_err(|e| StoreError::Backend(format!("closing stopped: {e}")))?;
                     consumption = state;
-                    computed_next = Some((after, computed?));
+                    sealed_next = Some(sealed?);
                 }
-                head = new_head;
                 closed_through = Some(next);
                 in_transaction += 1;
                 closed.push(summary);
@@ -2168,14 +2177,22 @@ async fn consumed_before(
     Ok(out)
 }
 
-/// Records one closed hour for every account (its chained evidence and billed dimensions),
-/// inside the caller's transaction.
-async fn record_hour(
-    tx: &mut Handle,
+/// A closed hour ready to be written: its chained evidence and billed dimensions as
+/// rows, the chain's head after it, and its summary.
+struct SealedHour {
+    summary: ClosedHour,
+    head: Checkpoint,
+    dimension_rows: Vec<Vec<Value>>,
+    evidence_rows: Vec<Vec<Value>>,
+}
+
+/// Chains each account's evidence after `head` and lays out the rows to write. CPU
+/// work only, so that it runs beside the previous hour's writes.
+fn seal_hour(
     hour: i64,
     computed: ComputedHour,
     mut head: Checkpoint,
-) -> Result<(ClosedHour, Checkpoint), StoreError> {
+) -> Result<SealedHour, StoreError> {
     let closed_at = crate::now_micros();
     let mut dimension_rows = Vec::new();
     let mut evidence_rows = Vec::new();
@@ -2257,6 +2274,30 @@ async fn record_hour(
             evidence.hash.into(),
         ]);
     }
+    let summary = ClosedHour {
+        hour: from_micros(hour)?,
+        closed_at,
+        accounts: computed.len() as i64,
+        events: n_events,
+        late: n_late,
+    };
+    Ok(SealedHour {
+        summary,
+        head,
+        dimension_rows,
+        evidence_rows,
+    })
+}
+
+/// Writes a sealed hour inside the caller's transaction.
+async fn write_hour(tx: &mut Handle, sealed: SealedHour) -> Result<(), StoreError> {
+    let SealedHour {
+        summary,
+        head,
+        dimension_rows,
+        evidence_rows,
+    } = sealed;
+    let hour = summary.hour.as_microsecond();
     insert_rows(
         tx,
         "dimension_hours",
@@ -2300,26 +2341,19 @@ async fn record_hour(
         "INSERT INTO closed_hours (hour, closed_at, n_accounts, n_events, n_late) VALUES ($1, $2, $3, $4, $5)",
         &[
             Value::Int(hour),
-            Value::Int(closed_at.as_microsecond()),
-            Value::Int(computed.len() as i64),
-            Value::Int(n_events),
-            Value::Int(n_late),
+            Value::Int(summary.closed_at.as_microsecond()),
+            Value::Int(summary.accounts),
+            Value::Int(summary.events),
+            Value::Int(summary.late),
         ],
     )
     .await?;
     tx.execute(
         "UPDATE metering_head SET closed_through = $1, evidence_seq = $2, evidence_hash = $3 WHERE id = 1",
-        &[Value::Int(hour), Value::Int(head.seq), (&head.hash).into()],
+        &[Value::Int(hour), Value::Int(head.seq), head.hash.into()],
     )
     .await?;
-    let summary = ClosedHour {
-        hour: from_micros(hour)?,
-        closed_at,
-        accounts: computed.len() as i64,
-        events: n_events,
-        late: n_late,
-    };
-    Ok((summary, head))
+    Ok(())
 }
 
 /// Compares a stored result with the recomputed one, naming meters that differ.
