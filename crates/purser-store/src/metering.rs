@@ -2146,8 +2146,14 @@ impl Consumption {
 
     fn after(&mut self, account: &str, result: &AccountHour) {
         let entry = self.by_account.entry(account.to_owned()).or_default();
+        // Normalised, as `dimension_hours` stores it: the next hour must be rated the
+        // same whether its consumption comes from memory or is read back (a scale
+        // carried over would show in the result's text, and verification compares text).
         for rated in &result.rating {
-            entry.insert(rated.dimension.clone(), rated.rated.consumed_after);
+            entry.insert(
+                rated.dimension.clone(),
+                rated.rated.consumed_after.normalize(),
+            );
         }
     }
 }

@@ -638,3 +638,63 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    hours_closed_across_restarts_rate_and_verify_as_one_run,
+    |db: TestDatabase| async move {
+        // Consumption of 1.25 + 0.75 GiB is 2.00 in memory and 2 once stored: the
+        // third hour must be rated the same whichever way its consumption came.
+        let store = db.open().await;
+        let (open, _) = setup(&store).await;
+        ingest(
+            &store,
+            &admin(),
+            &[
+                written("r1", "acme", 10, GIB + GIB / 4),
+                written("r2", "acme", 70, 3 * GIB / 4),
+                written("r3", "acme", 130, GIB),
+                written("r4", "acme", 190, GIB / 2),
+            ],
+        )
+        .await;
+        // Two hours now, the rest by a process started afresh (no state in memory).
+        let first = store
+            .close_due_hours(Timestamp::now(), &settings(), 2)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        drop(store);
+        let store = db.open().await;
+        let rest = store
+            .close_due_hours(Timestamp::now(), &settings(), 1000)
+            .await
+            .unwrap();
+        assert!(rest.len() >= 2);
+        let report = store
+            .verify_metering(at(0), Timestamp::now() + SignedDuration::from_hours(3))
+            .await
+            .unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let usage = store
+            .usage(
+                &admin(),
+                &open.id.0,
+                at(0),
+                at(240),
+                UsageOf::Dimensions,
+                Granularity::Hour,
+            )
+            .await
+            .unwrap();
+        let consumed: Vec<Option<String>> = usage.iter().map(|r| r.consumed.clone()).collect();
+        assert_eq!(
+            consumed,
+            vec![
+                Some("1.25".to_owned()),
+                Some("2".to_owned()),
+                Some("3".to_owned()),
+                Some("3.5".to_owned())
+            ]
+        );
+    }
+);
