@@ -1,7 +1,8 @@
 //! Benchmark (a) of metering: Purser's core in memory over a stream of events.
 //!
-//! The stream (NDJSON, as `gen-telemetry` writes it) is read in chunks cut at line
-//! boundaries, so memory never holds more than a few chunks whatever the stream's
+//! The stream (NDJSON, as `gen-telemetry` writes it) is read in chunks of whole lines
+//! (a line belongs to the chunk it starts in, so workers read their chunks at once,
+//! without a lock), so memory never holds more than a few chunks whatever the stream's
 //! length. Worker threads (one per core) each take the next chunk and:
 //! 1. parse and validate it ([`BatchReader::parse`], as `parse_batch` with the NDJSON
 //!    framing, each worker reusing its buffers from chunk to chunk): the events and
@@ -31,9 +32,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::io::Read;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
@@ -173,7 +176,7 @@ pub fn run(path: &Path, meters: &[Meter], options: &Options) -> anyhow::Result<R
     anyhow::ensure!(meters.len() < 256, "at most 255 meters");
     let started = Instant::now();
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = Mutex::new(ChunkReader::new(file, options.chunk_bytes.max(1 << 10)));
+    let reader = ChunkReader::new(file, options.chunk_bytes.max(1 << 10))?;
     let interners = Interners::default();
     let state = Mutex::new(State::new(meters, options.horizon_seconds, options.threads));
     let tallies = std::thread::scope(|scope| {
@@ -223,67 +226,86 @@ pub fn run(path: &Path, meters: &[Meter], options: &Options) -> anyhow::Result<R
     Ok(report)
 }
 
-/// The largest a chunk may grow to hold one line.
-const MAX_CHUNK_BYTES: usize = 256 << 20;
+/// The longest line a chunk may be extended to hold.
+const MAX_LINE_BYTES: usize = 256 << 20;
 
-/// Cuts the file into chunks of whole lines.
+/// Cuts the file into chunks of whole lines without a lock: chunk `k` holds the lines
+/// that start in bytes `[k × size, (k + 1) × size)` of the file, read with positioned
+/// reads, so workers read their chunks at the same time and none waits for another's
+/// read. (A line crossing the end belongs to the chunk it starts in; a chunk in which
+/// no line starts is empty.)
 struct ChunkReader {
     file: File,
-    chunk_bytes: usize,
-    /// The start of a line the previous chunk cut.
-    carry: Vec<u8>,
-    eof: bool,
-    next_seq: u64,
+    chunk_bytes: u64,
+    file_bytes: u64,
+    next_seq: AtomicU64,
 }
 
 impl ChunkReader {
-    fn new(file: File, chunk_bytes: usize) -> ChunkReader {
-        ChunkReader {
+    fn new(file: File, chunk_bytes: usize) -> anyhow::Result<ChunkReader> {
+        let file_bytes = file.metadata()?.len();
+        Ok(ChunkReader {
             file,
-            chunk_bytes,
-            carry: Vec::new(),
-            eof: false,
-            next_seq: 0,
-        }
+            chunk_bytes: chunk_bytes.max(1) as u64,
+            file_bytes,
+            next_seq: AtomicU64::new(0),
+        })
     }
 
-    /// Reads the next chunk (whole lines) into `buf`: its sequence number and length,
-    /// or `None` at the end. `buf` stays initialised to its length across calls, so
-    /// memory is zeroed once, not per chunk.
-    fn next(&mut self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(u64, usize)>> {
-        let mut filled = self.carry.len();
-        let mut target = self.chunk_bytes.max(filled + 1);
-        if buf.len() < target {
-            buf.resize(target, 0);
-        }
-        buf[..filled].copy_from_slice(&self.carry);
-        self.carry.clear();
-        let len = loop {
-            while filled < target && !self.eof {
-                let n = self.file.read(&mut buf[filled..target])?;
-                filled += n;
-                self.eof = n == 0;
-            }
-            if self.eof {
-                break filled;
-            }
-            if let Some(last_newline) = buf[..filled].iter().rposition(|&b| b == b'\n') {
-                self.carry.extend_from_slice(&buf[last_newline + 1..filled]);
-                break last_newline + 1;
-            }
-            target *= 2;
-            anyhow::ensure!(
-                target <= MAX_CHUNK_BYTES,
-                "a line longer than {MAX_CHUNK_BYTES} bytes"
-            );
-            buf.resize(target, 0);
-        };
-        if len == 0 {
+    /// Reads the next chunk into `buf`: its sequence number and where its lines are in
+    /// `buf`, or `None` at the end. `buf` stays initialised to its length across calls,
+    /// so memory is zeroed once, not per chunk.
+    fn next(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(u64, Range<usize>)>> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let start = seq.saturating_mul(self.chunk_bytes);
+        if start >= self.file_bytes {
             return Ok(None);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        Ok(Some((seq, len)))
+        let end = start.saturating_add(self.chunk_bytes).min(self.file_bytes);
+        // From the byte before the chunk (does a line start at its first byte?) to its
+        // end, then on to the end of the line crossing it.
+        let from = start.saturating_sub(1);
+        let mut filled = self.read_into(buf, 0, from, end)?;
+        let first = if start == 0 {
+            Some(0)
+        } else {
+            let read = buf.get(..filled).unwrap_or_default();
+            read.iter().position(|&b| b == b'\n').map(|i| i + 1)
+        };
+        let Some(first) = first.filter(|&f| from + (f as u64) < end) else {
+            // No line starts here.
+            return Ok(Some((seq, 0..0)));
+        };
+        loop {
+            let at = from + filled as u64;
+            if buf.get(..filled).and_then(<[u8]>::last) == Some(&b'\n') || at >= self.file_bytes {
+                break;
+            }
+            let more = (64u64 << 10).min(self.file_bytes - at);
+            let searched = filled;
+            filled = self.read_into(buf, filled, at, at + more)?;
+            let new = buf.get(searched..filled).unwrap_or_default();
+            if let Some(newline) = new.iter().position(|&b| b == b'\n') {
+                filled = searched + newline + 1;
+                break;
+            }
+            anyhow::ensure!(
+                filled <= MAX_LINE_BYTES,
+                "a line longer than {MAX_LINE_BYTES} bytes"
+            );
+        }
+        Ok(Some((seq, first..filled)))
+    }
+
+    /// Reads bytes `[from, to)` of the file into `buf` at `at`; where they end in `buf`.
+    fn read_into(&self, buf: &mut Vec<u8>, at: usize, from: u64, to: u64) -> anyhow::Result<usize> {
+        let end = at + usize::try_from(to - from)?;
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        let target = buf.get_mut(at..end).unwrap_or_default();
+        self.file.read_exact_at(target, from)?;
+        Ok(end)
     }
 }
 
@@ -301,7 +323,7 @@ struct Tally {
 /// Where the workers' time went, summed over workers (wall time of each step).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seconds {
-    /// Reading chunks, waiting for the reader included.
+    /// Reading chunks (positioned reads, no waiting for other workers).
     pub read: f64,
     /// `BatchReader::parse`: parsing and validating.
     pub parse: f64,
@@ -341,7 +363,7 @@ fn lock<T>(mutex: &Mutex<T>) -> anyhow::Result<std::sync::MutexGuard<'_, T>> {
 
 fn worker(
     id: usize,
-    reader: &Mutex<ChunkReader>,
+    reader: &ChunkReader,
     interners: &Interners,
     state: &Mutex<State>,
     meters: &[Meter],
@@ -370,14 +392,14 @@ fn worker(
         clock = now;
     };
     loop {
-        let next = lock(reader)?.next(&mut buf)?;
+        let next = reader.next(&mut buf)?;
         lap(&mut tally.seconds.read);
-        let Some((seq, len)) = next else {
+        let Some((seq, lines)) = next else {
             break;
         };
-        let chunk = buf.get(..len).unwrap_or_default();
+        let chunk = buf.get(lines).unwrap_or_default();
         tally.chunks += 1;
-        tally.bytes += len as u64;
+        tally.bytes += chunk.len() as u64;
         if options.stage == Stage::Read {
             tally.events += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
             continue;
@@ -949,25 +971,48 @@ mod tests {
 
     #[test]
     fn chunks_are_whole_lines_whatever_their_length() {
-        let mut file = tempfile();
         let long = "x".repeat(5_000);
-        write!(file.0, "a\n{long}\nb\nlast").expect("write");
-        let mut reader = ChunkReader::new(File::open(&file.1).expect("open"), 1 << 10);
-        let mut buf = Vec::new();
-        let mut chunks = Vec::new();
-        while let Some((seq, len)) = reader.next(&mut buf).expect("read") {
-            chunks.push((seq, String::from_utf8(buf[..len].to_vec()).expect("utf8")));
+        let texts = [
+            format!("a\n{long}\nb\nlast"),
+            format!("a\n{long}\nb\n"),
+            format!("{long}\n"),
+            "one line, no newline".to_owned(),
+            "\n\n\nshort\n\n".to_owned(),
+            (0..2_000).map(|i| format!("line {i}\n")).collect(),
+            String::new(),
+        ];
+        for text in texts {
+            let mut file = tempfile();
+            write!(file.0, "{text}").expect("write");
+            for chunk_bytes in [1 << 10, 1 << 12, 4_999, 5_000, 5_001, 1 << 20] {
+                let reader = ChunkReader::new(File::open(&file.1).expect("open"), chunk_bytes)
+                    .expect("reader");
+                let mut buf = Vec::new();
+                let mut chunks = Vec::new();
+                while let Some((seq, lines)) = reader.next(&mut buf).expect("read") {
+                    let chunk = String::from_utf8(buf[lines].to_vec()).expect("utf8");
+                    chunks.push((seq, chunk));
+                }
+                let seqs: Vec<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
+                assert_eq!(seqs, (0..chunks.len() as u64).collect::<Vec<_>>());
+                let joined: String = chunks.iter().map(|(_, chunk)| chunk.as_str()).collect();
+                assert_eq!(joined, text, "every byte once, in order ({chunk_bytes})");
+                // Whole lines: every chunk but the file's last line ends with a newline.
+                let (_, last) = chunks
+                    .iter()
+                    .rev()
+                    .find(|(_, c)| !c.is_empty())
+                    .cloned()
+                    .unwrap_or_default();
+                for (_, chunk) in &chunks {
+                    assert!(
+                        chunk.is_empty() || chunk.ends_with('\n') || *chunk == last,
+                        "{chunk:?}"
+                    );
+                }
+            }
+            std::fs::remove_file(&file.1).expect("remove");
         }
-        std::fs::remove_file(&file.1).expect("remove");
-        let seqs: Vec<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
-        assert_eq!(seqs, (0..chunks.len() as u64).collect::<Vec<_>>());
-        assert_eq!(chunks[0].1, "a\n");
-        assert!(chunks[1].1.starts_with(&format!("{long}\n")));
-        let (last, whole) = chunks.split_last().expect("chunks");
-        assert!(whole.iter().all(|(_, chunk)| chunk.ends_with('\n')));
-        assert!(last.1.ends_with("last"));
-        let joined: String = chunks.iter().map(|(_, chunk)| chunk.as_str()).collect();
-        assert_eq!(joined, format!("a\n{long}\nb\nlast"));
     }
 
     fn tempfile() -> (File, std::path::PathBuf) {
