@@ -277,23 +277,40 @@ impl UsageEvent {
     }
 }
 
-/// Whether two texts are equal: those of 8 to 16 bytes (most keys of `data`) as two
-/// overlapping words each, without a call to `memcmp`.
+/// Whether two texts are equal, compared a word at a time (overlapping words for the
+/// ends) without a call to `memcmp`: the texts compared here (keys of `data`, the
+/// openings of attributes) are short, where a call costs more than the comparison.
 fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
     let word = |bytes: &[u8], at: usize| {
         bytes
             .get(at..at + 8)
             .and_then(|w| <[u8; 8]>::try_from(w).ok())
             .map(u64::from_le_bytes)
     };
-    let n = a.len();
-    if n != b.len() {
-        return false;
+    let half = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_le_bytes)
+    };
+    match n {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if word(a, at) != word(b, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
     }
-    if (8..=16).contains(&n) {
-        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
-    }
-    a == b
 }
 
 impl fmt::Debug for UsageEvent {
@@ -1012,7 +1029,12 @@ fn scan_event<'a>(
         // Producers write the attributes in one order: each member's opening is
         // compared whole at its usual place, the key read only when it differs.
         let field = match USUAL_ORDER.get(n) {
-            Some(&(opening, field)) if scanner.rest().starts_with(opening) => {
+            Some(&(opening, field))
+                if scanner
+                    .rest()
+                    .get(..opening.len())
+                    .is_some_and(|start| same_text(start, opening)) =>
+            {
                 scanner.at += opening.len();
                 field
             }
