@@ -445,26 +445,28 @@ fn worker(
                     let Some(meter) = meters.get(usize::from(index)) else {
                         continue;
                     };
-                    match (meter.value(event), meter.group_text(event)) {
-                        (Ok(value), Ok(group)) => contributions.push(Contribution {
-                            meter: index,
-                            group: match group {
-                                Some(group) => groups.id(&group, &interners.groups)?,
-                                None => 0,
-                            },
-                            sample: Sample {
-                                time,
-                                key: event.key(),
-                                value,
-                            },
-                        }),
+                    let measured = meter
+                        .value(event)
+                        .ok()
+                        .and_then(|value| meter.group_text(event).ok().map(|group| (value, group)));
+                    let Some((value, group)) = measured else {
                         // The whole event waits (in Purser, in the quarantine).
-                        _ => {
-                            contributions.truncate(first);
-                            tally.unmeasured_events += 1;
-                            continue 'events;
-                        }
-                    }
+                        contributions.truncate(first);
+                        tally.unmeasured_events += 1;
+                        continue 'events;
+                    };
+                    contributions.push(Contribution {
+                        meter: index,
+                        group: match group {
+                            Some(group) => groups.id(&group, &interners.groups)?,
+                            None => 0,
+                        },
+                        sample: Sample {
+                            time,
+                            key: event.key(),
+                            value,
+                        },
+                    });
                 }
                 let n = contributions.len() - first;
                 if n == 0 {
@@ -798,13 +800,15 @@ impl Partials {
                     group: contribution.group,
                     meter,
                 };
-                let aggregation = meters
-                    .get(usize::from(meter))
-                    .map_or(Aggregation::Count, |m| m.aggregation);
                 let sample = contribution.sample;
                 let added = aggregates
                     .entry(key)
-                    .or_insert_with(|| HourAggregate::new(aggregation, Window::hour(sample.time)))
+                    .or_insert_with(|| {
+                        let aggregation = meters
+                            .get(usize::from(meter))
+                            .map_or(Aggregation::Count, |m| m.aggregation);
+                        HourAggregate::new(aggregation, Window::hour(sample.time))
+                    })
                     .add(sample);
                 if added.is_err() {
                     self.refused += 1;

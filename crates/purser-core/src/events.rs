@@ -1876,21 +1876,31 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
 /// which jiff then reads (and whose errors it words); when this gives a time, it is
 /// the one jiff gives.
 fn utc_time(b: &[u8]) -> Option<Timestamp> {
+    // The fixed part, `YYYY-MM-DDTHH:MM:SS`, checked at once: each digit position
+    // wraps below '0' or lands above 9 when it is not a digit.
+    let fixed: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let d = fixed.map(|c| c.wrapping_sub(b'0'));
+    let all_digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .fold(0u8, |bad, &i| bad | u8::from(d[i] > 9));
+    let separators = fixed[4] == b'-'
+        && fixed[7] == b'-'
+        && matches!(fixed[10], b'T' | b't')
+        && fixed[13] == b':'
+        && fixed[16] == b':';
+    if all_digits != 0 || !separators {
+        return None;
+    }
+    let two = |i: usize| i64::from(d[i]) * 10 + i64::from(d[i + 1]);
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
     let digit = |i: usize| {
         b.get(i)
             .and_then(|d| d.checked_sub(b'0'))
             .filter(|d| *d < 10)
             .map(i64::from)
     };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let year = two(0)? * 100 + two(2)?;
-    let (month, day) = (two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    let separators = b.get(4) == Some(&b'-')
-        && b.get(7) == Some(&b'-')
-        && matches!(b.get(10), Some(b'T' | b't'))
-        && b.get(13) == Some(&b':')
-        && b.get(16) == Some(&b':');
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -1904,7 +1914,7 @@ fn utc_time(b: &[u8]) -> Option<Timestamp> {
         && hour < 24
         && minute < 60
         && second < 60;
-    if !(separators && in_range) {
+    if !in_range {
         return None;
     }
     // Digits past the microsecond are dropped (truncation, as the general path does).
