@@ -1,27 +1,33 @@
 //! Benchmark (a) of metering: Purser's core in memory over a stream of events.
 //!
-//! The stream (NDJSON, as `gen-telemetry` writes it) is read in chunks cut at line
-//! boundaries, so memory never holds more than a few chunks whatever the stream's
+//! The stream (NDJSON, as `gen-telemetry` writes it) is read in chunks of whole lines
+//! (a line belongs to the chunk it starts in, so workers read their chunks at once,
+//! without a lock), so memory never holds more than a few chunks whatever the stream's
 //! length. Worker threads (one per core) each take the next chunk and:
 //! 1. parse and validate it ([`BatchReader::parse`], as `parse_batch` with the NDJSON
 //!    framing, each worker reusing its buffers from chunk to chunk): the events and
 //!    their identity ([`EventKey`]);
 //! 2. measure each event with every meter of its type ([`Meter::value`],
-//!    [`Meter::group`]), outside any lock;
-//! 3. under the state's lock, deduplicate on the event's key and add its samples to the
-//!    worker's own aggregates of the hour ([`HourAggregate::add`]), which are merged
-//!    ([`HourAggregate::merge`]) when the hour is finalised.
+//!    [`Meter::group_text`]), outside any lock;
+//! 3. under the state's lock, deduplicate on the event's key (nothing else is done
+//!    under it);
+//! 4. add the kept events' samples to the worker's own aggregates of their hour
+//!    ([`HourAggregate::add`]), outside any lock.
 //!
-//! State is kept per hour window: the keys seen in the hour (a resent event has the
-//! same time, hence the same hour, as its first copy) and the aggregates of
-//! account × meter × group. An hour is finalised (its values computed, its state
-//! dropped) once it ended more than the out-of-order horizon before the newest event
-//! time seen, so state holds a few hours whatever the stream's length. Chunks are
-//! processed in parallel and may complete out of order, so "seen" means in the
-//! completed prefix of the stream: every event still in flight comes later in the
-//! stream than the events the watermark counts, hence is at most the producers' delay
-//! older than it. An event arriving for an hour already finalised is counted as late
-//! (and left out); with a horizon longer than the producers' delay there is none.
+//! The state keeps, per open hour, the keys seen in it (a resent event has the same
+//! time, hence the same hour, as its first copy). An hour is closed once it ended more
+//! than the out-of-order horizon before the newest event time seen, so state holds a
+//! few hours whatever the stream's length. Chunks are processed in parallel and may
+//! complete out of order, so "seen" means in the completed prefix of the stream: every
+//! event still in flight comes later in the stream than the events the watermark
+//! counts, hence is at most the producers' delay older than it. An event arriving for
+//! an hour already closed is counted as late (and left out); with a horizon longer
+//! than the producers' delay there is none.
+//!
+//! A worker hands its aggregates of an hour over once it has seen the hour closed
+//! (after aggregating its chunk, so everything it kept for the hour is in); the hour
+//! is finalised, the workers' aggregates merged ([`HourAggregate::merge`]) and its
+//! values computed, once every worker has handed it over, in hour order.
 //!
 //! Results are reduced to checksums that `bench/duckdb_hourly.py` computes the same
 //! way: rows per meter, the totals of the sums, and the total of the time-weighted
@@ -31,9 +37,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::io::Read;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
@@ -173,14 +181,17 @@ pub fn run(path: &Path, meters: &[Meter], options: &Options) -> anyhow::Result<R
     anyhow::ensure!(meters.len() < 256, "at most 255 meters");
     let started = Instant::now();
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = Mutex::new(ChunkReader::new(file, options.chunk_bytes.max(1 << 10)));
+    let reader = ChunkReader::new(file, options.chunk_bytes.max(1 << 10))?;
     let interners = Interners::default();
-    let state = Mutex::new(State::new(meters, options.horizon_seconds, options.threads));
+    let state = Mutex::new(State::new(options.horizon_seconds));
+    let finishing = Mutex::new(Finishing::new(meters, options.threads));
     let tallies = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..options.threads)
             .map(|id| {
-                let (reader, interners, state) = (&reader, &interners, &state);
-                scope.spawn(move || worker(id, reader, interners, state, meters, options))
+                let (reader, interners, state, finishing) =
+                    (&reader, &interners, &state, &finishing);
+                scope
+                    .spawn(move || worker(id, reader, interners, state, finishing, meters, options))
             })
             .collect();
         workers
@@ -188,8 +199,11 @@ pub fn run(path: &Path, meters: &[Meter], options: &Options) -> anyhow::Result<R
             .map(|w| w.join().map_err(|_| anyhow!("a worker panicked"))?)
             .collect::<anyhow::Result<Vec<Tally>>>()
     })?;
-    let mut state = state.into_inner().map_err(|_| anyhow!("state poisoned"))?;
-    state.finalise_all();
+    let state = state.into_inner().map_err(|_| anyhow!("state poisoned"))?;
+    // Every worker handed everything over as it finished: all hours are finalised.
+    let finishing = finishing
+        .into_inner()
+        .map_err(|_| anyhow!("results poisoned"))?;
     let seconds = started.elapsed().as_secs_f64();
     let mut report = Report {
         stage: Some(options.stage),
@@ -204,86 +218,106 @@ pub fn run(path: &Path, meters: &[Meter], options: &Options) -> anyhow::Result<R
         report.events += tally.events;
         report.rejected_events += tally.rejected_events;
         report.unmeasured_events += tally.unmeasured_events;
+        report.refused_samples += tally.refused_samples;
         let (sum, add) = (&mut report.worker_seconds, tally.seconds);
         sum.read += add.read;
         sum.parse += add.parse;
         sum.measure += add.measure;
         sum.wait += add.wait;
+        sum.dedup += add.dedup;
         sum.apply += add.apply;
         sum.free += add.free;
     }
     report.unique_events = state.unique;
     report.duplicate_events = state.duplicates;
     report.late_events = state.late;
-    report.refused_samples = state.refused;
     report.max_open_hours = state.max_open_hours;
     report.max_open_keys = state.max_open_keys;
-    report.hours_finalised = state.hours_finalised;
-    report.meters = state.totals;
+    report.hours_finalised = finishing.hours_finalised;
+    report.meters = finishing.totals;
     Ok(report)
 }
 
-/// The largest a chunk may grow to hold one line.
-const MAX_CHUNK_BYTES: usize = 256 << 20;
+/// The longest line a chunk may be extended to hold.
+const MAX_LINE_BYTES: usize = 256 << 20;
 
-/// Cuts the file into chunks of whole lines.
+/// Cuts the file into chunks of whole lines without a lock: chunk `k` holds the lines
+/// that start in bytes `[k × size, (k + 1) × size)` of the file, read with positioned
+/// reads, so workers read their chunks at the same time and none waits for another's
+/// read. (A line crossing the end belongs to the chunk it starts in; a chunk in which
+/// no line starts is empty.)
 struct ChunkReader {
     file: File,
-    chunk_bytes: usize,
-    /// The start of a line the previous chunk cut.
-    carry: Vec<u8>,
-    eof: bool,
-    next_seq: u64,
+    chunk_bytes: u64,
+    file_bytes: u64,
+    next_seq: AtomicU64,
 }
 
 impl ChunkReader {
-    fn new(file: File, chunk_bytes: usize) -> ChunkReader {
-        ChunkReader {
+    fn new(file: File, chunk_bytes: usize) -> anyhow::Result<ChunkReader> {
+        let file_bytes = file.metadata()?.len();
+        Ok(ChunkReader {
             file,
-            chunk_bytes,
-            carry: Vec::new(),
-            eof: false,
-            next_seq: 0,
-        }
+            chunk_bytes: chunk_bytes.max(1) as u64,
+            file_bytes,
+            next_seq: AtomicU64::new(0),
+        })
     }
 
-    /// Reads the next chunk (whole lines) into `buf`: its sequence number and length,
-    /// or `None` at the end. `buf` stays initialised to its length across calls, so
-    /// memory is zeroed once, not per chunk.
-    fn next(&mut self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(u64, usize)>> {
-        let mut filled = self.carry.len();
-        let mut target = self.chunk_bytes.max(filled + 1);
-        if buf.len() < target {
-            buf.resize(target, 0);
-        }
-        buf[..filled].copy_from_slice(&self.carry);
-        self.carry.clear();
-        let len = loop {
-            while filled < target && !self.eof {
-                let n = self.file.read(&mut buf[filled..target])?;
-                filled += n;
-                self.eof = n == 0;
-            }
-            if self.eof {
-                break filled;
-            }
-            if let Some(last_newline) = buf[..filled].iter().rposition(|&b| b == b'\n') {
-                self.carry.extend_from_slice(&buf[last_newline + 1..filled]);
-                break last_newline + 1;
-            }
-            target *= 2;
-            anyhow::ensure!(
-                target <= MAX_CHUNK_BYTES,
-                "a line longer than {MAX_CHUNK_BYTES} bytes"
-            );
-            buf.resize(target, 0);
-        };
-        if len == 0 {
+    /// Reads the next chunk into `buf`: its sequence number and where its lines are in
+    /// `buf`, or `None` at the end. `buf` stays initialised to its length across calls,
+    /// so memory is zeroed once, not per chunk.
+    fn next(&self, buf: &mut Vec<u8>) -> anyhow::Result<Option<(u64, Range<usize>)>> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let start = seq.saturating_mul(self.chunk_bytes);
+        if start >= self.file_bytes {
             return Ok(None);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        Ok(Some((seq, len)))
+        let end = start.saturating_add(self.chunk_bytes).min(self.file_bytes);
+        // From the byte before the chunk (does a line start at its first byte?) to its
+        // end, then on to the end of the line crossing it.
+        let from = start.saturating_sub(1);
+        let mut filled = self.read_into(buf, 0, from, end)?;
+        let first = if start == 0 {
+            Some(0)
+        } else {
+            let read = buf.get(..filled).unwrap_or_default();
+            read.iter().position(|&b| b == b'\n').map(|i| i + 1)
+        };
+        let Some(first) = first.filter(|&f| from + (f as u64) < end) else {
+            // No line starts here.
+            return Ok(Some((seq, 0..0)));
+        };
+        loop {
+            let at = from + filled as u64;
+            if buf.get(..filled).and_then(<[u8]>::last) == Some(&b'\n') || at >= self.file_bytes {
+                break;
+            }
+            let more = (64u64 << 10).min(self.file_bytes - at);
+            let searched = filled;
+            filled = self.read_into(buf, filled, at, at + more)?;
+            let new = buf.get(searched..filled).unwrap_or_default();
+            if let Some(newline) = new.iter().position(|&b| b == b'\n') {
+                filled = searched + newline + 1;
+                break;
+            }
+            anyhow::ensure!(
+                filled <= MAX_LINE_BYTES,
+                "a line longer than {MAX_LINE_BYTES} bytes"
+            );
+        }
+        Ok(Some((seq, first..filled)))
+    }
+
+    /// Reads bytes `[from, to)` of the file into `buf` at `at`; where they end in `buf`.
+    fn read_into(&self, buf: &mut Vec<u8>, at: usize, from: u64, to: u64) -> anyhow::Result<usize> {
+        let end = at + usize::try_from(to - from)?;
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        let target = buf.get_mut(at..end).unwrap_or_default();
+        self.file.read_exact_at(target, from)?;
+        Ok(end)
     }
 }
 
@@ -295,13 +329,14 @@ struct Tally {
     events: u64,
     rejected_events: u64,
     unmeasured_events: u64,
+    refused_samples: u64,
     seconds: Seconds,
 }
 
 /// Where the workers' time went, summed over workers (wall time of each step).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seconds {
-    /// Reading chunks, waiting for the reader included.
+    /// Reading chunks (positioned reads, no waiting for other workers).
     pub read: f64,
     /// `BatchReader::parse`: parsing and validating.
     pub parse: f64,
@@ -309,7 +344,10 @@ pub struct Seconds {
     pub measure: f64,
     /// Waiting for the state's lock.
     pub wait: f64,
-    /// Deduplicating, aggregating and finalising hours, under the lock.
+    /// Deduplicating and closing hours, under the lock.
+    pub dedup: f64,
+    /// Aggregating the kept events into the worker's own aggregates, handing closed
+    /// hours over and finalising them (outside the state's lock).
     pub apply: f64,
     /// Dropping the parsed events (their buffers kept for the next chunk).
     pub free: f64,
@@ -324,6 +362,8 @@ struct Measured {
     /// Its contributions: `contributions[first..first + n]`.
     first: u32,
     n: u8,
+    /// Whether deduplication kept it (its first copy).
+    unique: bool,
 }
 
 struct Contribution {
@@ -341,13 +381,16 @@ fn lock<T>(mutex: &Mutex<T>) -> anyhow::Result<std::sync::MutexGuard<'_, T>> {
 
 fn worker(
     id: usize,
-    reader: &Mutex<ChunkReader>,
+    reader: &ChunkReader,
     interners: &Interners,
     state: &Mutex<State>,
+    finishing: &Mutex<Finishing>,
     meters: &[Meter],
     options: &Options,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
+    let mut partials = Partials::new();
+    let mut handed_before = i64::MIN;
     let mut buf = Vec::new();
     let mut batches = BatchReader::default();
     let mut accounts = LocalInterner::default();
@@ -370,14 +413,14 @@ fn worker(
         clock = now;
     };
     loop {
-        let next = lock(reader)?.next(&mut buf)?;
+        let next = reader.next(&mut buf)?;
         lap(&mut tally.seconds.read);
-        let Some((seq, len)) = next else {
+        let Some((seq, lines)) = next else {
             break;
         };
-        let chunk = buf.get(..len).unwrap_or_default();
+        let chunk = buf.get(lines).unwrap_or_default();
         tally.chunks += 1;
-        tally.bytes += len as u64;
+        tally.bytes += chunk.len() as u64;
         if options.stage == Stage::Read {
             tally.events += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
             continue;
@@ -402,26 +445,28 @@ fn worker(
                     let Some(meter) = meters.get(usize::from(index)) else {
                         continue;
                     };
-                    match (meter.value(event), meter.group_text(event)) {
-                        (Ok(value), Ok(group)) => contributions.push(Contribution {
-                            meter: index,
-                            group: match group {
-                                Some(group) => groups.id(&group, &interners.groups)?,
-                                None => 0,
-                            },
-                            sample: Sample {
-                                time,
-                                key: event.key(),
-                                value,
-                            },
-                        }),
+                    let measured = meter
+                        .value(event)
+                        .ok()
+                        .and_then(|value| meter.group_text(event).ok().map(|group| (value, group)));
+                    let Some((value, group)) = measured else {
                         // The whole event waits (in Purser, in the quarantine).
-                        _ => {
-                            contributions.truncate(first);
-                            tally.unmeasured_events += 1;
-                            continue 'events;
-                        }
-                    }
+                        contributions.truncate(first);
+                        tally.unmeasured_events += 1;
+                        continue 'events;
+                    };
+                    contributions.push(Contribution {
+                        meter: index,
+                        group: match group {
+                            Some(group) => groups.id(&group, &interners.groups)?,
+                            None => 0,
+                        },
+                        sample: Sample {
+                            time,
+                            key: event.key(),
+                            value,
+                        },
+                    });
                 }
                 let n = contributions.len() - first;
                 if n == 0 {
@@ -436,14 +481,22 @@ fn worker(
                     account: accounts.id(event.subject(), &interners.accounts)?,
                     first: u32::try_from(first)?,
                     n: u8::try_from(n)?,
+                    unique: false,
                 });
             }
             lap(&mut tally.seconds.measure);
             if options.stage == Stage::Full {
                 let mut state = lock(state)?;
                 lap(&mut tally.seconds.wait);
-                state.apply(id, seq, newest, &measured, &contributions);
+                let closed_before = state.apply(seq, newest, &mut measured);
                 drop(state);
+                lap(&mut tally.seconds.dedup);
+                partials.add(meters, &measured, &contributions);
+                if closed_before > handed_before {
+                    let hours = partials.take_before(closed_before);
+                    lock(finishing)?.hand_over(id, closed_before, hours);
+                    handed_before = closed_before;
+                }
                 lap(&mut tally.seconds.apply);
             }
         }
@@ -451,6 +504,10 @@ fn worker(
         batches.recycle(batch);
         lap(&mut tally.seconds.free);
     }
+    // Nothing more from this worker: everything it holds is handed over.
+    let hours = partials.take_before(i64::MAX);
+    lock(finishing)?.hand_over(id, i64::MAX, hours);
+    tally.refused_samples = partials.refused;
     Ok(tally)
 }
 
@@ -563,54 +620,6 @@ struct AggregateKey {
     meter: u8,
 }
 
-type Aggregates = FxMap<AggregateKey, HourAggregate>;
-
-struct HourState {
-    keys: KeySet,
-    /// Each worker's aggregates of its events of the hour, merged when the hour is
-    /// finalised: a worker's additions stay in its own core's caches rather than
-    /// moving between cores with every chunk. (Merging is exact and independent of
-    /// how the events were split, so the results are those of one aggregate.)
-    partials: Vec<Aggregates>,
-}
-
-impl HourState {
-    /// Sized as the hours before it were, to spare regrowth (each worker meets most
-    /// of an hour's accounts and groups, so each partial is sized for all).
-    fn sized(hint: (usize, usize), workers: usize) -> HourState {
-        let per_worker = hint.1;
-        HourState {
-            keys: KeySet::with_capacity_and_hasher(hint.0, BuildHasherDefault::default()),
-            partials: (0..workers.max(1))
-                .map(|_| Aggregates::with_capacity_and_hasher(per_worker, Default::default()))
-                .collect(),
-        }
-    }
-
-    /// The hour's aggregates, the workers' merged (in worker order), and the meters of
-    /// those that could not be merged exactly (their rows fail).
-    fn merged(partials: Vec<Aggregates>) -> (Aggregates, Vec<u8>) {
-        let mut failed = Vec::new();
-        let mut partials = partials.into_iter();
-        let mut merged = partials.next().unwrap_or_default();
-        for partial in partials {
-            for (key, aggregate) in partial {
-                match merged.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(mut entry) => {
-                        if entry.get_mut().merge(&aggregate).is_err() {
-                            failed.push(key.meter);
-                        }
-                    }
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(aggregate);
-                    }
-                }
-            }
-        }
-        (merged, failed)
-    }
-}
-
 /// Strings seen often (accounts, groups) as small numbers, from 1 (0 stands for no
 /// group), shared by the workers.
 #[derive(Default)]
@@ -639,12 +648,14 @@ impl LocalInterner {
     }
 }
 
+type Aggregates = FxMap<AggregateKey, HourAggregate>;
+
+/// What is shared under the state's lock: deduplication and the stream's progress.
 struct State {
-    meters: Vec<Meter>,
-    workers: usize,
     horizon_micros: i64,
-    hours: BTreeMap<i64, HourState>,
-    /// Every hour starting before this (seconds) is finalised.
+    /// The keys seen in each open hour.
+    hours: BTreeMap<i64, KeySet>,
+    /// Every hour starting before this (seconds) is closed: its events are late.
     closed_before: i64,
     /// Chunks applied out of order, with their newest event time.
     completed: BTreeMap<u64, Option<i64>>,
@@ -654,21 +665,16 @@ struct State {
     unique: u64,
     duplicates: u64,
     late: u64,
-    refused: u64,
     open_keys: usize,
-    /// The most keys and aggregates an hour held so far.
-    size_hint: (usize, usize),
+    /// The most keys an hour held so far.
+    size_hint: usize,
     max_open_hours: usize,
     max_open_keys: usize,
-    hours_finalised: u64,
-    totals: Vec<MeterTotals>,
 }
 
 impl State {
-    fn new(meters: &[Meter], horizon_seconds: i64, workers: usize) -> State {
+    fn new(horizon_seconds: i64) -> State {
         State {
-            meters: meters.to_vec(),
-            workers,
             horizon_micros: horizon_seconds.saturating_mul(1_000_000),
             hours: BTreeMap::new(),
             closed_before: i64::MIN,
@@ -678,82 +684,40 @@ impl State {
             unique: 0,
             duplicates: 0,
             late: 0,
-            refused: 0,
             open_keys: 0,
-            size_hint: (0, 0),
+            size_hint: 0,
             max_open_hours: 0,
             max_open_keys: 0,
-            hours_finalised: 0,
-            totals: meters
-                .iter()
-                .map(|m| MeterTotals {
-                    name: m.name.clone(),
-                    aggregation: Some(m.aggregation),
-                    ..MeterTotals::default()
-                })
-                .collect(),
         }
     }
 
-    /// Deduplicates and aggregates one chunk's events, then finalises the hours the
-    /// stream has moved far enough past.
-    fn apply(
-        &mut self,
-        worker: usize,
-        seq: u64,
-        newest: Option<i64>,
-        measured: &[Measured],
-        contributions: &[Contribution],
-    ) {
-        let mut current: Option<(i64, &mut HourState)> = None;
-        for event in measured {
+    /// Deduplicates one chunk's events (marking those to aggregate), then closes the
+    /// hours the stream has moved far enough past. Returns the hours now closed:
+    /// every hour starting before it.
+    fn apply(&mut self, seq: u64, newest: Option<i64>, measured: &mut [Measured]) -> i64 {
+        let mut current: Option<(i64, &mut KeySet)> = None;
+        for event in measured.iter_mut() {
             if event.hour < self.closed_before {
                 self.late += 1;
                 continue;
             }
-            let hour = match current.take() {
-                Some((start, hour)) if start == event.hour => hour,
+            let keys = match current.take() {
+                Some((start, keys)) if start == event.hour => keys,
                 _ => {
-                    let (hint, workers) = (self.size_hint, self.workers);
-                    self.hours
-                        .entry(event.hour)
-                        .or_insert_with(|| HourState::sized(hint, workers))
+                    let hint = self.size_hint;
+                    self.hours.entry(event.hour).or_insert_with(|| {
+                        KeySet::with_capacity_and_hasher(hint, BuildHasherDefault::default())
+                    })
                 }
             };
-            if !hour.keys.insert(event.key) {
+            if keys.insert(event.key) {
+                self.unique += 1;
+                self.open_keys += 1;
+                event.unique = true;
+            } else {
                 self.duplicates += 1;
-                current = Some((event.hour, hour));
-                continue;
             }
-            self.unique += 1;
-            self.open_keys += 1;
-            let first = event.first as usize;
-            let range = first..first + usize::from(event.n);
-            for contribution in contributions.get(range).unwrap_or_default() {
-                let meter = contribution.meter;
-                let key = AggregateKey {
-                    account: event.account,
-                    group: contribution.group,
-                    meter,
-                };
-                let aggregation = self
-                    .meters
-                    .get(usize::from(meter))
-                    .map_or(Aggregation::Count, |m| m.aggregation);
-                let sample = contribution.sample;
-                let Some(aggregates) = hour.partials.get_mut(worker) else {
-                    self.refused += 1;
-                    continue;
-                };
-                let added = aggregates
-                    .entry(key)
-                    .or_insert_with(|| HourAggregate::new(aggregation, Window::hour(sample.time)))
-                    .add(sample);
-                if added.is_err() {
-                    self.refused += 1;
-                }
-            }
-            current = Some((event.hour, hour));
+            current = Some((event.hour, keys));
         }
         self.max_open_hours = self.max_open_hours.max(self.hours.len());
         self.max_open_keys = self.max_open_keys.max(self.open_keys);
@@ -767,13 +731,14 @@ impl State {
         if self.watermark != i64::MIN {
             // Hours that ended at or before the cutoff receive nothing more.
             let cutoff = self.watermark.saturating_sub(self.horizon_micros);
-            self.finalise_before(cutoff.div_euclid(1_000_000));
+            self.close_before(cutoff.div_euclid(1_000_000));
         }
+        self.closed_before
     }
 
-    /// Finalises every hour that ended at or before `cutoff` (seconds): those
-    /// starting before the start of the hour holding it.
-    fn finalise_before(&mut self, cutoff: i64) {
+    /// Closes every hour that ended at or before `cutoff` (seconds): those starting
+    /// before the start of the hour holding it. Their keys are no longer needed.
+    fn close_before(&mut self, cutoff: i64) {
         let before = cutoff.div_euclid(3_600) * 3_600;
         if before <= self.closed_before {
             return;
@@ -783,31 +748,153 @@ impl State {
             if *entry.key() >= before {
                 break;
             }
-            let hour = entry.remove();
-            self.finalise(hour);
+            let keys = entry.remove();
+            self.open_keys -= keys.len();
+            self.size_hint = self.size_hint.max(keys.len());
+        }
+    }
+}
+
+/// A worker's own aggregates of the events it kept, per hour, outside any lock: a
+/// worker's additions stay in its own core's caches and never wait for another
+/// worker. An hour is handed over to [`Finishing`] once the worker has seen it closed,
+/// which it checks only after aggregating its chunk: every event it kept for the hour
+/// is then in. (Merging is exact and independent of how the events were split, so
+/// the results are those of one aggregate.)
+struct Partials {
+    hours: BTreeMap<i64, Aggregates>,
+    /// The most aggregates an hour held so far.
+    size_hint: usize,
+    /// Samples an aggregate refused (overflow).
+    refused: u64,
+}
+
+impl Partials {
+    fn new() -> Partials {
+        Partials {
+            hours: BTreeMap::new(),
+            size_hint: 0,
+            refused: 0,
         }
     }
 
-    fn finalise_all(&mut self) {
-        while let Some((_, hour)) = self.hours.pop_first() {
-            self.finalise(hour);
+    /// Adds the samples of the chunk's events that deduplication kept.
+    fn add(&mut self, meters: &[Meter], measured: &[Measured], contributions: &[Contribution]) {
+        let mut current: Option<(i64, &mut Aggregates)> = None;
+        for event in measured.iter().filter(|e| e.unique) {
+            let aggregates = match current.take() {
+                Some((start, aggregates)) if start == event.hour => aggregates,
+                _ => {
+                    let hint = self.size_hint;
+                    self.hours.entry(event.hour).or_insert_with(|| {
+                        Aggregates::with_capacity_and_hasher(hint, BuildHasherDefault::default())
+                    })
+                }
+            };
+            let first = event.first as usize;
+            let range = first..first + usize::from(event.n);
+            for contribution in contributions.get(range).unwrap_or_default() {
+                let meter = contribution.meter;
+                let key = AggregateKey {
+                    account: event.account,
+                    group: contribution.group,
+                    meter,
+                };
+                let sample = contribution.sample;
+                let added = aggregates
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let aggregation = meters
+                            .get(usize::from(meter))
+                            .map_or(Aggregation::Count, |m| m.aggregation);
+                        HourAggregate::new(aggregation, Window::hour(sample.time))
+                    })
+                    .add(sample);
+                if added.is_err() {
+                    self.refused += 1;
+                }
+            }
+            current = Some((event.hour, aggregates));
         }
-        self.closed_before = i64::MAX;
     }
 
-    fn finalise(&mut self, hour: HourState) {
-        self.hours_finalised += 1;
-        self.open_keys -= hour.keys.len();
-        let (aggregates, failed) = HourState::merged(hour.partials);
-        self.size_hint = (
-            self.size_hint.0.max(hour.keys.len()),
-            self.size_hint.1.max(aggregates.len()),
-        );
-        for meter in failed {
+    /// Takes out the hours starting before `before`.
+    fn take_before(&mut self, before: i64) -> Vec<(i64, Aggregates)> {
+        let later = self.hours.split_off(&before);
+        let taken = std::mem::replace(&mut self.hours, later);
+        for aggregates in taken.values() {
+            self.size_hint = self.size_hint.max(aggregates.len());
+        }
+        taken.into_iter().collect()
+    }
+}
+
+/// Where the workers' aggregates of closed hours meet: an hour is finalised (its
+/// values computed, its state dropped) once every worker has handed it over, in hour
+/// order.
+struct Finishing {
+    /// For each worker, the hours before which it has handed everything over.
+    handed_before: Vec<i64>,
+    hours: BTreeMap<i64, Aggregates>,
+    hours_finalised: u64,
+    totals: Vec<MeterTotals>,
+}
+
+impl Finishing {
+    fn new(meters: &[Meter], workers: usize) -> Finishing {
+        Finishing {
+            handed_before: vec![i64::MIN; workers],
+            hours: BTreeMap::new(),
+            hours_finalised: 0,
+            totals: meters
+                .iter()
+                .map(|m| MeterTotals {
+                    name: m.name.clone(),
+                    aggregation: Some(m.aggregation),
+                    ..MeterTotals::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// A worker's aggregates of the hours before `before`, all it will ever have of
+    /// them; then every hour all workers have handed over is finalised.
+    fn hand_over(&mut self, worker: usize, before: i64, hours: Vec<(i64, Aggregates)>) {
+        for (start, aggregates) in hours {
+            match self.hours.entry(start) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(aggregates);
+                }
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    let failed = merge_into(entry.get_mut(), aggregates);
+                    self.fail(failed);
+                }
+            }
+        }
+        if let Some(handed) = self.handed_before.get_mut(worker) {
+            *handed = (*handed).max(before);
+        }
+        let complete_before = self.handed_before.iter().copied().min().unwrap_or(i64::MAX);
+        while let Some(entry) = self.hours.first_entry() {
+            if *entry.key() >= complete_before {
+                break;
+            }
+            let aggregates = entry.remove();
+            self.finalise(aggregates);
+        }
+    }
+
+    /// Rows whose aggregates could not be merged exactly fail.
+    fn fail(&mut self, meters: Vec<u8>) {
+        for meter in meters {
             if let Some(totals) = self.totals.get_mut(usize::from(meter)) {
                 totals.failed += 1;
             }
         }
+    }
+
+    fn finalise(&mut self, aggregates: Aggregates) {
+        self.hours_finalised += 1;
         for (key, aggregate) in aggregates {
             let Some(totals) = self.totals.get_mut(usize::from(key.meter)) else {
                 continue;
@@ -830,6 +917,25 @@ impl State {
             }
         }
     }
+}
+
+/// Merges `other`'s aggregates into `into`; the meters of those that could not be
+/// merged exactly.
+fn merge_into(into: &mut Aggregates, other: Aggregates) -> Vec<u8> {
+    let mut failed = Vec::new();
+    for (key, aggregate) in other {
+        match into.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                if entry.get_mut().merge(&aggregate).is_err() {
+                    failed.push(key.meter);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(aggregate);
+            }
+        }
+    }
+    failed
 }
 
 /// The process's peak resident memory in MiB (Linux: `VmHWM`), if known.
@@ -948,26 +1054,94 @@ mod tests {
     }
 
     #[test]
-    fn chunks_are_whole_lines_whatever_their_length() {
+    fn workers_and_chunks_do_not_change_the_results() {
+        let shape = crate::telemetry::Shape {
+            accounts: 20,
+            clusters_per_account: 2,
+            days: 1,
+            ..crate::telemetry::Shape::default()
+        };
         let mut file = tempfile();
-        let long = "x".repeat(5_000);
-        write!(file.0, "a\n{long}\nb\nlast").expect("write");
-        let mut reader = ChunkReader::new(File::open(&file.1).expect("open"), 1 << 10);
-        let mut buf = Vec::new();
-        let mut chunks = Vec::new();
-        while let Some((seq, len)) = reader.next(&mut buf).expect("read") {
-            chunks.push((seq, String::from_utf8(buf[..len].to_vec()).expect("utf8")));
+        crate::telemetry::generate(&shape, &mut file.0).expect("generate");
+        let meters = meters().expect("meters");
+        let report = |threads: usize, chunk_bytes: usize| {
+            let options = Options {
+                threads,
+                chunk_bytes,
+                ..Options::default()
+            };
+            run(&file.1, &meters, &options).expect("run")
+        };
+        let one = report(1, 1 << 20);
+        assert!(one.unique_events > 10_000, "{}", one.unique_events);
+        assert!(one.duplicate_events > 0);
+        assert_eq!(one.late_events, 0);
+        for (threads, chunk_bytes) in [(1, 1 << 10), (2, 1 << 10), (3, 3_000), (4, 64 << 10)] {
+            let other = report(threads, chunk_bytes);
+            let what = format!("{threads} workers, {chunk_bytes}-byte chunks");
+            assert_eq!(other.events, one.events, "{what}");
+            assert_eq!(other.unique_events, one.unique_events, "{what}");
+            assert_eq!(other.duplicate_events, one.duplicate_events, "{what}");
+            assert_eq!(other.late_events, 0, "{what}");
+            assert_eq!(other.hours_finalised, one.hours_finalised, "{what}");
+            for (a, b) in other.meters.iter().zip(&one.meters) {
+                assert_eq!(
+                    (&a.name, a.rows, a.total_of_floors, a.failed),
+                    (&b.name, b.rows, b.total_of_floors, b.failed),
+                    "{what}"
+                );
+                if a.aggregation == Some(Aggregation::Sum) {
+                    assert_eq!(a.total, b.total, "{what}");
+                }
+            }
         }
         std::fs::remove_file(&file.1).expect("remove");
-        let seqs: Vec<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
-        assert_eq!(seqs, (0..chunks.len() as u64).collect::<Vec<_>>());
-        assert_eq!(chunks[0].1, "a\n");
-        assert!(chunks[1].1.starts_with(&format!("{long}\n")));
-        let (last, whole) = chunks.split_last().expect("chunks");
-        assert!(whole.iter().all(|(_, chunk)| chunk.ends_with('\n')));
-        assert!(last.1.ends_with("last"));
-        let joined: String = chunks.iter().map(|(_, chunk)| chunk.as_str()).collect();
-        assert_eq!(joined, format!("a\n{long}\nb\nlast"));
+    }
+
+    #[test]
+    fn chunks_are_whole_lines_whatever_their_length() {
+        let long = "x".repeat(5_000);
+        let texts = [
+            format!("a\n{long}\nb\nlast"),
+            format!("a\n{long}\nb\n"),
+            format!("{long}\n"),
+            "one line, no newline".to_owned(),
+            "\n\n\nshort\n\n".to_owned(),
+            (0..2_000).map(|i| format!("line {i}\n")).collect(),
+            String::new(),
+        ];
+        for text in texts {
+            let mut file = tempfile();
+            write!(file.0, "{text}").expect("write");
+            for chunk_bytes in [1 << 10, 1 << 12, 4_999, 5_000, 5_001, 1 << 20] {
+                let reader = ChunkReader::new(File::open(&file.1).expect("open"), chunk_bytes)
+                    .expect("reader");
+                let mut buf = Vec::new();
+                let mut chunks = Vec::new();
+                while let Some((seq, lines)) = reader.next(&mut buf).expect("read") {
+                    let chunk = String::from_utf8(buf[lines].to_vec()).expect("utf8");
+                    chunks.push((seq, chunk));
+                }
+                let seqs: Vec<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
+                assert_eq!(seqs, (0..chunks.len() as u64).collect::<Vec<_>>());
+                let joined: String = chunks.iter().map(|(_, chunk)| chunk.as_str()).collect();
+                assert_eq!(joined, text, "every byte once, in order ({chunk_bytes})");
+                // Whole lines: every chunk but the file's last line ends with a newline.
+                let (_, last) = chunks
+                    .iter()
+                    .rev()
+                    .find(|(_, c)| !c.is_empty())
+                    .cloned()
+                    .unwrap_or_default();
+                for (_, chunk) in &chunks {
+                    assert!(
+                        chunk.is_empty() || chunk.ends_with('\n') || *chunk == last,
+                        "{chunk:?}"
+                    );
+                }
+            }
+            std::fs::remove_file(&file.1).expect("remove");
+        }
     }
 
     fn tempfile() -> (File, std::path::PathBuf) {

@@ -277,23 +277,40 @@ impl UsageEvent {
     }
 }
 
-/// Whether two texts are equal: those of 8 to 16 bytes (most keys of `data`) as two
-/// overlapping words each, without a call to `memcmp`.
+/// Whether two texts are equal, compared a word at a time (overlapping words for the
+/// ends) without a call to `memcmp`: the texts compared here (keys of `data`, the
+/// openings of attributes) are short, where a call costs more than the comparison.
 fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
     let word = |bytes: &[u8], at: usize| {
         bytes
             .get(at..at + 8)
             .and_then(|w| <[u8; 8]>::try_from(w).ok())
             .map(u64::from_le_bytes)
     };
-    let n = a.len();
-    if n != b.len() {
-        return false;
+    let half = |bytes: &[u8], at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_le_bytes)
+    };
+    match n {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                if word(a, at) != word(b, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
     }
-    if (8..=16).contains(&n) {
-        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
-    }
-    a == b
 }
 
 impl fmt::Debug for UsageEvent {
@@ -1012,7 +1029,12 @@ fn scan_event<'a>(
         // Producers write the attributes in one order: each member's opening is
         // compared whole at its usual place, the key read only when it differs.
         let field = match USUAL_ORDER.get(n) {
-            Some(&(opening, field)) if scanner.rest().starts_with(opening) => {
+            Some(&(opening, field))
+                if scanner
+                    .rest()
+                    .get(..opening.len())
+                    .is_some_and(|start| same_text(start, opening)) =>
+            {
                 scanner.at += opening.len();
                 field
             }
@@ -1854,21 +1876,31 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
 /// which jiff then reads (and whose errors it words); when this gives a time, it is
 /// the one jiff gives.
 fn utc_time(b: &[u8]) -> Option<Timestamp> {
+    // The fixed part, `YYYY-MM-DDTHH:MM:SS`, checked at once: each digit position
+    // wraps below '0' or lands above 9 when it is not a digit.
+    let fixed: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let d = fixed.map(|c| c.wrapping_sub(b'0'));
+    let all_digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .fold(0u8, |bad, &i| bad | u8::from(d[i] > 9));
+    let separators = fixed[4] == b'-'
+        && fixed[7] == b'-'
+        && matches!(fixed[10], b'T' | b't')
+        && fixed[13] == b':'
+        && fixed[16] == b':';
+    if all_digits != 0 || !separators {
+        return None;
+    }
+    let two = |i: usize| i64::from(d[i]) * 10 + i64::from(d[i + 1]);
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
     let digit = |i: usize| {
         b.get(i)
             .and_then(|d| d.checked_sub(b'0'))
             .filter(|d| *d < 10)
             .map(i64::from)
     };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let year = two(0)? * 100 + two(2)?;
-    let (month, day) = (two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    let separators = b.get(4) == Some(&b'-')
-        && b.get(7) == Some(&b'-')
-        && matches!(b.get(10), Some(b'T' | b't'))
-        && b.get(13) == Some(&b':')
-        && b.get(16) == Some(&b':');
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -1882,7 +1914,7 @@ fn utc_time(b: &[u8]) -> Option<Timestamp> {
         && hour < 24
         && minute < 60
         && second < 60;
-    if !(separators && in_range) {
+    if !in_range {
         return None;
     }
     // Digits past the microsecond are dropped (truncation, as the general path does).

@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
                 "parse": round3(report.worker_seconds.parse),
                 "measure": round3(report.worker_seconds.measure),
                 "lock_wait": round3(report.worker_seconds.wait),
+                "dedup": round3(report.worker_seconds.dedup),
                 "apply": round3(report.worker_seconds.apply),
                 "free": round3(report.worker_seconds.free),
             },

@@ -506,3 +506,22 @@ fn stop_bytes_find_the_first_quote_backslash_or_control_byte() {
         assert_eq!(stop_bytes(u64::from_le_bytes([filler; 8])), 0, "{filler}");
     }
 }
+
+#[test]
+fn texts_compare_as_slices_do() {
+    let texts: Vec<Vec<u8>> = (0..40)
+        .map(|n| (0..n).map(|i| b'a' + (i % 7) as u8).collect())
+        .collect();
+    for a in &texts {
+        assert!(same_text(a, a));
+        for b in &texts {
+            assert_eq!(same_text(a, b), a == b);
+        }
+        // One byte changed anywhere is seen.
+        for at in 0..a.len() {
+            let mut other = a.clone();
+            other[at] ^= 0x20;
+            assert!(!same_text(a, &other), "{a:?} at {at}");
+        }
+    }
+}
