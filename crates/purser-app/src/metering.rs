@@ -450,12 +450,13 @@ pub async fn usage(
     range: (Timestamp, Timestamp),
     of: UsageOf,
     granularity: Granularity,
+    name: Option<&str>,
     csv: bool,
 ) -> Result<(), AppError> {
     let store = open_store(config, OpenMode::ReadOnly).await?;
     let scope = AccountScope::system("usage", &store.boundary_rules().await?);
     let rows = store
-        .usage(&scope, account_id, range.0, range.1, of, granularity)
+        .usage_named(&scope, account_id, range.0, range.1, of, granularity, name)
         .await?;
     let mut out = std::io::stdout().lock();
     if csv {

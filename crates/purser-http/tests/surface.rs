@@ -1623,6 +1623,48 @@ async fn usage_events_are_taken_in_every_framing_and_hostile_input_changes_nothi
         "{}",
         response.body
     );
+    // One meter only; a name no meter has is a 422 naming the parameter.
+    let response = send(
+        &world.router,
+        get(
+            &format!(
+                "/v1/accounts/{}/usage?of=meters&name=storage.written",
+                open.id.0
+            ),
+            &admin,
+        ),
+    )
+    .await;
+    let named: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    let names: Vec<&str> = named
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| *n == "storage.written"),
+        "{named}"
+    );
+    let response = send(
+        &world.router,
+        get(
+            &format!("/v1/accounts/{}/usage?of=meters&name=nope", open.id.0),
+            &admin,
+        ),
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        response.body
+    );
+    assert!(
+        response.body.contains("\"name\"") && response.body.contains("nope"),
+        "{}",
+        response.body
+    );
     let hour = usage[0]["start"].as_str().expect("start");
     let response = send(
         &world.router,

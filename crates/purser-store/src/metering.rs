@@ -1364,7 +1364,54 @@ impl Store {
         of: UsageOf,
         granularity: Granularity,
     ) -> Result<Vec<UsageRow>, StoreError> {
+        self.usage_named(scope, account_id, from, to, of, granularity, None)
+            .await
+    }
+
+    /// [`Store::usage`] of one dimension or meter only, when `name` is given. A name
+    /// Purser does not know (no meter of that name, no meter or offer with that
+    /// dimension) is refused rather than answered with nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn usage_named(
+        &self,
+        scope: &AccountScope,
+        account_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+        of: UsageOf,
+        granularity: Granularity,
+        name: Option<&str>,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         self.account(scope, account_id).await?;
+        if let Some(name) = name {
+            let meters = self.meters().await?;
+            let known = match of {
+                UsageOf::Meters => meters.iter().any(|m| m.name == name),
+                UsageOf::Dimensions => {
+                    meters.iter().any(|m| {
+                        m.dimension
+                            .as_ref()
+                            .is_some_and(|d| d.dimension.as_str() == name)
+                    }) || self
+                        .offers()
+                        .await?
+                        .iter()
+                        .any(|o| o.dimensions.iter().any(|d| d.key.as_str() == name))
+                }
+            };
+            if !known {
+                let kind = match of {
+                    UsageOf::Meters => "meter",
+                    UsageOf::Dimensions => "dimension",
+                };
+                return Err(StoreError::Invalid(
+                    purser_core::validation::ValidationErrors::single(
+                        "name",
+                        format!("no {kind} is named `{name}`"),
+                    ),
+                ));
+            }
+        }
         let mut handle = self.db.read().await?;
         let params = [
             account_id.into(),
@@ -1424,6 +1471,9 @@ impl Store {
                 out
             }
         };
+        if let Some(name) = name {
+            rows.retain(|r| r.name == name);
+        }
         if granularity == Granularity::Day {
             rows = daily(rows, of)?;
         }

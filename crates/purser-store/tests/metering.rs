@@ -296,6 +296,46 @@ both_backends!(
             .sum();
         assert_eq!(total, rust_decimal::Decimal::from(8));
 
+        // One dimension or meter only; a name nothing defines is refused, not empty.
+        let named = |of, name: &'static str| {
+            let store = &store;
+            let account = open.id.0.clone();
+            async move {
+                store
+                    .usage_named(
+                        &admin(),
+                        &account,
+                        base_hour(),
+                        at(120),
+                        of,
+                        Granularity::Hour,
+                        Some(name),
+                    )
+                    .await
+            }
+        };
+        let written_only = named(UsageOf::Dimensions, "data_written_gib")
+            .await
+            .unwrap();
+        assert_eq!(written_only.len(), 2);
+        assert!(written_only.iter().all(|r| r.name == "data_written_gib"));
+        let capacity_meter = named(UsageOf::Meters, "storage.capacity").await.unwrap();
+        assert!(!capacity_meter.is_empty());
+        assert!(capacity_meter.iter().all(|r| r.name == "storage.capacity"));
+        for (of, name) in [
+            (UsageOf::Dimensions, "storage.capacity"),
+            (UsageOf::Meters, "data_written_gib"),
+            (UsageOf::Meters, "nope"),
+        ] {
+            match named(of, name).await {
+                Err(purser_store::StoreError::Invalid(errors)) => {
+                    assert_eq!(errors.errors[0].field, "name");
+                    assert!(errors.errors[0].reason.contains(name), "{errors:?}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+
         // A late event for the closed base hour is kept and booked into the next
         // open hour, without touching the closed one.
         let late = ingest(&store, &polaris, &[written("w5", "acme", 20, 7 * GIB)]).await;

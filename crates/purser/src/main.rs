@@ -105,6 +105,9 @@ enum Command {
         /// Per meter instead of per dimension.
         #[arg(long)]
         meters: bool,
+        /// Only this dimension (or, with --meters, this meter).
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         csv: bool,
     },
@@ -397,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             daily,
             meters,
+            name,
             csv,
         } => {
             use purser_store::metering::{Granularity, UsageOf};
@@ -415,6 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     Granularity::Hour
                 },
+                name.as_deref(),
                 csv,
             )
             .await?;

@@ -279,6 +279,8 @@ pub struct UsageQuery {
     pub granularity: Option<Granularity>,
     /// `dimensions` (default: billed quantities with overage) or `meters`.
     pub of: Option<UsageOf>,
+    /// Only this dimension (with `of=dimensions`) or meter (with `of=meters`).
+    pub name: Option<String>,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
 }
@@ -310,13 +312,18 @@ pub async fn account_usage(
     };
     let rows = state
         .store
-        .usage(
+        .usage_named(
             &scope,
             &account_id,
             from,
             to,
             query.of.unwrap_or(UsageOf::Dimensions),
             query.granularity.unwrap_or(Granularity::Hour),
+            query
+                .name
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty()),
         )
         .await
         .map_err(or_not_found("account"))?;

@@ -119,6 +119,26 @@ async fn wait_text(browser: &Client, locator: Locator<'_>) -> String {
         .unwrap_or_else(|e| panic!("text of {locator:?}: {e}"))
 }
 
+/// Reads the element's text until it satisfies `done` (the page may still be the one
+/// the click left, or be replaced while it is read), for up to ten seconds; returns the
+/// last text read.
+async fn text_once(browser: &Client, locator: Locator<'_>, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(element) = browser.find(locator).await
+            && let Ok(text) = element.text().await
+        {
+            if done(&text) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
 async fn text(browser: &Client, locator: Locator<'_>) -> String {
     browser
         .find(locator)
@@ -379,16 +399,12 @@ async fn finance_records_an_entitlement_from_the_account_page() {
     end.clear().await.expect("clear");
     end.send_keys("2028-01-01T00:00:00Z").await.expect("type");
     click(&browser, "record-entitlement").await;
-    browser
-        .wait()
-        .for_element(Locator::Id("account-name"))
-        .await
-        .expect("back on the account");
-    let after = text(&browser, Locator::Id("entitlements")).await;
-    assert!(
-        after.contains("capacity_tib_hours: 250000 per month") && after.contains("0.011 USD"),
-        "{after}"
-    );
+    // The form lives on the account page: wait for the new page's entitlements rather
+    // than for an element the old page has too.
+    let recorded =
+        |t: &str| t.contains("capacity_tib_hours: 250000 per month") && t.contains("0.011 USD");
+    let after = text_once(&browser, Locator::Id("entitlements"), recorded).await;
+    assert!(recorded(&after), "{after}");
     browser.close().await.expect("close");
     assert!(server.stop().await);
 }

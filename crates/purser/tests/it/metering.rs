@@ -147,6 +147,24 @@ async fn ingest_verify_and_trace(backend: Backend) {
         written.iter().all(|l| l.split(',').nth(3) == Some("60")),
         "{stdout}"
     );
+    // One dimension only: the header and the same four rows, nothing else.
+    let mut named: Vec<&str> = args.iter().map(String::as_str).collect();
+    named.extend([
+        "usage",
+        &account_id,
+        "--from",
+        &from,
+        "--name",
+        "data_written_gib",
+        "--csv",
+    ]);
+    let (ok, only, stderr) = run(purser(&named), None).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(only.lines().count(), 5, "{only}");
+    assert!(
+        only.lines().skip(1).all(|l| l.contains("data_written_gib")),
+        "{only}"
+    );
 
     // Change what is stored behind a closed hour: verify names it and fails.
     let store = Store::open(&db.location, OpenMode::Write)
