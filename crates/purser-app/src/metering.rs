@@ -115,8 +115,7 @@ pub async fn ingest_file(
     let parsers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    let (sender, mut receiver) =
-        tokio::sync::mpsc::channel::<(u64, Result<(PreparedBatch, u64, u64), AppError>)>(parsers);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<PreparedChunk>(parsers);
     let source = std::sync::Arc::new(SharedSource {
         state: std::sync::Mutex::new(ChunkSource {
             reader: BufReader::with_capacity(1024 * 1024, input),
@@ -132,53 +131,8 @@ pub async fn ingest_file(
     let _stop_parsers = StopOnDrop(source.clone());
     let workers: Vec<_> = (0..parsers)
         .map(|_| {
-            let source = source.clone();
-            let sender = sender.clone();
-            let meters = meters.clone();
-            std::thread::spawn(move || {
-                loop {
-                    let (sequence, first_line, chunk) = {
-                        let Ok(mut state) = source.state.lock() else {
-                            return;
-                        };
-                        while state.in_flight >= source.limit && !state.done {
-                            let Ok(next) = source.turn.wait(state) else {
-                                return;
-                            };
-                            state = next;
-                        }
-                        if state.done {
-                            return;
-                        }
-                        match state.read_next() {
-                            Ok(Some(next)) => next,
-                            Ok(None) => return,
-                            Err(e) => {
-                                let sequence = state.next_chunk;
-                                state.done = true;
-                                drop(state); // never wait on the store holding the input
-                                let _ = sender.blocking_send((
-                                    sequence,
-                                    Err(AppError::Invalid(format!("cannot read the input: {e}"))),
-                                ));
-                                return;
-                            }
-                        }
-                    };
-                    let prepared = prepare_batch(
-                        &chunk,
-                        Framing::Ndjson,
-                        &meters,
-                        Timestamp::now(),
-                        &settings,
-                    )
-                    .map_err(|e| AppError::Invalid(format!("near line {first_line}: {e}")))
-                    .map(|p| (p, first_line, chunk.len() as u64));
-                    if sender.blocking_send((sequence, prepared)).is_err() {
-                        return;
-                    }
-                }
-            })
+            let (source, sender, meters) = (source.clone(), sender.clone(), meters.clone());
+            std::thread::spawn(move || prepare_chunks(&source, &sender, &meters, &settings))
         })
         .collect();
     drop(sender);
@@ -238,6 +192,9 @@ pub async fn close_all_due(
     }
 }
 
+/// A chunk as read: its sequence number, its first line and its bytes.
+type RawChunk = (u64, u64, Vec<u8>);
+
 /// The input, read one chunk at a time by whichever parser thread is free.
 struct ChunkSource {
     reader: BufReader<Box<dyn Read + Send>>,
@@ -257,11 +214,60 @@ struct SharedSource {
 }
 
 impl SharedSource {
+    /// The next chunk to prepare (sequence, first line, bytes), once fewer than
+    /// `limit` are waiting to be stored; `None` when reading has stopped. A read
+    /// error is the last chunk: its sequence and the error.
+    fn take(&self) -> Option<Result<RawChunk, (u64, std::io::Error)>> {
+        let mut state = self.state.lock().ok()?;
+        while state.in_flight >= self.limit && !state.done {
+            state = self.turn.wait(state).ok()?;
+        }
+        if state.done {
+            return None;
+        }
+        match state.read_next() {
+            Ok(next) => next.map(Ok),
+            Err(e) => {
+                state.done = true;
+                Some(Err((state.next_chunk, e)))
+            }
+        }
+    }
+
     fn stored_one(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
         self.turn.notify_one();
+    }
+}
+
+type PreparedChunk = (u64, Result<(PreparedBatch, u64, u64), AppError>);
+
+/// A parser thread: prepares chunks until the input ends or the store stops.
+fn prepare_chunks(
+    source: &SharedSource,
+    sender: &tokio::sync::mpsc::Sender<PreparedChunk>,
+    meters: &[purser_core::meter::Meter],
+    settings: &MeteringSettings,
+) {
+    while let Some(next) = source.take() {
+        let message = match next {
+            Ok((sequence, first_line, chunk)) => {
+                let prepared =
+                    prepare_batch(&chunk, Framing::Ndjson, meters, Timestamp::now(), settings)
+                        .map_err(|e| AppError::Invalid(format!("near line {first_line}: {e}")))
+                        .map(|p| (p, first_line, chunk.len() as u64));
+                (sequence, prepared)
+            }
+            Err((sequence, e)) => (
+                sequence,
+                Err(AppError::Invalid(format!("cannot read the input: {e}"))),
+            ),
+        };
+        if sender.blocking_send(message).is_err() {
+            return;
+        }
     }
 }
 
@@ -279,7 +285,7 @@ impl Drop for StopOnDrop {
 
 impl ChunkSource {
     /// The next chunk with its sequence number and first line; `None` at the end.
-    fn read_next(&mut self) -> std::io::Result<Option<(u64, u64, Vec<u8>)>> {
+    fn read_next(&mut self) -> std::io::Result<Option<RawChunk>> {
         let chunk = read_chunk(&mut self.reader)?;
         if chunk.is_empty() {
             self.done = true;

@@ -30,7 +30,7 @@ use jiff::{SignedDuration, Timestamp};
 use purser_core::audit::Actor;
 use purser_core::chain::{Checkpoint, verify_chain};
 use purser_core::closing::{
-    AccountHour, AccountHourInput, CarryOut, Contribution, LateHour, close_account_hour,
+    AccountHour, AccountHourInput, CarryOut, Contribution, LateHour, Series, close_account_hour,
     hour_input_digest,
 };
 use purser_core::commercial::{DimensionKey, Entitlement, Offer};
@@ -116,7 +116,7 @@ pub(crate) type SharedDedup = Arc<Mutex<DedupCache>>;
 
 /// Closing's running state, kept between runs: valid for exactly the hour it says
 /// (closed hours never change, so neither does what they carry into the next).
-pub(crate) type SharedClosingState = Arc<Mutex<Consumption>>;
+pub(crate) type SharedClosingState = Arc<Mutex<ClosingState>>;
 
 /// An event checked against the meters, ready for the store's decision.
 #[derive(Debug)]
@@ -1236,7 +1236,7 @@ impl Store {
                 ],
             )
             .await?;
-        let mut consumption = Consumption::default();
+        let mut consumption = ClosingState::default();
         for row in &hours {
             let hour = row.int(0)?;
             report.hours += 1;
@@ -1252,7 +1252,7 @@ impl Store {
                 .map(|r| evidence_from_row(r).map(|e| (e.account_id.clone(), e)))
                 .collect::<Result<_, _>>()?;
             let at = from_micros(hour)?;
-            for (account_id, (_, digest, _, recomputed)) in &computed {
+            for (account_id, closed) in &computed {
                 report.account_hours += 1;
                 match stored.get(account_id) {
                     None => report.findings.push(VerifyFinding {
@@ -1263,20 +1263,28 @@ impl Store {
                             .into(),
                     }),
                     Some(evidence) => {
-                        if evidence.input_digest != digest.0 || evidence.n_events != digest.1 {
+                        if evidence.input_digest != closed.input_digest
+                            || evidence.n_events != closed.n_events
+                        {
                             report.findings.push(VerifyFinding {
                                 account_id: Some(account_id.clone()),
                                 hour: Some(at),
                                 meter: None,
                                 problem: format!(
                                     "the input differs: evidence names {} events ({}), storage holds {} ({})",
-                                    evidence.n_events, evidence.input_digest, digest.1, digest.0
+                                    evidence.n_events,
+                                    evidence.input_digest,
+                                    closed.n_events,
+                                    closed.input_digest
                                 ),
                             });
                         }
-                        report
-                            .findings
-                            .extend(compare_results(account_id, at, evidence, recomputed));
+                        report.findings.extend(compare_results(
+                            account_id,
+                            at,
+                            evidence,
+                            &closed.json,
+                        ));
                     }
                 }
             }
@@ -1817,6 +1825,11 @@ impl Names {
         self.0.insert(name.to_owned(), shared.clone());
         shared
     }
+
+    /// The series of a meter and group, by their shared names.
+    fn series(&mut self, meter: &str, group: Option<&str>) -> Series {
+        (self.get(meter), group.map(|g| self.get(g)))
+    }
 }
 
 /// Adds what a slice's events contribute to `target`, by account.
@@ -1882,10 +1895,7 @@ async fn carry_ins(
         let mut carry = CarryOut::new();
         for m in result_view(&row.text(1)?)?.meters {
             if let Some(value) = m.carry_out {
-                let series = (
-                    names.get(&m.meter),
-                    m.group.as_deref().map(|g| names.get(g)),
-                );
+                let series = names.series(&m.meter, m.group.as_deref());
                 carry.insert(series, decimal(&value, "carry_out")?);
             }
         }
@@ -1896,9 +1906,20 @@ async fn carry_ins(
     Ok(out)
 }
 
-/// Each account's computed hour, with its input digest, the number of late events
-/// and the result as the evidence records it (canonical JSON).
-type ComputedHour = BTreeMap<String, (AccountHour, (String, u64), u64, String)>;
+/// One account's closed hour, as computed.
+struct ClosedAccount {
+    result: AccountHour,
+    /// [`hour_input_digest`]: the digest of the events behind it, and their number.
+    input_digest: String,
+    n_events: u64,
+    /// Of them, late events booked into this hour.
+    n_late: u64,
+    /// The result as the evidence records it (canonical JSON).
+    json: String,
+}
+
+/// Each account's computed hour.
+type ComputedHour = BTreeMap<String, ClosedAccount>;
 
 /// Accounts closed on each core once an hour has at least this many.
 const PARALLEL_ACCOUNTS: usize = 256;
@@ -1910,7 +1931,7 @@ async fn compute_hour(
     hour: i64,
     meters: &BTreeMap<String, Meter>,
     catalogue: &RatingCatalogue,
-    consumption: &mut Consumption,
+    consumption: &mut ClosingState,
 ) -> Result<ComputedHour, StoreError> {
     let reading = read_hour(handle, hour, consumption).await?;
     compute_read_hour(reading, meters, catalogue, consumption)
@@ -1936,7 +1957,7 @@ struct HourReading {
 async fn read_hour(
     handle: &mut Handle,
     hour: i64,
-    consumption: &mut Consumption,
+    consumption: &mut ClosingState,
 ) -> Result<HourReading, StoreError> {
     let mut names = Names::default();
     let mut on_time: RawSlices = Vec::new();
@@ -1997,7 +2018,7 @@ fn compute_read_hour(
     reading: HourReading,
     meters: &BTreeMap<String, Meter>,
     catalogue: &RatingCatalogue,
-    consumption: &mut Consumption,
+    consumption: &mut ClosingState,
 ) -> Result<ComputedHour, StoreError> {
     let HourReading {
         hour,
@@ -2074,33 +2095,26 @@ fn compute_read_hour(
     let results = close_accounts(inputs)?;
     let mut out = BTreeMap::new();
     let mut carry_outs = HashMap::new();
-    for (account, result) in accounts.into_iter().zip(results) {
-        let (result, digest, n_late, json) = result?;
-        consumption.after(&account, &result);
-        let carry_out: CarryOut = result
+    for (account, closed) in accounts.into_iter().zip(results) {
+        let closed = closed?;
+        consumption.after(&account, &closed.result);
+        let carry_out: CarryOut = closed
+            .result
             .meters
             .iter()
-            .filter_map(|m| {
-                let series = (
-                    names.get(&m.meter),
-                    m.group.as_deref().map(|g| names.get(g)),
-                );
-                m.carry_out.map(|value| (series, value))
-            })
+            .filter_map(|m| Some((names.series(&m.meter, m.group.as_deref()), m.carry_out?)))
             .collect();
         if !carry_out.is_empty() {
             carry_outs.insert(account.clone(), carry_out);
         }
-        out.insert(account, (result, digest, n_late, json));
+        out.insert(account, closed);
     }
     consumption.carry = Some((hour + HOUR_MICROS, carry_outs));
     Ok(out)
 }
 
-type ClosedAccount = Result<(AccountHour, (String, u64), u64, String), StoreError>;
-
-fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> ClosedAccount {
-    let digest = hour_input_digest(input);
+fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> Result<ClosedAccount, StoreError> {
+    let (input_digest, n_events) = hour_input_digest(input);
     let result = close_account_hour(input).map_err(|e| {
         StoreError::Corrupt(format!(
             "closing {} at {}: {e}",
@@ -2109,14 +2123,20 @@ fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> ClosedAccount {
     })?;
     // Serialised here, on the closing threads, rather than while rows are written.
     let json = result.result_json();
-    Ok((result, digest, n_late, json))
+    Ok(ClosedAccount {
+        result,
+        input_digest,
+        n_events,
+        n_late,
+        json,
+    })
 }
 
 /// Closes each account's hour, in order, spread over the machine's cores when there
 /// are enough of them to be worth a thread.
 fn close_accounts(
     inputs: Vec<(AccountHourInput<'_>, u64)>,
-) -> Result<Vec<ClosedAccount>, StoreError> {
+) -> Result<Vec<Result<ClosedAccount, StoreError>>, StoreError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 || inputs.len() < PARALLEL_ACCOUNTS {
         return Ok(inputs.iter().map(|(i, n)| close_one(i, *n)).collect());
@@ -2152,7 +2172,7 @@ fn close_accounts(
 /// period), then kept up to date from each hour's result, so closing a month of hours
 /// does not rescan the month, nor read the previous hour back, for every hour.
 #[derive(Default)]
-pub(crate) struct Consumption {
+pub(crate) struct ClosingState {
     period_start: Option<i64>,
     /// The hour the state is valid before.
     next_hour: Option<i64>,
@@ -2161,7 +2181,7 @@ pub(crate) struct Consumption {
     carry: Option<(i64, HashMap<String, CarryOut>)>,
 }
 
-impl Consumption {
+impl ClosingState {
     /// The carry-ins of `hour`: kept from the hour just computed, or read back.
     async fn take_carry_ins(
         &mut self,
@@ -2253,9 +2273,10 @@ fn seal_hour(
     let mut dimension_rows = Vec::new();
     let mut evidence_rows = Vec::new();
     let (mut n_events, mut n_late) = (0i64, 0i64);
-    for (account_id, (result, (digest, count), late, json)) in &computed {
-        n_events += *count as i64;
-        n_late += *late as i64;
+    for (account_id, closed) in &computed {
+        let result = &closed.result;
+        n_events += closed.n_events as i64;
+        n_late += closed.n_late as i64;
         let mut by_dimension: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for d in &result.dimensions {
             by_dimension.insert(
@@ -2306,9 +2327,9 @@ fn seal_hour(
             HourEvidenceDraft {
                 account_id: account_id.clone(),
                 hour: result.hour,
-                input_digest: digest.clone(),
-                n_events: *count,
-                result: json.clone(),
+                input_digest: closed.input_digest.clone(),
+                n_events: closed.n_events,
+                result: closed.json.clone(),
             },
             &head,
             closed_at,

@@ -68,7 +68,7 @@ struct PackedEvent {
     n_contributions: u32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 struct PackedContribution {
     meter: u32,
     /// 0 when the meter has no group, else the name's position + 1.
@@ -313,8 +313,6 @@ impl<'a> SliceWriter<'a> {
         let mut keys = Vec::with_capacity(self.events.len() * 16);
         let mut events = Vec::with_capacity(self.events.len());
         let mut contributions = Vec::with_capacity(self.contributions.len());
-        let mut taken: Vec<Option<PackedContribution>> =
-            self.contributions.into_iter().map(Some).collect();
         for (key, time, account, range) in &self.events {
             keys.extend_from_slice(key.as_bytes());
             events.push(PackedEvent {
@@ -322,9 +320,8 @@ impl<'a> SliceWriter<'a> {
                 account: *account,
                 n_contributions: range.len() as u32,
             });
-            for slot in taken.get_mut(range.clone()).into_iter().flatten() {
-                contributions.extend(slot.take());
-            }
+            contributions
+                .extend_from_slice(self.contributions.get(range.clone()).unwrap_or_default());
         }
         let packed = Packed {
             accounts: self.accounts,

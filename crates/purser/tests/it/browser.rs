@@ -122,7 +122,7 @@ async fn wait_text(browser: &Client, locator: Locator<'_>) -> String {
 /// Reads the element's text until it satisfies `done` (the page may still be the one
 /// the click left, or be replaced while it is read), for up to ten seconds; returns the
 /// last text read.
-async fn text_once(browser: &Client, locator: Locator<'_>, done: impl Fn(&str) -> bool) -> String {
+async fn text_when(browser: &Client, locator: Locator<'_>, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut last = String::new();
     while std::time::Instant::now() < deadline {
@@ -403,7 +403,7 @@ async fn finance_records_an_entitlement_from_the_account_page() {
     // than for an element the old page has too.
     let recorded =
         |t: &str| t.contains("capacity_tib_hours: 250000 per month") && t.contains("0.011 USD");
-    let after = text_once(&browser, Locator::Id("entitlements"), recorded).await;
+    let after = text_when(&browser, Locator::Id("entitlements"), recorded).await;
     assert!(recorded(&after), "{after}");
     browser.close().await.expect("close");
     assert!(server.stop().await);
