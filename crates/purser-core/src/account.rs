@@ -111,7 +111,7 @@ impl fmt::Display for Marketplace {
     }
 }
 
-fn is_guid(value: &str) -> bool {
+pub(crate) fn is_guid(value: &str) -> bool {
     let groups: Vec<&str> = value.split('-').collect();
     groups.len() == 5
         && groups

@@ -17,6 +17,7 @@ pub mod commercial;
 pub mod events;
 pub mod evidence;
 pub mod identity;
+pub mod marketplace;
 pub mod meter;
 pub mod money;
 pub mod scope;
