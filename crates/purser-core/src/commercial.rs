@@ -234,6 +234,11 @@ pub struct Entitlement {
     pub end: Timestamp,
     pub status: EntitlementStatus,
     pub commitments: BTreeMap<DimensionKey, Commitment>,
+    /// Whom the offer's marketplace bills, in its identifiers; none for direct sales
+    /// and for a marketplace entitlement not yet linked to its subscription (its usage
+    /// is rated but not reported until it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marketplace_binding: Option<crate::marketplace::Binding>,
 }
 
 /// A billing period: a calendar month in UTC, as the marketplaces bill.
@@ -478,6 +483,7 @@ mod tests {
             end: ts("2027-04-16T00:00:00Z"),
             status: EntitlementStatus::Active,
             commitments: BTreeMap::from([(key.clone(), commitment("3000", "0", "1"))]),
+            marketplace_binding: None,
         };
         let april = BillingPeriod::containing(ts("2026-04-20T00:00:00Z"));
         assert_eq!(entitlement.commitment_in(&key, april), Some(dec("1500")));
@@ -723,6 +729,9 @@ pub struct EntitlementDraft {
     /// Dimension (or unit) key → commitment.
     #[serde(default)]
     pub commitments: BTreeMap<String, CommitmentDraft>,
+    /// Whom the marketplace bills (its identifiers for the subscription).
+    #[serde(default)]
+    pub marketplace_binding: Option<crate::marketplace::Binding>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -865,6 +874,20 @@ impl EntitlementDraft {
                 );
             }
         }
+        if let Some(binding) = &self.marketplace_binding {
+            if binding.marketplace() != offer.marketplace {
+                errors.add(
+                    "marketplace_binding.kind",
+                    format!(
+                        "binds to {} but the offer is sold through {}",
+                        binding.marketplace(),
+                        offer.marketplace
+                    ),
+                );
+            } else {
+                binding.validate("marketplace_binding", &mut errors);
+            }
+        }
         match (start, end, status) {
             (Some(start), Some(end), Some(status)) if errors.is_empty() => Ok(Entitlement {
                 id,
@@ -874,6 +897,7 @@ impl EntitlementDraft {
                 end,
                 status,
                 commitments,
+                marketplace_binding: self.marketplace_binding.clone(),
             }),
             _ => Err(errors),
         }
@@ -973,6 +997,7 @@ mod draft_tests {
                     overage_reporting: None,
                 },
             )]),
+            marketplace_binding: None,
         };
         let entitlement = draft
             .validate("e1".into(), "a1".into(), &offer)

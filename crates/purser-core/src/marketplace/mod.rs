@@ -6,6 +6,7 @@
 //! Reading order: [`rules`] (each marketplace's contract, with sources), this module
 //! (bindings, records, outcomes, retries), [`planning`] (from rated hours to records).
 
+pub mod exchange;
 pub mod planning;
 pub mod rules;
 
@@ -215,8 +216,15 @@ pub enum RecordOutcome {
         message: String,
     },
     /// Not taken this time, may be taken later (throttled, unavailable, unprocessed,
-    /// no answer): sent again with the same key.
-    Retry { reason: String },
+    /// no answer): sent again with the same key. `may_have_applied` says the request
+    /// reached the marketplace and its answer was lost (a timeout, a dropped
+    /// connection, a 5xx): such a record is never billed again elsewhere, only resent
+    /// under its own key, which the marketplace deduplicates.
+    Retry {
+        reason: String,
+        #[serde(default)]
+        may_have_applied: bool,
+    },
     /// Refused for good (unknown customer, not subscribed, invalid dimension).
     Refused { code: String, message: String },
     /// Its window has closed.
@@ -436,7 +444,8 @@ mod tests {
         );
         assert_eq!(
             DeliveryState::after(&RecordOutcome::Retry {
-                reason: "429".into()
+                reason: "429".into(),
+                may_have_applied: false,
             }),
             DeliveryState::Due
         );

@@ -267,6 +267,7 @@ mod tests {
                     },
                 },
             )]),
+            marketplace_binding: None,
         }
     }
 
