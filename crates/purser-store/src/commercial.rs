@@ -47,8 +47,7 @@ fn offer_from_row(row: &Row) -> Result<Offer, StoreError> {
     })
 }
 
-pub(crate) const ENTITLEMENT_COLUMNS: &str =
-    "e.id, e.account_id, e.offer_id, e.start_at, e.end_at, e.status, e.commitments, a.boundary";
+pub(crate) const ENTITLEMENT_COLUMNS: &str = "e.id, e.account_id, e.offer_id, e.start_at, e.end_at, e.status, e.commitments, a.boundary, e.marketplace_binding";
 
 /// An entitlement and the boundary of its account, for the scope check.
 pub(crate) fn entitlement_from_row(
@@ -66,6 +65,11 @@ pub(crate) fn entitlement_from_row(
             status: EntitlementStatus::parse(&row.text(5)?)
                 .map_err(|e| corrupt("entitlements.status", e))?,
             commitments,
+            marketplace_binding: row
+                .opt_text(8)?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| corrupt("entitlements.marketplace_binding", e))?,
         },
         purser_core::BoundaryName::parse(&row.text(7)?)
             .map_err(|e| corrupt("accounts.boundary", e))?,
@@ -146,8 +150,8 @@ impl Store {
         let now = now_micros().as_microsecond();
         let mut tx = self.db.begin().await?;
         tx.execute(
-            "INSERT INTO entitlements (id, account_id, offer_id, start_at, end_at, status, commitments, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            "INSERT INTO entitlements (id, account_id, offer_id, start_at, end_at, status, commitments, created_at, updated_at, marketplace_binding) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
             &[
                 (&entitlement.id).into(),
                 (&entitlement.account_id).into(),
@@ -157,6 +161,10 @@ impl Store {
                 entitlement.status.as_str().into(),
                 json_text(&entitlement.commitments)?.into(),
                 Value::Int(now),
+                match &entitlement.marketplace_binding {
+                    Some(binding) => json_text(binding)?.into(),
+                    None => Value::Null,
+                },
             ],
         )
         .await?;

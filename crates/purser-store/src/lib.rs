@@ -17,6 +17,7 @@ pub mod commercial;
 pub mod db;
 pub mod identity;
 pub mod jobs;
+pub mod marketplace;
 pub mod metering;
 pub mod migrate;
 

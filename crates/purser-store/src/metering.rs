@@ -414,7 +414,7 @@ fn slice_columns(row: &Row, first: usize) -> Result<(i64, Vec<u8>, Vec<u8>), Sto
 }
 
 /// Inserts many rows with few statements (one COPY on PostgreSQL).
-async fn insert_rows(
+pub(crate) async fn insert_rows(
     tx: &mut Handle,
     table: &str,
     columns: &[&str],
@@ -1104,7 +1104,7 @@ impl Store {
     }
 
     /// Entitlements (with their offers) by account, for rating.
-    async fn rating_catalogue(&self) -> Result<RatingCatalogue, StoreError> {
+    pub(crate) async fn rating_catalogue(&self) -> Result<RatingCatalogue, StoreError> {
         let offers: HashMap<String, Offer> = self
             .offers()
             .await?
@@ -1766,14 +1766,18 @@ fn daily(rows: Vec<UsageRow>, of: UsageOf) -> Result<Vec<UsageRow>, StoreError> 
         .collect())
 }
 
-struct RatingCatalogue {
-    offers: HashMap<String, Offer>,
-    by_account: HashMap<String, Vec<Entitlement>>,
+pub(crate) struct RatingCatalogue {
+    pub(crate) offers: HashMap<String, Offer>,
+    pub(crate) by_account: HashMap<String, Vec<Entitlement>>,
 }
 
 impl RatingCatalogue {
     /// The entitlement in force at `hour` (the latest started, if several).
-    fn in_force(&self, account_id: &str, hour: Timestamp) -> Option<(&Entitlement, &Offer)> {
+    pub(crate) fn in_force(
+        &self,
+        account_id: &str,
+        hour: Timestamp,
+    ) -> Option<(&Entitlement, &Offer)> {
         self.by_account
             .get(account_id)?
             .iter()

@@ -44,6 +44,19 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_metering_compact.sql"),
         postgres: include_str!("../migrations/postgres/0004_metering_compact.sql"),
     },
+    Migration {
+        version: 5,
+        name: "marketplace",
+        // Tables in the shared subset; the append-only triggers per dialect.
+        sqlite: concat!(
+            include_str!("../migrations/common/0005_marketplace.sql"),
+            include_str!("../migrations/sqlite/0005_marketplace_triggers.sql")
+        ),
+        postgres: concat!(
+            include_str!("../migrations/common/0005_marketplace.sql"),
+            include_str!("../migrations/postgres/0005_marketplace_triggers.sql")
+        ),
+    },
 ];
 
 pub fn latest_version() -> i64 {
