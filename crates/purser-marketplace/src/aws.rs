@@ -1,0 +1,2 @@
+pub struct AwsClient;
+pub struct AwsConfig;

@@ -1,0 +1,212 @@
+//! The HTTP clients Purser reports hourly usage with: Google Service Control
+//! ([`gcp`]), Azure Marketplace metering ([`azure`]) and AWS Marketplace Metering
+//! ([`aws`]), behind one trait, [`MeteringClient`].
+//!
+//! A client takes the ledger's [`UsageRecord`]s for its marketplace, splits them into
+//! requests the marketplace takes (batch size, body limit, grouping), sends them and
+//! gives back one [`RecordOutcome`] per record and every [`Exchange`] it made. What an
+//! outcome means for the ledger is decided in `purser-core`; the clients only read
+//! the marketplaces' answers, each mapping commented with its source.
+//!
+//! Exchanges are Purser's evidence of what was sent and answered: the URL, the body
+//! and the answer, never a credential (no Authorization header, token, client secret
+//! or signature).
+
+mod auth;
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+mod http;
+pub mod limiter;
+pub mod secret;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use purser_core::account::Marketplace;
+/// The exchange type is the core's, so the ledger chains exactly what a client made.
+pub use purser_core::marketplace::exchange::Exchange;
+use purser_core::marketplace::rules::Rules;
+pub use purser_core::marketplace::{Binding, RecordOutcome, UsageRecord};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use aws::{AwsClient, AwsConfig};
+pub use azure::{AzureClient, AzureConfig, AzureUsageEvent};
+pub use gcp::{GcpClient, GcpConfig, GcpCredentials};
+pub use secret::{Secret, SecretSource};
+
+/// A marketplace's metering API.
+#[async_trait::async_trait]
+pub trait MeteringClient: Send + Sync {
+    fn marketplace(&self) -> Marketplace;
+    fn rules(&self) -> &Rules;
+    /// Sends `records` (all of this client's marketplace) in as many requests as the
+    /// marketplace's batch size, body limit and grouping rules need, and returns one
+    /// outcome per record (in the order given) with every exchange made. Never fails
+    /// as a whole: what could not be sent is [`RecordOutcome::Retry`].
+    async fn submit(&self, records: &[UsageRecord]) -> Submission;
+}
+
+/// What one [`MeteringClient::submit`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Submission {
+    /// One per record passed in, in the same order.
+    pub outcomes: Vec<(Uuid, RecordOutcome)>,
+    /// Every HTTP exchange made, token requests included, in the order they started.
+    pub exchanges: Vec<Exchange>,
+    /// The longest `Retry-After` any answer asked for.
+    pub retry_after: Option<Duration>,
+}
+
+impl Submission {
+    /// The outcome of the record with `key` (the first, should a key repeat).
+    pub fn outcome(&self, key: Uuid) -> Option<&RecordOutcome> {
+        self.outcomes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, o)| o)
+    }
+}
+
+/// Why a client could not be built, or a call that is not a submission failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("marketplace client configuration: {0}")]
+    Config(String),
+    #[error("{operation}: no answer: {message}")]
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: HTTP {status}: {message}")]
+    Status {
+        operation: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{operation}: unreadable answer: {message}")]
+    Decode {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("credentials: {0}")]
+    Auth(String),
+}
+
+/// Where a client reads the time, for deciding what has expired. Tests set it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+/// Collects outcomes by record position while a submission runs, so every record ends
+/// with exactly one.
+pub(crate) struct Outcomes {
+    keys: Vec<Uuid>,
+    slots: Vec<Option<RecordOutcome>>,
+}
+
+impl Outcomes {
+    pub(crate) fn new(records: &[UsageRecord]) -> Outcomes {
+        Outcomes {
+            keys: records.iter().map(|r| r.key).collect(),
+            slots: vec![None; records.len()],
+        }
+    }
+
+    pub(crate) fn set(&mut self, index: usize, outcome: RecordOutcome) {
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some(outcome);
+        }
+    }
+
+    pub(crate) fn is_set(&self, index: usize) -> bool {
+        self.slots.get(index).is_some_and(Option::is_some)
+    }
+
+    /// Every record still without an outcome gets `Retry`: nothing is lost by a path
+    /// that forgot one.
+    pub(crate) fn finish(self) -> Vec<(Uuid, RecordOutcome)> {
+        self.keys
+            .into_iter()
+            .zip(self.slots)
+            .map(|(key, slot)| {
+                (
+                    key,
+                    slot.unwrap_or_else(|| retry("no answer was read for this record")),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Not taken, and certainly not applied (throttled, refused before processing,
+/// never sent).
+pub(crate) fn retry(reason: impl Into<String>) -> RecordOutcome {
+    RecordOutcome::Retry {
+        reason: reason.into(),
+        may_have_applied: false,
+    }
+}
+
+/// Not known to be taken, but the request reached the marketplace and may have been
+/// applied (a timeout, a lost answer, a 5xx).
+pub(crate) fn retry_maybe_applied(reason: impl Into<String>) -> RecordOutcome {
+    RecordOutcome::Retry {
+        reason: reason.into(),
+        may_have_applied: true,
+    }
+}
+
+pub(crate) fn refused(code: impl Into<String>, message: impl Into<String>) -> RecordOutcome {
+    RecordOutcome::Refused {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+pub(crate) fn wrong_marketplace(record: &UsageRecord, client: Marketplace) -> RecordOutcome {
+    refused(
+        "wrong_marketplace",
+        format!(
+            "the record is bound to {}, not {} (not sent)",
+            record.binding.marketplace(),
+            client
+        ),
+    )
+}
+
+/// Whether a marketplace's message says the record's time window has closed.
+pub(crate) fn mentions_expiry(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "expired",
+        "too old",
+        "time window",
+        "out of bounds",
+        "outside the allowed",
+        "in the past",
+        "stale",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+pub(crate) fn longest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
