@@ -593,6 +593,7 @@ async fn seed_commercial(
             end: "2027-07-01T00:00:00Z".into(),
             status: Some(status.into()),
             commitments,
+            marketplace_binding: None,
         };
         let entitlement =
             draft.validate(format!("demo-ent-{index:02}"), account.id.0.clone(), offer)?;

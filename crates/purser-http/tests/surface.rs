@@ -221,6 +221,7 @@ async fn world(settings: HttpSettings) -> World {
             end: "2027-01-01T00:00:00Z".into(),
             status: Some("active".into()),
             commitments: Default::default(),
+            marketplace_binding: None,
         }
         .validate(format!("ent-{}", account.id), account.id.0.clone(), &offer)
         .expect("valid entitlement");

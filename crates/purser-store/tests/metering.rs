@@ -134,6 +134,7 @@ async fn setup(store: &Store) -> (purser_core::Account, purser_core::Account) {
                 overage_reporting: None,
             },
         )]),
+        marketplace_binding: None,
     }
     .validate("ent-1".into(), open.id.0.clone(), &offer)
     .unwrap();

@@ -802,6 +802,7 @@ fn entitlement_for(
                 overage_reporting: None,
             },
         )]),
+        marketplace_binding: None,
     }
     .validate(format!("ent-{}", account.id), account.id.0.clone(), offer)
     .expect("valid entitlement")

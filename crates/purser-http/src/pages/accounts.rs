@@ -223,6 +223,7 @@ impl EntitlementForm {
             end: self.end.clone(),
             status: Some(self.status.clone()).filter(|s| !s.is_empty()),
             commitments,
+            marketplace_binding: None,
         }
     }
 }
