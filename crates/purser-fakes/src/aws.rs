@@ -187,7 +187,12 @@ impl AwsFake {
         );
     }
 
-    pub fn set_customer_subscribed(&self, customer_identifier: &str, product_code: &str, subscribed: bool) {
+    pub fn set_customer_subscribed(
+        &self,
+        customer_identifier: &str,
+        product_code: &str,
+        subscribed: bool,
+    ) {
         self.ledger().identifiers.insert(
             (customer_identifier.to_owned(), product_code.to_owned()),
             subscribed,
@@ -316,21 +321,48 @@ fn refused(state: &AppState, response: Response) -> Response {
     response
 }
 
-async fn answer(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+async fn answer(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let contract = state.contract;
     state.fake.ledger().counts.requests += 1;
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let expected_target = format!("{}.BatchMeterUsage", contract.target_prefix);
     if method != Method::POST || uri.path() != "/" || target != Some(expected_target.as_str()) {
-        return refused(state, bad("UnknownOperationException", "The operation is not supported by this fake."));
+        return refused(
+            state,
+            bad(
+                "UnknownOperationException",
+                "The operation is not supported by this fake.",
+            ),
+        );
     }
     let content_type = format!("application/x-amz-json-{}", contract.json_version);
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with(&content_type) {
-        return refused(state, bad("UnknownOperationException", &format!("Content-Type must be {content_type}.")));
+        return refused(
+            state,
+            bad(
+                "UnknownOperationException",
+                &format!("Content-Type must be {content_type}."),
+            ),
+        );
     }
     if body.len() >= MAX_BODY_BYTES {
-        return refused(state, bad("ValidationException", "Request size must be less than 1 MB."));
+        return refused(
+            state,
+            bad(
+                "ValidationException",
+                "Request size must be less than 1 MB.",
+            ),
+        );
     }
     let header_list: Vec<(String, String)> = headers
         .iter()
@@ -356,13 +388,30 @@ async fn answer(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMa
     match signed {
         Ok(()) => {}
         Err(sigv4::SigError::Missing) => {
-            return refused(state, error(StatusCode::FORBIDDEN, "MissingAuthenticationTokenException", "Missing Authentication Token"));
+            return refused(
+                state,
+                error(
+                    StatusCode::FORBIDDEN,
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                ),
+            );
         }
         Err(sigv4::SigError::UnknownKey) => {
-            return refused(state, error(StatusCode::FORBIDDEN, "UnrecognizedClientException", "The security token included in the request is invalid."));
+            return refused(
+                state,
+                error(
+                    StatusCode::FORBIDDEN,
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                ),
+            );
         }
         Err(sigv4::SigError::Invalid(message)) => {
-            return refused(state, error(StatusCode::FORBIDDEN, "InvalidSignatureException", &message));
+            return refused(
+                state,
+                error(StatusCode::FORBIDDEN, "InvalidSignatureException", &message),
+            );
         }
     }
     if let Some(bucket) = &state.bucket {
@@ -381,7 +430,11 @@ async fn answer(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMa
         }
         Fault::Unavailable => {
             state.fake.ledger().counts.faults += 1;
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceErrorException", "An internal error has occurred. Retry your request.");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServiceErrorException",
+                "An internal error has occurred. Retry your request.",
+            );
         }
         Fault::DropBeforeApply => {
             state.fake.ledger().counts.faults += 1;
@@ -429,14 +482,24 @@ struct Batch {
 }
 
 fn validation(message: String) -> Response {
-    bad("ValidationException", &format!("1 validation error detected: {message}"))
+    bad(
+        "ValidationException",
+        &format!("1 validation error detected: {message}"),
+    )
 }
 
-fn string_field<'a>(obj: &'a Map<String, Value>, name: &str, at: &str) -> Result<Option<&'a str>, Response> {
+fn string_field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+    at: &str,
+) -> Result<Option<&'a str>, Response> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(bad("SerializationException", &format!("{at}.{name} must be a string"))),
+        Some(_) => Err(bad(
+            "SerializationException",
+            &format!("{at}.{name} must be a string"),
+        )),
     }
 }
 
@@ -451,7 +514,9 @@ fn check(shape: &crate::contract::StringShape, value: &str, at: &str) -> Result<
 fn epoch_seconds(value: &Value) -> Option<Timestamp> {
     let Value::Number(n) = value else { return None };
     let text = n.to_string();
-    let seconds = Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)).ok()?;
+    let seconds = Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .ok()?;
     let whole = seconds.trunc();
     let nanos = ((seconds - whole) * Decimal::from(1_000_000_000)).trunc();
     let whole = i64::try_from(whole).ok()?;
@@ -460,10 +525,17 @@ fn epoch_seconds(value: &Value) -> Option<Timestamp> {
 }
 
 fn parse(contract: &AwsContract, body: &[u8]) -> Result<Batch, Response> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| bad("SerializationException", &format!("Could not parse the request body: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(
+            "SerializationException",
+            &format!("Could not parse the request body: {e}"),
+        )
+    })?;
     let Value::Object(request) = value else {
-        return Err(bad("SerializationException", "The request body must be a JSON object."));
+        return Err(bad(
+            "SerializationException",
+            "The request body must be a JSON object.",
+        ));
     };
     for required in &contract.request_required {
         if !request.contains_key(required) {
@@ -479,7 +551,12 @@ fn parse(contract: &AwsContract, body: &[u8]) -> Result<Batch, Response> {
     }
     let records = match request.get("UsageRecords") {
         Some(Value::Array(items)) => items,
-        _ => return Err(bad("SerializationException", "UsageRecords must be a list.")),
+        _ => {
+            return Err(bad(
+                "SerializationException",
+                "UsageRecords must be a list.",
+            ));
+        }
     };
     if records.len() > contract.records_max || records.len() < contract.records_min {
         return Err(validation(format!(
@@ -491,7 +568,10 @@ fn parse(contract: &AwsContract, body: &[u8]) -> Result<Batch, Response> {
     for (i, raw) in records.iter().enumerate() {
         let at = format!("usageRecords.{}.member", i + 1);
         let Value::Object(record) = raw else {
-            return Err(bad("SerializationException", &format!("{at} must be an object")));
+            return Err(bad(
+                "SerializationException",
+                &format!("{at} must be an object"),
+            ));
         };
         for required in &contract.record_required {
             if record.get(required).is_none_or(Value::is_null) {
@@ -504,17 +584,32 @@ fn parse(contract: &AwsContract, body: &[u8]) -> Result<Batch, Response> {
         let timestamp = record
             .get("Timestamp")
             .and_then(epoch_seconds)
-            .ok_or_else(|| bad("SerializationException", &format!("{at}.timestamp must be epoch seconds (a number)")))?;
-        let dimension = string_field(record, "Dimension", &at)?.unwrap_or_default().to_owned();
+            .ok_or_else(|| {
+                bad(
+                    "SerializationException",
+                    &format!("{at}.timestamp must be epoch seconds (a number)"),
+                )
+            })?;
+        let dimension = string_field(record, "Dimension", &at)?
+            .unwrap_or_default()
+            .to_owned();
         check(&contract.dimension, &dimension, &format!("{at}.dimension"))?;
         let identifier = string_field(record, "CustomerIdentifier", &at)?;
         let account = string_field(record, "CustomerAWSAccountId", &at)?;
         let license = string_field(record, "LicenseArn", &at)?;
         if let Some(id) = identifier {
-            check(&contract.customer_identifier, id, &format!("{at}.customerIdentifier"))?;
+            check(
+                &contract.customer_identifier,
+                id,
+                &format!("{at}.customerIdentifier"),
+            )?;
         }
         if let Some(id) = account {
-            check(&contract.customer_account_id, id, &format!("{at}.customerAWSAccountId"))?;
+            check(
+                &contract.customer_account_id,
+                id,
+                &format!("{at}.customerAWSAccountId"),
+            )?;
         }
         if let Some(arn) = license {
             check(&contract.license_arn, arn, &format!("{at}.licenseArn"))?;
@@ -523,12 +618,17 @@ fn parse(contract: &AwsContract, body: &[u8]) -> Result<Batch, Response> {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(bad(
                     "ValidationException",
-                    &format!("{at}: exactly one of CustomerIdentifier and CustomerAWSAccountId is required."),
+                    &format!(
+                        "{at}: exactly one of CustomerIdentifier and CustomerAWSAccountId is required."
+                    ),
                 ));
             }
             (None, Some(account_id)) => {
                 let Some(license_arn) = license else {
-                    return Err(bad("ValidationException", &format!("{at}: CustomerAWSAccountId requires LicenseArn.")));
+                    return Err(bad(
+                        "ValidationException",
+                        &format!("{at}: CustomerAWSAccountId requires LicenseArn."),
+                    ));
                 };
                 if product_code.is_some() {
                     return Err(bad(
@@ -543,10 +643,18 @@ fn parse(contract: &AwsContract, body: &[u8]) -> Result<Batch, Response> {
             }
             (Some(customer_identifier), None) => {
                 let Some(code) = &product_code else {
-                    return Err(bad("ValidationException", &format!("{at}: CustomerIdentifier requires the request's ProductCode.")));
+                    return Err(bad(
+                        "ValidationException",
+                        &format!("{at}: CustomerIdentifier requires the request's ProductCode."),
+                    ));
                 };
                 if license.is_some() {
-                    return Err(bad("ValidationException", &format!("{at}: LicenseArn goes with CustomerAWSAccountId, not CustomerIdentifier.")));
+                    return Err(bad(
+                        "ValidationException",
+                        &format!(
+                            "{at}: LicenseArn goes with CustomerAWSAccountId, not CustomerIdentifier."
+                        ),
+                    ));
                 }
                 AwsCustomer::Identifier {
                     customer_identifier: customer_identifier.to_owned(),
@@ -579,7 +687,11 @@ fn lower_camel(name: &str) -> String {
 }
 
 /// The record's quantity and whether it was sent as `QuantityAsDecimal`.
-fn quantity_of(contract: &AwsContract, record: &Map<String, Value>, at: &str) -> Result<(Decimal, bool), Response> {
+fn quantity_of(
+    contract: &AwsContract,
+    record: &Map<String, Value>,
+    at: &str,
+) -> Result<(Decimal, bool), Response> {
     let whole = record.get("Quantity").filter(|v| !v.is_null());
     let decimal = string_field(record, "QuantityAsDecimal", at)?;
     match (whole, decimal) {
@@ -589,9 +701,12 @@ fn quantity_of(contract: &AwsContract, record: &Map<String, Value>, at: &str) ->
         )),
         (None, None) => Ok((Decimal::ZERO, false)),
         (Some(q), None) => {
-            let n = q
-                .as_i64()
-                .ok_or_else(|| bad("SerializationException", &format!("{at}.quantity must be an integer")))?;
+            let n = q.as_i64().ok_or_else(|| {
+                bad(
+                    "SerializationException",
+                    &format!("{at}.quantity must be an integer"),
+                )
+            })?;
             if n < contract.quantity_min || n > contract.quantity_max {
                 return Err(validation(format!(
                     "Value '{n}' at '{at}.quantity' failed to satisfy constraint: Member must have value between {} and {}",
@@ -601,19 +716,37 @@ fn quantity_of(contract: &AwsContract, record: &Map<String, Value>, at: &str) ->
             Ok((Decimal::from(n), false))
         }
         (None, Some(text)) => {
-            check(&contract.quantity_decimal, text, &format!("{at}.quantityAsDecimal"))?;
-            let q = Decimal::from_str(text)
-                .map_err(|_| validation(format!("Value '{text}' at '{at}.quantityAsDecimal' is not a decimal")))?;
+            check(
+                &contract.quantity_decimal,
+                text,
+                &format!("{at}.quantityAsDecimal"),
+            )?;
+            let q = Decimal::from_str(text).map_err(|_| {
+                validation(format!(
+                    "Value '{text}' at '{at}.quantityAsDecimal' is not a decimal"
+                ))
+            })?;
             Ok((q, true))
         }
     }
 }
 
-fn allocations(contract: &AwsContract, record: &Map<String, Value>, at: &str, quantity: Decimal, decimal: bool) -> Result<(), Response> {
+fn allocations(
+    contract: &AwsContract,
+    record: &Map<String, Value>,
+    at: &str,
+    quantity: Decimal,
+    decimal: bool,
+) -> Result<(), Response> {
     let list = match record.get("UsageAllocations") {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(list)) => list,
-        Some(_) => return Err(bad("SerializationException", &format!("{at}.usageAllocations must be a list"))),
+        Some(_) => {
+            return Err(bad(
+                "SerializationException",
+                &format!("{at}.usageAllocations must be a list"),
+            ));
+        }
     };
     let invalid = |m: String| bad("InvalidUsageAllocationsException", &m);
     if list.len() < contract.allocations_min || list.len() > contract.allocations_max {
@@ -626,18 +759,31 @@ fn allocations(contract: &AwsContract, record: &Map<String, Value>, at: &str, qu
     for (j, allocation) in list.iter().enumerate() {
         let aat = format!("{at}.usageAllocations.{}.member", j + 1);
         let Value::Object(allocation) = allocation else {
-            return Err(bad("SerializationException", &format!("{aat} must be an object")));
+            return Err(bad(
+                "SerializationException",
+                &format!("{aat} must be an object"),
+            ));
         };
-        let whole = allocation.get("AllocatedUsageQuantity").filter(|v| !v.is_null());
+        let whole = allocation
+            .get("AllocatedUsageQuantity")
+            .filter(|v| !v.is_null());
         let text = string_field(allocation, "AllocatedUsageQuantityAsDecimal", &aat)?;
         let amount = match (whole, text, decimal) {
             (Some(q), None, false) => q
                 .as_i64()
                 .filter(|n| *n >= 0 && *n <= contract.quantity_max)
                 .map(Decimal::from)
-                .ok_or_else(|| invalid(format!("{aat}: AllocatedUsageQuantity must be a whole number in range.")))?,
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{aat}: AllocatedUsageQuantity must be a whole number in range."
+                    ))
+                })?,
             (None, Some(t), true) => {
-                check(&contract.quantity_decimal, t, &format!("{aat}.allocatedUsageQuantityAsDecimal"))?;
+                check(
+                    &contract.quantity_decimal,
+                    t,
+                    &format!("{aat}.allocatedUsageQuantityAsDecimal"),
+                )?;
                 Decimal::from_str(t).map_err(|_| invalid(format!("{aat}: not a decimal")))?
             }
             _ => {
@@ -650,21 +796,36 @@ fn allocations(contract: &AwsContract, record: &Map<String, Value>, at: &str, qu
         let tags = match allocation.get("Tags") {
             None | Some(Value::Null) => &Vec::new(),
             Some(Value::Array(tags)) => tags,
-            Some(_) => return Err(bad("SerializationException", &format!("{aat}.tags must be a list"))),
+            Some(_) => {
+                return Err(bad(
+                    "SerializationException",
+                    &format!("{aat}.tags must be a list"),
+                ));
+            }
         };
         if !tags.is_empty() && (tags.len() < contract.tags_min || tags.len() > contract.tags_max) {
-            return Err(bad("InvalidTagException", &format!("{aat}: at most {} tags.", contract.tags_max)));
+            return Err(bad(
+                "InvalidTagException",
+                &format!("{aat}: at most {} tags.", contract.tags_max),
+            ));
         }
         for tag in tags {
             let key = tag.get("Key").and_then(Value::as_str);
             let value = tag.get("Value").and_then(Value::as_str);
             let (Some(key), Some(value)) = (key, value) else {
-                return Err(bad("InvalidTagException", &format!("{aat}: a tag needs Key and Value.")));
+                return Err(bad(
+                    "InvalidTagException",
+                    &format!("{aat}: a tag needs Key and Value."),
+                ));
             };
             if let Some(m) = contract
                 .tag_key
                 .violation(key, &format!("{aat}.tags.key"))
-                .or_else(|| contract.tag_value.violation(value, &format!("{aat}.tags.value")))
+                .or_else(|| {
+                    contract
+                        .tag_value
+                        .violation(value, &format!("{aat}.tags.value"))
+                })
             {
                 return Err(bad("InvalidTagException", &m));
             }
@@ -683,21 +844,31 @@ fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result
     // Whole-request checks first: nothing is applied unless every record passes.
     if let Some(code) = &batch.product_code {
         if !ledger.products.contains_key(code) {
-            return Err(bad("InvalidProductCodeException", "The product code passed does not match the product code used for publishing the product."));
+            return Err(bad(
+                "InvalidProductCodeException",
+                "The product code passed does not match the product code used for publishing the product.",
+            ));
         }
     }
     for (i, record) in batch.records.iter().enumerate() {
         let dimensions = match &record.customer {
-            AwsCustomer::Account { account_id, license_arn } => match ledger.licenses.get(license_arn) {
+            AwsCustomer::Account {
+                account_id,
+                license_arn,
+            } => match ledger.licenses.get(license_arn) {
                 Some(license) if license.account_id == *account_id => &license.dimensions,
                 _ => {
                     return Err(bad(
                         "InvalidLicenseException",
-                        &format!("usageRecords.{}: the LicenseArn is not valid or does not match the customer.", i + 1),
+                        &format!(
+                            "usageRecords.{}: the LicenseArn is not valid or does not match the customer.",
+                            i + 1
+                        ),
                     ));
                 }
             },
-            AwsCustomer::Identifier { product_code, .. } => match ledger.products.get(product_code) {
+            AwsCustomer::Identifier { product_code, .. } => match ledger.products.get(product_code)
+            {
                 Some(dimensions) => dimensions,
                 None => return Err(bad("InvalidProductCodeException", "Unknown product code.")),
             },
@@ -705,7 +876,10 @@ fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result
         if !dimensions.contains(&record.dimension) {
             return Err(bad(
                 "InvalidUsageDimensionException",
-                &format!("The usageDimension {} does not match one of the UsageDimensions associated with the product.", record.dimension),
+                &format!(
+                    "The usageDimension {} does not match one of the UsageDimensions associated with the product.",
+                    record.dimension
+                ),
             ));
         }
     }
@@ -713,7 +887,10 @@ fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result
         if out_of_bounds(record.timestamp, now, state.config.max_future_skew) {
             return Err(bad(
                 "TimestampOutOfBoundsException",
-                &format!("The timestamp {} is out of the allowed range; no record in the request was processed.", record.timestamp),
+                &format!(
+                    "The timestamp {} is out of the allowed range; no record in the request was processed.",
+                    record.timestamp
+                ),
             ));
         }
     }
@@ -733,8 +910,14 @@ fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result
             continue;
         }
         let subscribed = match &record.customer {
-            AwsCustomer::Account { license_arn, .. } => ledger.licenses.get(license_arn).is_some_and(|l| l.subscribed),
-            AwsCustomer::Identifier { customer_identifier, product_code } => ledger
+            AwsCustomer::Account { license_arn, .. } => ledger
+                .licenses
+                .get(license_arn)
+                .is_some_and(|l| l.subscribed),
+            AwsCustomer::Identifier {
+                customer_identifier,
+                product_code,
+            } => ledger
                 .identifiers
                 .get(&(customer_identifier.clone(), product_code.clone()))
                 .copied()
@@ -752,7 +935,9 @@ fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result
             if earlier.quantity == record.quantity {
                 let id = earlier.metering_record_id.clone();
                 ledger.counts.idempotent_resends += 1;
-                results.push(json!({"UsageRecord": record.raw, "MeteringRecordId": id, "Status": "Success"}));
+                results.push(
+                    json!({"UsageRecord": record.raw, "MeteringRecordId": id, "Status": "Success"}),
+                );
             } else {
                 ledger.counts.duplicate_records += 1;
                 results.push(json!({"UsageRecord": record.raw, "Status": "DuplicateRecord"}));
@@ -772,13 +957,18 @@ fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result
         });
         ledger.metered.insert(key, index);
         ledger.counts.success += 1;
-        results.push(json!({"UsageRecord": record.raw, "MeteringRecordId": id, "Status": "Success"}));
+        results
+            .push(json!({"UsageRecord": record.raw, "MeteringRecordId": id, "Status": "Success"}));
     }
     Ok(json!({"Results": results, "UnprocessedRecords": unprocessed}))
 }
 
 /// The contract's window (see the module documentation).
-pub(crate) fn out_of_bounds(at: Timestamp, now: Timestamp, max_future_skew: SignedDuration) -> bool {
+pub(crate) fn out_of_bounds(
+    at: Timestamp,
+    now: Timestamp,
+    max_future_skew: SignedDuration,
+) -> bool {
     if at > now + max_future_skew {
         return true;
     }
@@ -806,15 +996,30 @@ mod tests {
         assert!(!out_of_bounds(t("2026-11-20T12:04:00Z"), now, skew));
         assert!(out_of_bounds(t("2026-11-20T12:06:00Z"), now, skew));
         // Previous month's usage: accepted until 06:00 UTC on the first.
-        assert!(!out_of_bounds(t("2026-11-30T23:00:00Z"), t("2026-12-01T05:59:59Z"), skew));
-        assert!(out_of_bounds(t("2026-11-30T23:00:00Z"), t("2026-12-01T06:00:00Z"), skew));
+        assert!(!out_of_bounds(
+            t("2026-11-30T23:00:00Z"),
+            t("2026-12-01T05:59:59Z"),
+            skew
+        ));
+        assert!(out_of_bounds(
+            t("2026-11-30T23:00:00Z"),
+            t("2026-12-01T06:00:00Z"),
+            skew
+        ));
         // The current month's usage is still within 24 hours after 06:00.
-        assert!(!out_of_bounds(t("2026-12-01T00:00:00Z"), t("2026-12-01T07:00:00Z"), skew));
+        assert!(!out_of_bounds(
+            t("2026-12-01T00:00:00Z"),
+            t("2026-12-01T07:00:00Z"),
+            skew
+        ));
     }
 
     #[test]
     fn epoch_seconds_are_read_exactly() {
-        assert_eq!(epoch_seconds(&json!(1_700_000_000)), Some(Timestamp::from_second(1_700_000_000).unwrap()));
+        assert_eq!(
+            epoch_seconds(&json!(1_700_000_000)),
+            Some(Timestamp::from_second(1_700_000_000).unwrap())
+        );
         assert_eq!(
             epoch_seconds(&json!(1_700_000_000.5)),
             Some(Timestamp::new(1_700_000_000, 500_000_000).unwrap())

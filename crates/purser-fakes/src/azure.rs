@@ -159,7 +159,9 @@ impl AzureFake {
     }
 
     pub fn add_resource(&self, resource: AzureResource) {
-        self.ledger().resources.insert(resource.id.clone(), resource);
+        self.ledger()
+            .resources
+            .insert(resource.id.clone(), resource);
     }
 
     /// A Subscribed SaaS subscription of plan `plan_id` with these dimensions.
@@ -246,7 +248,13 @@ pub(crate) fn build(
     (fake, metering, login)
 }
 
-fn aad_error(status: StatusCode, error: &str, code: u32, description: &str, now: Timestamp) -> Response {
+fn aad_error(
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    description: &str,
+    now: Timestamp,
+) -> Response {
     let trace = Uuid::new_v4().to_string();
     (
         status,
@@ -278,23 +286,59 @@ async fn token(
         r
     };
     let Ok(Form(form)) = form else {
-        return refuse(aad_error(StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.", now));
+        return refuse(aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+            now,
+        ));
     };
     if tenant != config.tenant_id {
-        return refuse(aad_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found."), now));
+        return refuse(aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+            now,
+        ));
     }
     let field = |k: &str| form.get(k).map(String::as_str);
     if field("grant_type") != Some("client_credentials") {
-        return refuse(aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.", now));
+        return refuse(aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+            now,
+        ));
     }
     if field("client_id") != Some(config.client_id.as_str()) {
-        return refuse(aad_error(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, "Application was not found in the directory.", now));
+        return refuse(aad_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            "Application was not found in the directory.",
+            now,
+        ));
     }
     if field("client_secret") != Some(config.client_secret.as_str()) {
-        return refuse(aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.", now));
+        return refuse(aad_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+            now,
+        ));
     }
     if field("resource") != Some(METERING_RESOURCE) {
-        return refuse(aad_error(StatusCode::BAD_REQUEST, "invalid_resource", 500011, "The resource principal was not found in the tenant.", now));
+        return refuse(aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            "The resource principal was not found in the tenant.",
+            now,
+        ));
     }
     let access_token = random_token("eyFake.");
     let expires_on = now + config.token_lifetime;
@@ -322,17 +366,29 @@ fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Everything before the events are looked at: auth, api-version, quota, faults.
-fn gate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Fault, Response> {
+fn gate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Fault, Response> {
     let mut ledger = state.fake.ledger();
     ledger.counts.requests += 1;
     let now = state.clock.now();
     let Some(token) = bearer(headers) else {
         ledger.counts.refused += 1;
-        return Err(api_error(StatusCode::UNAUTHORIZED, "Unauthorized", "The authorization token isn't provided."));
+        return Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The authorization token isn't provided.",
+        ));
     };
     if !ledger.tokens.get(token).is_some_and(|exp| *exp > now) {
         ledger.counts.refused += 1;
-        return Err(api_error(StatusCode::FORBIDDEN, "Forbidden", "The authorization token isn't provided, is invalid or expired."));
+        return Err(api_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The authorization token isn't provided, is invalid or expired.",
+        ));
     }
     match query.get("api-version") {
         Some(v) if state.contract.api_versions.contains(v) => {}
@@ -341,12 +397,19 @@ fn gate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) 
             return Err(api_error(
                 StatusCode::BAD_REQUEST,
                 "BadArgument",
-                &format!("The api-version query parameter must be one of {:?}.", state.contract.api_versions),
+                &format!(
+                    "The api-version query parameter must be one of {:?}.",
+                    state.contract.api_versions
+                ),
             ));
         }
     }
     let too_many = || {
-        let mut r = api_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests.");
+        let mut r = api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests.",
+        );
         if let Ok(v) = HeaderValue::from_str(&state.config.retry_after_seconds.to_string()) {
             r.headers_mut().insert("retry-after", v);
         }
@@ -367,7 +430,11 @@ fn gate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) 
         }
         Fault::Unavailable => {
             ledger.counts.faults += 1;
-            Err(api_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "The service is unavailable."))
+            Err(api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service is unavailable.",
+            ))
         }
         Fault::DropBeforeApply => {
             ledger.counts.faults += 1;
@@ -400,7 +467,9 @@ fn parse_time(text: &str) -> Option<Timestamp> {
 
 fn number_decimal(n: &serde_json::Number) -> Option<Decimal> {
     let text = n.to_string();
-    Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)).ok()
+    Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .ok()
 }
 
 fn parse_event(contract: &AzureContract, raw: &Value) -> Result<Event, (&'static str, String)> {
@@ -417,7 +486,11 @@ fn parse_event(contract: &AzureContract, raw: &Value) -> Result<Event, (&'static
             (id, "resourceId")
         }
         (None, Some(uri)) => (uri, "resourceUri"),
-        (Some(_), Some(_)) => return Err(bad("Only one of resourceId and resourceUri may be given.".into())),
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "Only one of resourceId and resourceUri may be given.".into()
+            ));
+        }
         (None, None) => return Err(bad("The resourceId is required.".into())),
     };
     for required in &contract.event_required {
@@ -426,10 +499,13 @@ fn parse_event(contract: &AzureContract, raw: &Value) -> Result<Event, (&'static
         }
     }
     let quantity = match obj.get("quantity") {
-        Some(Value::Number(n)) => number_decimal(n).ok_or_else(|| bad("The quantity is not a number.".into()))?,
+        Some(Value::Number(n)) => {
+            number_decimal(n).ok_or_else(|| bad("The quantity is not a number.".into()))?
+        }
         _ => return Err(bad("The quantity must be a number.".into())),
     };
-    let dimension = text("dimension").ok_or_else(|| bad("The dimension must be a string.".into()))?;
+    let dimension =
+        text("dimension").ok_or_else(|| bad("The dimension must be a string.".into()))?;
     let plan_id = text("planId").ok_or_else(|| bad("The planId must be a string.".into()))?;
     let effective_start_time = text("effectiveStartTime")
         .as_deref()
@@ -447,11 +523,24 @@ fn parse_event(contract: &AzureContract, raw: &Value) -> Result<Event, (&'static
 
 /// The outcome of one event: the status and the item as the contract's
 /// `UsageBatchEventOkMessage` names its fields.
-fn evaluate(state: &AppState, ledger: &mut Ledger, raw: &Value, now: Timestamp, fail: bool) -> (String, Value) {
+fn evaluate(
+    state: &AppState,
+    ledger: &mut Ledger,
+    raw: &Value,
+    now: Timestamp,
+    fail: bool,
+) -> (String, Value) {
     let echo = |status: &str, extra: Value| {
         let mut item = json!({"status": status, "messageTime": now.to_string()});
         if let (Value::Object(item), Value::Object(raw)) = (&mut item, raw) {
-            for k in ["resourceId", "resourceUri", "quantity", "dimension", "effectiveStartTime", "planId"] {
+            for k in [
+                "resourceId",
+                "resourceUri",
+                "quantity",
+                "dimension",
+                "effectiveStartTime",
+                "planId",
+            ] {
                 if let Some(v) = raw.get(k) {
                     item.insert(k.to_owned(), v.clone());
                 }
@@ -464,36 +553,77 @@ fn evaluate(state: &AppState, ledger: &mut Ledger, raw: &Value, now: Timestamp, 
     };
     let refuse = |ledger: &mut Ledger, status: &str, message: String| {
         *ledger.counts.rejected.entry(status.to_owned()).or_insert(0) += 1;
-        (status.to_owned(), echo(status, json!({"error": {"code": status, "message": message}})))
+        (
+            status.to_owned(),
+            echo(
+                status,
+                json!({"error": {"code": status, "message": message}}),
+            ),
+        )
     };
     if fail {
         ledger.counts.faults += 1;
-        return refuse(ledger, "Error", "An internal error occurred; retry the event.".into());
+        return refuse(
+            ledger,
+            "Error",
+            "An internal error occurred; retry the event.".into(),
+        );
     }
     let event = match parse_event(state.contract, raw) {
         Ok(e) => e,
         Err((status, message)) => return refuse(ledger, status, message),
     };
     if event.quantity <= Decimal::ZERO {
-        return refuse(ledger, "InvalidQuantity", "The quantity must be greater than 0.".into());
+        return refuse(
+            ledger,
+            "InvalidQuantity",
+            "The quantity must be greater than 0.".into(),
+        );
     }
     if now.duration_since(event.effective_start_time) >= SignedDuration::from_hours(24) {
-        return refuse(ledger, "Expired", "The effectiveStartTime is more than 24 hours in the past.".into());
+        return refuse(
+            ledger,
+            "Expired",
+            "The effectiveStartTime is more than 24 hours in the past.".into(),
+        );
     }
     if event.effective_start_time > now + state.config.max_future_skew {
-        return refuse(ledger, "BadArgument", "The effectiveStartTime is in the future.".into());
+        return refuse(
+            ledger,
+            "BadArgument",
+            "The effectiveStartTime is in the future.".into(),
+        );
     }
     let Some(resource) = ledger.resources.get(&event.resource).cloned() else {
-        return refuse(ledger, "ResourceNotFound", format!("The {} was not found.", event.resource_field));
+        return refuse(
+            ledger,
+            "ResourceNotFound",
+            format!("The {} was not found.", event.resource_field),
+        );
     };
     if resource.status != AzureStatus::Subscribed {
-        return refuse(ledger, "ResourceNotActive", format!("The resource is {:?}, not Subscribed.", resource.status));
+        return refuse(
+            ledger,
+            "ResourceNotActive",
+            format!("The resource is {:?}, not Subscribed.", resource.status),
+        );
     }
     if resource.plan_id != event.plan_id {
-        return refuse(ledger, "BadArgument", format!("The planId '{}' is not the resource's plan.", event.plan_id));
+        return refuse(
+            ledger,
+            "BadArgument",
+            format!("The planId '{}' is not the resource's plan.", event.plan_id),
+        );
     }
     if !resource.dimensions.contains(&event.dimension) {
-        return refuse(ledger, "InvalidDimension", format!("The dimension '{}' is not in plan '{}'.", event.dimension, resource.plan_id));
+        return refuse(
+            ledger,
+            "InvalidDimension",
+            format!(
+                "The dimension '{}' is not in plan '{}'.",
+                event.dimension, resource.plan_id
+            ),
+        );
     }
     let hour = hour_of(event.effective_start_time);
     let key = (event.resource.clone(), event.dimension.clone(), hour);
@@ -543,7 +673,11 @@ async fn finish(state: &AppState, fault: Fault, response: Response) -> Response 
 fn json_body(state: &AppState, body: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| {
         state.fake.ledger().counts.refused += 1;
-        api_error(StatusCode::BAD_REQUEST, "BadArgument", &format!("The request body is not valid JSON: {e}"))
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            &format!("The request body is not valid JSON: {e}"),
+        )
     })
 }
 
@@ -565,7 +699,13 @@ async fn single(
     let now = state.clock.now();
     let (status, item) = {
         let mut ledger = state.fake.ledger();
-        evaluate(&state, &mut ledger, &raw, now, matches!(fault, Fault::Partial(_)))
+        evaluate(
+            &state,
+            &mut ledger,
+            &raw,
+            now,
+            matches!(fault, Fault::Partial(_)),
+        )
     };
     let response = match status.as_str() {
         "Accepted" => Json(item).into_response(),
@@ -573,7 +713,11 @@ async fn single(
             let error = item.get("error").cloned().unwrap_or(Value::Null);
             (StatusCode::CONFLICT, Json(error)).into_response()
         }
-        "Error" => api_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An internal error occurred."),
+        "Error" => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "An internal error occurred.",
+        ),
         _ => {
             let message = item
                 .pointer("/error/message")
@@ -613,14 +757,21 @@ async fn batch(
     let contract = state.contract;
     let Some(Value::Array(items)) = raw.get("request") else {
         state.fake.ledger().counts.refused += 1;
-        return api_error(StatusCode::BAD_REQUEST, "BadArgument", "The request must hold a 'request' array of usage events.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "The request must hold a 'request' array of usage events.",
+        );
     };
     if items.len() < contract.batch_min || items.len() > contract.batch_max {
         state.fake.ledger().counts.refused += 1;
         return api_error(
             StatusCode::BAD_REQUEST,
             "BadArgument",
-            &format!("The batch must contain between {} and {} usage events.", contract.batch_min, contract.batch_max),
+            &format!(
+                "The batch must contain between {} and {} usage events.",
+                contract.batch_min, contract.batch_max
+            ),
         );
     }
     let failing = match fault {
@@ -668,17 +819,33 @@ async fn listing(
     {
         let mut ledger = state.fake.ledger();
         let now = state.clock.now();
-        let valid = bearer(&headers).is_some_and(|t| ledger.tokens.get(t).is_some_and(|exp| *exp > now));
+        let valid =
+            bearer(&headers).is_some_and(|t| ledger.tokens.get(t).is_some_and(|exp| *exp > now));
         if !valid {
             ledger.counts.refused += 1;
-            return api_error(StatusCode::FORBIDDEN, "Forbidden", "The authorization token isn't provided, is invalid or expired.");
+            return api_error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "The authorization token isn't provided, is invalid or expired.",
+            );
         }
     }
-    if !query.get("api-version").is_some_and(|v| state.contract.api_versions.contains(v)) {
-        return api_error(StatusCode::BAD_REQUEST, "BadArgument", "The api-version query parameter is required.");
+    if !query
+        .get("api-version")
+        .is_some_and(|v| state.contract.api_versions.contains(v))
+    {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "The api-version query parameter is required.",
+        );
     }
     let Some(start) = query.get("usageStartDate").and_then(|s| date_param(s)) else {
-        return api_error(StatusCode::BAD_REQUEST, "BadArgument", "usageStartDate is required (ISO 8601).");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "usageStartDate is required (ISO 8601).",
+        );
     };
     // The contract spells it UsageEndDate; accept either case. A bare date includes that day.
     let end = query
@@ -686,27 +853,58 @@ async fn listing(
         .or_else(|| query.get("usageEndDate"))
         .map(|s| {
             let inclusive_day = !s.contains('T');
-            date_param(s).map(|t| if inclusive_day { t + SignedDuration::from_hours(24) } else { t })
+            date_param(s).map(|t| {
+                if inclusive_day {
+                    t + SignedDuration::from_hours(24)
+                } else {
+                    t
+                }
+            })
         });
     let end = match end {
-        Some(None) => return api_error(StatusCode::BAD_REQUEST, "BadArgument", "UsageEndDate must be ISO 8601."),
+        Some(None) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "BadArgument",
+                "UsageEndDate must be ISO 8601.",
+            );
+        }
         Some(Some(t)) => t,
         None => state.clock.now() + SignedDuration::from_hours(24),
     };
     let ledger = state.fake.ledger();
     let mut rows: BTreeMap<(Timestamp, String, String, String), (Decimal, u64)> = BTreeMap::new();
-    for e in ledger.events.iter().filter(|e| e.effective_start_time >= start && e.effective_start_time < end) {
+    for e in ledger
+        .events
+        .iter()
+        .filter(|e| e.effective_start_time >= start && e.effective_start_time < end)
+    {
         let keep = |k: &str, v: &str| query.get(k).is_none_or(|want| want == v);
-        let offer = ledger.resources.get(&e.resource).map(|r| r.offer_id.as_str()).unwrap_or("");
-        if !(keep("planId", &e.plan_id) && keep("dimension", &e.dimension) && keep("resourceId", &e.resource) && keep("offerId", offer)) {
+        let offer = ledger
+            .resources
+            .get(&e.resource)
+            .map(|r| r.offer_id.as_str())
+            .unwrap_or("");
+        if !(keep("planId", &e.plan_id)
+            && keep("dimension", &e.dimension)
+            && keep("resourceId", &e.resource)
+            && keep("offerId", offer))
+        {
             continue;
         }
         if query.get("reconStatus").is_some_and(|s| s != "Accepted") {
             continue;
         }
-        let day = Timestamp::from_second(e.effective_start_time.as_second().div_euclid(86_400) * 86_400).unwrap_or(e.hour);
+        let day =
+            Timestamp::from_second(e.effective_start_time.as_second().div_euclid(86_400) * 86_400)
+                .unwrap_or(e.hour);
         let row = rows
-            .entry((day, e.resource.clone(), e.dimension.clone(), e.plan_id.clone()))
+            .entry((
+                day,
+                e.resource.clone(),
+                e.dimension.clone(),
+                e.plan_id.clone(),
+            ))
             .or_insert((Decimal::ZERO, 0));
         row.0 += e.quantity;
         row.1 += 1;
@@ -714,7 +912,11 @@ async fn listing(
     let body: Vec<Value> = rows
         .into_iter()
         .map(|((day, resource, dimension, plan), (quantity, count))| {
-            let offer = ledger.resources.get(&resource).map(|r| r.offer_id.clone()).unwrap_or_default();
+            let offer = ledger
+                .resources
+                .get(&resource)
+                .map(|r| r.offer_id.clone())
+                .unwrap_or_default();
             json!({
                 "usageDate": day.to_string(),
                 "usageResourceId": resource,

@@ -93,13 +93,22 @@ mod tests {
         let clock = FakeClock::fixed(at);
         assert_eq!(clock.now(), at);
         clock.advance(SignedDuration::from_hours(2));
-        assert_eq!(clock.now(), "2026-11-30T12:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            clock.now(),
+            "2026-11-30T12:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 
     #[test]
     fn hours_and_months() {
         let at: Timestamp = "2026-11-30T10:59:59.9Z".parse().unwrap();
-        assert_eq!(hour_of(at), "2026-11-30T10:00:00Z".parse::<Timestamp>().unwrap());
-        assert_eq!(month_start(at), "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            hour_of(at),
+            "2026-11-30T10:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            month_start(at),
+            "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

@@ -188,7 +188,10 @@ fn strings_at(doc: &Value, path: &[&str]) -> Result<Vec<String>, FakeError> {
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect()),
-        Ok(_) => Err(FakeError::Contract(format!("{} is not a list", path.join(".")))),
+        Ok(_) => Err(FakeError::Contract(format!(
+            "{} is not a list",
+            path.join(".")
+        ))),
         Err(e) => Err(e),
     }
 }
@@ -196,9 +199,9 @@ fn strings_at(doc: &Value, path: &[&str]) -> Result<Vec<String>, FakeError> {
 fn aws_string(model: &Value, shape: &str) -> Result<StringShape, FakeError> {
     let s = at(model, &["shapes", shape])?;
     let pattern = match s.get("pattern").and_then(Value::as_str) {
-        Some(p) => Some(
-            Regex::new(p).map_err(|e| FakeError::Contract(format!("{shape}.pattern: {e}")))?,
-        ),
+        Some(p) => {
+            Some(Regex::new(p).map_err(|e| FakeError::Contract(format!("{shape}.pattern: {e}")))?)
+        }
         None => None,
     };
     let len = |k: &str| {
@@ -281,8 +284,14 @@ fn load_azure(doc: &Value) -> Result<AzureContract, FakeError> {
     Ok(AzureContract {
         base_path,
         api_versions: strings_at(schemas, &["ApiVersion", "enum"])?,
-        batch_min: usize_at(schemas, &["BatchUsageEvent", "properties", "request", "minItems"])?,
-        batch_max: usize_at(schemas, &["BatchUsageEvent", "properties", "request", "maxItems"])?,
+        batch_min: usize_at(
+            schemas,
+            &["BatchUsageEvent", "properties", "request", "minItems"],
+        )?,
+        batch_max: usize_at(
+            schemas,
+            &["BatchUsageEvent", "properties", "request", "maxItems"],
+        )?,
         event_properties,
         event_required,
         statuses: strings_at(schemas, &["StatusEnum", "enum"])?,
@@ -294,7 +303,13 @@ fn load_gcp(doc: &Value) -> Result<GcpContract, FakeError> {
     let methods = at(doc, &["resources", "services", "methods"])?;
     let description = str_at(
         doc,
-        &["schemas", "ReportRequest", "properties", "operations", "description"],
+        &[
+            "schemas",
+            "ReportRequest",
+            "properties",
+            "operations",
+            "description",
+        ],
     )?;
     let limit = Regex::new(r"no larger than (\d+)\s*MB")
         .map_err(|e| FakeError::Contract(e.to_string()))?
@@ -302,10 +317,19 @@ fn load_gcp(doc: &Value) -> Result<GcpContract, FakeError> {
         .and_then(|c| c.get(1))
         .and_then(|m| m.as_str().parse::<usize>().ok())
         .ok_or_else(|| FakeError::Contract("ReportRequest size limit not found".into()))?;
-    let check_error_codes = strings_at(doc, &["schemas", "CheckError", "properties", "code", "enum"])?;
-    for code in ["CONSUMER_INVALID", "SERVICE_NOT_ACTIVATED", "BILLING_DISABLED"] {
+    let check_error_codes = strings_at(
+        doc,
+        &["schemas", "CheckError", "properties", "code", "enum"],
+    )?;
+    for code in [
+        "CONSUMER_INVALID",
+        "SERVICE_NOT_ACTIVATED",
+        "BILLING_DISABLED",
+    ] {
         if !check_error_codes.iter().any(|c| c == code) {
-            return Err(FakeError::Contract(format!("CheckError.code has no {code}")));
+            return Err(FakeError::Contract(format!(
+                "CheckError.code has no {code}"
+            )));
         }
     }
     Ok(GcpContract {

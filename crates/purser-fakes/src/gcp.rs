@@ -163,7 +163,10 @@ impl GcpFake {
     }
 
     pub fn add_service(&self, service: &str) {
-        self.ledger().services.entry(service.to_owned()).or_default();
+        self.ledger()
+            .services
+            .entry(service.to_owned())
+            .or_default();
     }
 
     /// Registers `metric` (short name, or `<service>/<metric>`) with its value type.
@@ -233,7 +236,10 @@ impl GcpFake {
                 if start > r {
                     out.push(Continuity::Gap { from: r, to: start });
                 } else if start < r {
-                    out.push(Continuity::Overlap { from: start, to: end.min(r) });
+                    out.push(Continuity::Overlap {
+                        from: start,
+                        to: end.min(r),
+                    });
                 }
             }
             reach = Some(reach.map_or(end, |r| r.max(end)));
@@ -282,7 +288,10 @@ pub(crate) fn build(
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .with_state(state.clone());
     let metadata = Router::new()
-        .route("/computeMetadata/v1/instance/service-accounts/default/token", get(metadata_token))
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+            get(metadata_token),
+        )
         .route("/computeMetadata/v1/project/project-id", get(project_id))
         .with_state(state);
     (fake, control, metadata)
@@ -298,14 +307,19 @@ fn google_error(status: StatusCode, name: &str, message: &str) -> Response {
 }
 
 fn metadata_refusal() -> Response {
-    (StatusCode::FORBIDDEN, "Missing required header \"Metadata-Flavor\": \"Google\"\n").into_response()
+    (
+        StatusCode::FORBIDDEN,
+        "Missing required header \"Metadata-Flavor\": \"Google\"\n",
+    )
+        .into_response()
 }
 
 fn flavored(response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
-    response
-        .headers_mut()
-        .insert("metadata-flavor", axum::http::HeaderValue::from_static("Google"));
+    response.headers_mut().insert(
+        "metadata-flavor",
+        axum::http::HeaderValue::from_static("Google"),
+    );
     response
 }
 
@@ -322,7 +336,9 @@ async fn metadata_token(State(state): State<AppState>, headers: HeaderMap) -> Re
     let now = state.clock.now();
     {
         let mut ledger = state.fake.ledger();
-        ledger.tokens.insert(token.clone(), now + state.config.token_lifetime);
+        ledger
+            .tokens
+            .insert(token.clone(), now + state.config.token_lifetime);
         ledger.counts.tokens_issued += 1;
     }
     flavored(Json(json!({
@@ -353,7 +369,13 @@ async fn control(
     };
     let now = state.clock.now();
     let authorized = bearer(&headers).is_some_and(|t| {
-        t == state.config.token || state.fake.ledger().tokens.get(t).is_some_and(|exp| *exp > now)
+        t == state.config.token
+            || state
+                .fake
+                .ledger()
+                .tokens
+                .get(t)
+                .is_some_and(|exp| *exp > now)
     });
     if !authorized {
         return refuse(google_error(
@@ -363,25 +385,43 @@ async fn control(
         ));
     }
     let Some((service, method)) = target.rsplit_once(':') else {
-        return refuse(google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Method not found."));
+        return refuse(google_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Method not found.",
+        ));
     };
     if method != "check" && method != "report" {
-        return refuse(google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Method not found."));
+        return refuse(google_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Method not found.",
+        ));
     }
     if body.len() > state.contract.report_max_bytes {
-        return refuse(google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Request payload size exceeds the limit: 1000000 bytes."));
+        return refuse(google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Request payload size exceeds the limit: 1000000 bytes.",
+        ));
     }
     if !state.fake.ledger().services.contains_key(service) {
         return refuse(google_error(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
-            &format!("Permission 'servicemanagement.services.{method}' denied on service '{service}'."),
+            &format!(
+                "Permission 'servicemanagement.services.{method}' denied on service '{service}'."
+            ),
         ));
     }
     if let Some(bucket) = &state.bucket {
         if bucket.take().is_err() {
             state.fake.ledger().counts.throttled += 1;
-            return google_error(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Report requests'.");
+            return google_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Report requests'.",
+            );
         }
     }
     let fault = state.fake.faults.draw();
@@ -390,11 +430,19 @@ async fn control(
             let mut ledger = state.fake.ledger();
             ledger.counts.throttled += 1;
             ledger.counts.faults += 1;
-            return google_error(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Report requests'.");
+            return google_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Report requests'.",
+            );
         }
         Fault::Unavailable => {
             state.fake.ledger().counts.faults += 1;
-            return google_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is currently unavailable.");
+            return google_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+            );
         }
         Fault::DropBeforeApply => {
             state.fake.ledger().counts.faults += 1;
@@ -403,7 +451,11 @@ async fn control(
         Fault::None | Fault::TimeoutAfterApply | Fault::Partial(_) => {}
     }
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid JSON payload received."));
+        return refuse(google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload received.",
+        ));
     };
     let response = if method == "check" {
         state.fake.ledger().counts.checks += 1;
@@ -422,18 +474,43 @@ async fn control(
 
 fn check(state: &AppState, service: &str, request: &Map<String, Value>) -> Response {
     let Some(Value::Object(operation)) = request.get("operation") else {
-        return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "operation is required.");
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "operation is required.",
+        );
     };
-    let text = |k: &str| operation.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |k: &str| {
+        operation
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let (Some(operation_id), Some(consumer_id)) = (text("operationId"), text("consumerId")) else {
-        return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "operation.operationId and operation.consumerId are required.");
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "operation.operationId and operation.consumerId are required.",
+        );
     };
     let ledger = state.fake.ledger();
-    let consumer = ledger.services.get(service).and_then(|s| s.consumers.get(consumer_id)).copied();
+    let consumer = ledger
+        .services
+        .get(service)
+        .and_then(|s| s.consumers.get(consumer_id))
+        .copied();
     let error = match consumer {
-        None => Some(("CONSUMER_INVALID", "The consumer is not valid for this service.")),
-        Some(GcpConsumerState::ServiceNotActivated) => Some(("SERVICE_NOT_ACTIVATED", "The consumer has not activated the service.")),
-        Some(GcpConsumerState::BillingDisabled) => Some(("BILLING_DISABLED", "Billing is disabled for the consumer.")),
+        None => Some((
+            "CONSUMER_INVALID",
+            "The consumer is not valid for this service.",
+        )),
+        Some(GcpConsumerState::ServiceNotActivated) => Some((
+            "SERVICE_NOT_ACTIVATED",
+            "The consumer has not activated the service.",
+        )),
+        Some(GcpConsumerState::BillingDisabled) => {
+            Some(("BILLING_DISABLED", "Billing is disabled for the consumer."))
+        }
         Some(GcpConsumerState::Active) => None,
     };
     let mut body = json!({"operationId": operation_id, "serviceConfigId": "purser-fake-config"});
@@ -456,10 +533,12 @@ fn operation_usage(
 ) -> Result<(String, Timestamp, Timestamp, Vec<(String, Decimal)>), (i32, String)> {
     let invalid = |m: String| (3, m);
     let text = |k: &str| op.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let consumer_id = text("consumerId").ok_or_else(|| invalid("consumerId is required.".into()))?;
+    let consumer_id =
+        text("consumerId").ok_or_else(|| invalid("consumerId is required.".into()))?;
     let time = |k: &str| -> Result<Timestamp, (i32, String)> {
         let t = text(k).ok_or_else(|| invalid(format!("{k} is required for report.")))?;
-        t.parse::<Timestamp>().map_err(|_| invalid(format!("{k} '{t}' is not an RFC 3339 timestamp.")))
+        t.parse::<Timestamp>()
+            .map_err(|_| invalid(format!("{k} '{t}' is not an RFC 3339 timestamp.")))
     };
     let start = time("startTime")?;
     let end = time("endTime")?;
@@ -476,9 +555,18 @@ fn operation_usage(
         return Err(invalid(format!("endTime {end} is in the future.")));
     }
     match service.consumers.get(consumer_id) {
-        None => return Err(invalid(format!("consumerId '{consumer_id}' is not a valid consumer of {service_name}."))),
+        None => {
+            return Err(invalid(format!(
+                "consumerId '{consumer_id}' is not a valid consumer of {service_name}."
+            )));
+        }
         Some(GcpConsumerState::Active) => {}
-        Some(state) => return Err((7, format!("consumer '{consumer_id}' cannot be charged: {state:?}."))),
+        Some(state) => {
+            return Err((
+                7,
+                format!("consumer '{consumer_id}' cannot be charged: {state:?}."),
+            ));
+        }
     }
     let sets = match op.get("metricValueSets") {
         Some(Value::Array(sets)) => sets.as_slice(),
@@ -504,17 +592,27 @@ fn operation_usage(
             let int = v.get("int64Value");
             let double = v.get("doubleValue");
             let amount = match (value_type, int, double) {
-                (GcpValueType::Int64, Some(Value::String(s)), None) => i64::from_str(s)
-                    .map(Decimal::from)
-                    .map_err(|_| invalid(format!("int64Value '{s}' of '{name}' is not an int64.")))?,
+                (GcpValueType::Int64, Some(Value::String(s)), None) => {
+                    i64::from_str(s).map(Decimal::from).map_err(|_| {
+                        invalid(format!("int64Value '{s}' of '{name}' is not an int64."))
+                    })?
+                }
                 (GcpValueType::Double, None, Some(Value::Number(n))) => {
                     let t = n.to_string();
                     Decimal::from_str(&t)
                         .or_else(|_| Decimal::from_scientific(&t))
                         .map_err(|_| invalid(format!("doubleValue of '{name}' is out of range.")))?
                 }
-                (GcpValueType::Int64, _, _) => return Err(invalid(format!("metric '{name}' is INT64: send int64Value as a string."))),
-                (GcpValueType::Double, _, _) => return Err(invalid(format!("metric '{name}' is DOUBLE: send doubleValue."))),
+                (GcpValueType::Int64, _, _) => {
+                    return Err(invalid(format!(
+                        "metric '{name}' is INT64: send int64Value as a string."
+                    )));
+                }
+                (GcpValueType::Double, _, _) => {
+                    return Err(invalid(format!(
+                        "metric '{name}' is DOUBLE: send doubleValue."
+                    )));
+                }
             };
             if amount < Decimal::ZERO {
                 return Err(invalid(format!("metric '{name}' has a negative value.")));
@@ -526,17 +624,32 @@ fn operation_usage(
     Ok((consumer_id.to_owned(), start, end, usage))
 }
 
-fn report(state: &AppState, service_name: &str, request: &Map<String, Value>, now: Timestamp, fault: Fault) -> Response {
+fn report(
+    state: &AppState,
+    service_name: &str,
+    request: &Map<String, Value>,
+    now: Timestamp,
+    fault: Fault,
+) -> Response {
     let operations = match request.get("operations") {
         Some(Value::Array(ops)) => ops.as_slice(),
         None | Some(Value::Null) => &[],
-        Some(_) => return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "operations must be a list."),
+        Some(_) => {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "operations must be a list.",
+            );
+        }
     };
     // Whole-request rule first: a metric twice in one operation rejects everything.
     for op in operations {
         let mut seen = std::collections::HashSet::new();
         if let Some(Value::Array(sets)) = op.get("metricValueSets") {
-            for name in sets.iter().filter_map(|s| s.get("metricName").and_then(Value::as_str)) {
+            for name in sets
+                .iter()
+                .filter_map(|s| s.get("metricName").and_then(Value::as_str))
+            {
                 if !seen.insert(name) {
                     state.fake.ledger().counts.refused += 1;
                     return google_error(
@@ -556,7 +669,10 @@ fn report(state: &AppState, service_name: &str, request: &Map<String, Value>, no
     let ledger = &mut *guard;
     let mut errors = Vec::new();
     for (i, op) in operations.iter().enumerate() {
-        let id = op.get("operationId").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let id = op
+            .get("operationId")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
         let Some(id) = id else {
             errors.push(json!({"operationId": "", "status": {"code": 3, "message": "operationId is required."}}));
             continue;
@@ -581,7 +697,8 @@ fn report(state: &AppState, service_name: &str, request: &Map<String, Value>, no
             continue;
         };
         match operation_usage(state, service, service_name, map, now) {
-            Err((code, message)) => errors.push(json!({"operationId": id, "status": {"code": code, "message": message}})),
+            Err((code, message)) => errors
+                .push(json!({"operationId": id, "status": {"code": code, "message": message}})),
             Ok((consumer_id, start, end, usage)) => {
                 service.operations.insert(id.to_owned(), op.clone());
                 for (metric, value) in usage {
@@ -601,7 +718,8 @@ fn report(state: &AppState, service_name: &str, request: &Map<String, Value>, no
         }
     }
     ledger.counts.report_errors += errors.len() as u64;
-    let mut body = json!({"serviceConfigId": "purser-fake-config", "serviceRolloutId": "purser-fake-rollout"});
+    let mut body =
+        json!({"serviceConfigId": "purser-fake-config", "serviceRolloutId": "purser-fake-rollout"});
     if let (false, Value::Object(map)) = (errors.is_empty(), &mut body) {
         map.insert("reportErrors".into(), Value::Array(errors));
     }

@@ -36,8 +36,10 @@ use tokio::task::JoinHandle;
 pub use aws::{AwsConfig, AwsCounts, AwsCustomer, AwsFake, AwsRecord};
 pub use azure::{AzureConfig, AzureCounts, AzureEvent, AzureFake, AzureResource, AzureStatus};
 pub use clock::FakeClock;
-pub use gcp::{Continuity, GcpConfig, GcpConsumerState, GcpCounts, GcpFake, GcpUsage, GcpValueType};
 pub use faults::{Fault, FaultConfig};
+pub use gcp::{
+    Continuity, GcpConfig, GcpConsumerState, GcpCounts, GcpFake, GcpUsage, GcpValueType,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FakeError {
@@ -101,7 +103,8 @@ impl FakeMarketplaces {
             config.latency,
             config.faults.clone(),
         );
-        let (azure_addr, azure_task) = server::spawn("azure", azure_router, receiver.clone()).await?;
+        let (azure_addr, azure_task) =
+            server::spawn("azure", azure_router, receiver.clone()).await?;
         let (azure_login_addr, login_task) =
             server::spawn("azure-login", login_router, receiver.clone()).await?;
         let (gcp, gcp_router, metadata_router) = gcp::build(
@@ -247,9 +250,11 @@ pub fn seed_demo(fakes: &FakeMarketplaces) -> DemoRegistry {
     fakes
         .aws()
         .add_customer(&demo.aws_customer_identifier, &demo.aws_product_code);
-    fakes
-        .azure()
-        .add_subscription(&demo.azure_subscription_id, &demo.azure_plan_id, &dimensions);
+    fakes.azure().add_subscription(
+        &demo.azure_subscription_id,
+        &demo.azure_plan_id,
+        &dimensions,
+    );
     fakes.gcp().add_service(&demo.gcp_service);
     fakes
         .gcp()
@@ -257,6 +262,8 @@ pub fn seed_demo(fakes: &FakeMarketplaces) -> DemoRegistry {
     fakes
         .gcp()
         .add_metric(&demo.gcp_service, "requests", GcpValueType::Int64);
-    fakes.gcp().add_consumer(&demo.gcp_service, &demo.gcp_consumer_id);
+    fakes
+        .gcp()
+        .add_consumer(&demo.gcp_service, &demo.gcp_consumer_id);
     demo
 }

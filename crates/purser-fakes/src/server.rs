@@ -67,22 +67,23 @@ pub(crate) async fn spawn(
             let router = router.clone();
             let mut conn_shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                    let router = router.clone();
-                    async move {
-                        let response = match router.oneshot(request).await {
-                            Ok(response) => response,
-                            Err(never) => match never {},
-                        };
-                        if response.extensions().get::<DropConnection>().is_some() {
-                            // An error from the service makes hyper close the connection
-                            // without writing a response.
-                            Err(DroppedOnPurpose)
-                        } else {
-                            Ok(response)
+                let service =
+                    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                        let router = router.clone();
+                        async move {
+                            let response = match router.oneshot(request).await {
+                                Ok(response) => response,
+                                Err(never) => match never {},
+                            };
+                            if response.extensions().get::<DropConnection>().is_some() {
+                                // An error from the service makes hyper close the connection
+                                // without writing a response.
+                                Err(DroppedOnPurpose)
+                            } else {
+                                Ok(response)
+                            }
                         }
-                    }
-                });
+                    });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
                 tokio::select! {
@@ -149,7 +150,10 @@ pub(crate) fn random_token(prefix: &str) -> String {
 
 /// The bearer token of an `Authorization` header, if any.
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -85,7 +85,9 @@ pub(crate) fn verify(request: &Request<'_>, expected: &Expected<'_>) -> Result<(
         return Err(SigError::UnknownKey);
     }
     if *terminal != "aws4_request" {
-        return Err(invalid("Credential should be scoped with a valid terminator: 'aws4_request'."));
+        return Err(invalid(
+            "Credential should be scoped with a valid terminator: 'aws4_request'.",
+        ));
     }
     if *region != expected.region {
         return Err(SigError::Invalid(format!(
@@ -99,12 +101,18 @@ pub(crate) fn verify(request: &Request<'_>, expected: &Expected<'_>) -> Result<(
             expected.service
         )));
     }
-    let amz_date = header(request, "x-amz-date")
-        .ok_or_else(|| invalid("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?;
-    let signed_at = parse_amz_date(amz_date)
-        .ok_or_else(|| invalid("X-Amz-Date must be in the ISO8601 basic format yyyyMMdd'T'HHmmss'Z'."))?;
+    let amz_date = header(request, "x-amz-date").ok_or_else(|| {
+        invalid(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        )
+    })?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
+        invalid("X-Amz-Date must be in the ISO8601 basic format yyyyMMdd'T'HHmmss'Z'.")
+    })?;
     if !amz_date.starts_with(date) {
-        return Err(invalid("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP."));
+        return Err(invalid(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.",
+        ));
     }
     let skew = expected.now.duration_since(signed_at);
     if skew > expected.max_skew {
@@ -171,7 +179,9 @@ fn uri_encode(bytes: &[u8]) -> String {
 
 fn percent_decode(text: &str) -> Vec<u8> {
     fn hex_digit(b: u8) -> Option<u8> {
-        char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -192,10 +202,18 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-pub(crate) fn canonical_request(request: &Request<'_>, signed: &[String], payload_hash: &str) -> String {
+pub(crate) fn canonical_request(
+    request: &Request<'_>,
+    signed: &[String],
+    payload_hash: &str,
+) -> String {
     // Services other than S3 encode each path segment once more (the received path is
     // already encoded once).
-    let path = if request.path.is_empty() { "/" } else { request.path };
+    let path = if request.path.is_empty() {
+        "/"
+    } else {
+        request.path
+    };
     let canonical_uri = path
         .split('/')
         .map(|segment| uri_encode(segment.as_bytes()))
@@ -207,7 +225,10 @@ pub(crate) fn canonical_request(request: &Request<'_>, signed: &[String], payloa
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (uri_encode(&percent_decode(k)), uri_encode(&percent_decode(v)))
+            (
+                uri_encode(&percent_decode(k)),
+                uri_encode(&percent_decode(v)),
+            )
         })
         .collect();
     query.sort();
@@ -325,10 +346,21 @@ mod tests {
     /// The SigV4 test suite's get-vanilla and post-vanilla cases.
     #[test]
     fn aws_test_suite_vanilla_cases_verify() {
-        vanilla("GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31").unwrap();
-        vanilla("POST", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b").unwrap();
+        vanilla(
+            "GET",
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+        )
+        .unwrap();
+        vanilla(
+            "POST",
+            "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+        )
+        .unwrap();
         assert!(matches!(
-            vanilla("GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf30"),
+            vanilla(
+                "GET",
+                "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf30"
+            ),
             Err(SigError::Invalid(_))
         ));
     }
