@@ -299,7 +299,7 @@ impl MeteringClient for AzureClient {
             }
         };
         let mut unauthorized = false;
-        for batch in batches(
+        for batch in crate::batches(
             items,
             self.rules.max_records_per_request,
             self.rules.max_request_bytes,
@@ -325,31 +325,6 @@ impl MeteringClient for AzureClient {
             retry_after,
         }
     }
-}
-
-/// Splits serialised items into requests of at most `max` items and under `bytes`.
-pub(crate) fn batches(
-    items: Vec<(usize, String)>,
-    max: usize,
-    bytes: usize,
-) -> Vec<Vec<(usize, String)>> {
-    let mut out: Vec<Vec<(usize, String)>> = Vec::new();
-    let mut current: Vec<(usize, String)> = Vec::new();
-    let mut size = 0usize;
-    // Room for the envelope (`{"request":[` … `]}`).
-    let budget = bytes.saturating_sub(32);
-    for (index, item) in items {
-        if !current.is_empty() && (current.len() >= max || size + item.len() + 1 > budget) {
-            out.push(std::mem::take(&mut current));
-            size = 0;
-        }
-        size += item.len() + 1;
-        current.push((index, item));
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 #[derive(Serialize)]

@@ -30,10 +30,6 @@ impl Answer {
         let wait = at.duration_since(Timestamp::now());
         Duration::try_from(wait).ok()
     }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
 }
 
 /// Why no answer came.

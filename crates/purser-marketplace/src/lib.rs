@@ -131,10 +131,6 @@ impl Outcomes {
         }
     }
 
-    pub(crate) fn is_set(&self, index: usize) -> bool {
-        self.slots.get(index).is_some_and(Option::is_some)
-    }
-
     /// Every record still without an outcome gets `Retry`: nothing is lost by a path
     /// that forgot one.
     pub(crate) fn finish(self) -> Vec<(Uuid, RecordOutcome)> {
@@ -209,4 +205,30 @@ pub(crate) fn longest(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
         (a, None) => a,
         (None, b) => b,
     }
+}
+
+/// Splits serialised items into requests of at most `max` items whose bodies stay
+/// under `bytes` (with room for the envelope).
+pub(crate) fn batches(
+    items: Vec<(usize, String)>,
+    max: usize,
+    bytes: usize,
+) -> Vec<Vec<(usize, String)>> {
+    let mut out: Vec<Vec<(usize, String)>> = Vec::new();
+    let mut current: Vec<(usize, String)> = Vec::new();
+    let mut size = 0usize;
+    // Room for the envelope (`{"request":[` … `]}`, AWS's ProductCode of up to 255).
+    let budget = bytes.saturating_sub(512);
+    for (index, item) in items {
+        if !current.is_empty() && (current.len() >= max || size + item.len() + 1 > budget) {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += item.len() + 1;
+        current.push((index, item));
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
