@@ -414,11 +414,11 @@ async fn answer(
             );
         }
     }
-    if let Some(bucket) = &state.bucket {
-        if bucket.take().is_err() {
-            state.fake.ledger().counts.throttled += 1;
-            return bad("ThrottlingException", "Rate exceeded");
-        }
+    if let Some(bucket) = &state.bucket
+        && bucket.take().is_err()
+    {
+        state.fake.ledger().counts.throttled += 1;
+        return bad("ThrottlingException", "Rate exceeded");
     }
     let fault = state.fake.faults.draw();
     match fault {
@@ -842,13 +842,13 @@ fn allocations(
 fn apply(state: &AppState, batch: Batch, now: Timestamp, fault: Fault) -> Result<Value, Response> {
     let mut ledger = state.fake.ledger();
     // Whole-request checks first: nothing is applied unless every record passes.
-    if let Some(code) = &batch.product_code {
-        if !ledger.products.contains_key(code) {
-            return Err(bad(
-                "InvalidProductCodeException",
-                "The product code passed does not match the product code used for publishing the product.",
-            ));
-        }
+    if let Some(code) = &batch.product_code
+        && !ledger.products.contains_key(code)
+    {
+        return Err(bad(
+            "InvalidProductCodeException",
+            "The product code passed does not match the product code used for publishing the product.",
+        ));
     }
     for (i, record) in batch.records.iter().enumerate() {
         let dimensions = match &record.customer {

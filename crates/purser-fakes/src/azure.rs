@@ -382,7 +382,7 @@ fn gate(
             "The authorization token isn't provided.",
         ));
     };
-    if !ledger.tokens.get(token).is_some_and(|exp| *exp > now) {
+    if ledger.tokens.get(token).is_none_or(|exp| *exp <= now) {
         ledger.counts.refused += 1;
         return Err(api_error(
             StatusCode::FORBIDDEN,
@@ -415,11 +415,11 @@ fn gate(
         }
         r
     };
-    if let Some(bucket) = &state.bucket {
-        if bucket.take().is_err() {
-            ledger.counts.throttled += 1;
-            return Err(too_many());
-        }
+    if let Some(bucket) = &state.bucket
+        && bucket.take().is_err()
+    {
+        ledger.counts.throttled += 1;
+        return Err(too_many());
     }
     let fault = state.fake.faults.draw();
     match fault {

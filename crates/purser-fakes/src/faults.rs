@@ -141,8 +141,8 @@ mod tests {
         let xs: Vec<Fault> = (0..50).map(|_| a.draw()).collect();
         let ys: Vec<Fault> = (0..50).map(|_| b.draw()).collect();
         assert_eq!(xs, ys);
-        assert!(xs.iter().any(|f| *f == Fault::Throttle));
-        assert!(xs.iter().any(|f| *f == Fault::None));
+        assert!(xs.contains(&Fault::Throttle));
+        assert!(xs.contains(&Fault::None));
     }
 
     #[test]

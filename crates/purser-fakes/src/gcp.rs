@@ -414,15 +414,15 @@ async fn control(
             ),
         ));
     }
-    if let Some(bucket) = &state.bucket {
-        if bucket.take().is_err() {
-            state.fake.ledger().counts.throttled += 1;
-            return google_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RESOURCE_EXHAUSTED",
-                "Quota exceeded for quota metric 'Report requests'.",
-            );
-        }
+    if let Some(bucket) = &state.bucket
+        && bucket.take().is_err()
+    {
+        state.fake.ledger().counts.throttled += 1;
+        return google_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Report requests'.",
+        );
     }
     let fault = state.fake.faults.draw();
     match fault {
@@ -523,14 +523,17 @@ fn check(state: &AppState, service: &str, request: &Map<String, Value>) -> Respo
     Json(body).into_response()
 }
 
-/// One operation's metric sets, validated: (full metric name, summed value).
+/// One operation, validated: consumer, interval and (full metric name, summed value) per set.
+type OpUsage = (String, Timestamp, Timestamp, Vec<(String, Decimal)>);
+
+/// One operation's metric sets, validated.
 fn operation_usage(
     state: &AppState,
     service: &Service,
     service_name: &str,
     op: &Map<String, Value>,
     now: Timestamp,
-) -> Result<(String, Timestamp, Timestamp, Vec<(String, Decimal)>), (i32, String)> {
+) -> Result<OpUsage, (i32, String)> {
     let invalid = |m: String| (3, m);
     let text = |k: &str| op.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
     let consumer_id =

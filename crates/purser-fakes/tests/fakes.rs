@@ -1,5 +1,8 @@
 //! Every enforced rule exercised over real HTTP.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, SystemTime};
 
 use jiff::{SignedDuration, Timestamp};
