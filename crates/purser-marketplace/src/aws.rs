@@ -345,6 +345,27 @@ impl MeteringClient for AwsClient {
     }
 }
 
+/// The bodies `records` would be sent in (for the contract tests).
+pub(crate) fn bodies(records: &[UsageRecord]) -> Vec<String> {
+    let mut groups: BTreeMap<Option<&str>, Vec<(usize, String)>> = BTreeMap::new();
+    for (index, record) in records.iter().enumerate() {
+        let group = match &record.binding {
+            Binding::AwsLegacy { product_code, .. } => Some(product_code.as_str()),
+            _ => None,
+        };
+        if let Ok(json) = usage_record(record) {
+            groups.entry(group).or_default().push((index, json));
+        }
+    }
+    let mut out = Vec::new();
+    for (group, items) in groups {
+        for batch in crate::batches(items, 25, 1_000_000) {
+            out.push(envelope(group, &batch));
+        }
+    }
+    out
+}
+
 fn envelope(product_code: Option<&str>, batch: &[(usize, String)]) -> String {
     let items: Vec<&str> = batch.iter().map(|(_, r)| r.as_str()).collect();
     match product_code.and_then(|p| serde_json::to_string(p).ok()) {
@@ -646,6 +667,7 @@ pub(crate) fn classify(
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) fn test_client(base: &str) -> AwsClient {
     let mut config = AwsConfig::new(
         "us-east-1",

@@ -702,6 +702,7 @@ pub(crate) fn parse_usage_events(body: &str) -> Result<Vec<AzureUsageEvent>, Str
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) fn test_client(base: &str, login: &str) -> AzureClient {
     let mut config = AzureConfig::new(
         "tenant-1",

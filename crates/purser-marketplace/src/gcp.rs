@@ -512,6 +512,35 @@ impl MeteringClient for GcpClient {
     }
 }
 
+/// The check body of the first record and a report of all (for the contract tests).
+pub(crate) fn bodies(records: &[UsageRecord]) -> (String, String) {
+    let Ok(client) = GcpClient::new(&GcpConfig::new(GcpCredentials::Token {
+        token: SecretSource::Inline(crate::Secret::new("unused")),
+    })) else {
+        return (String::new(), String::new());
+    };
+    let mut ops = Vec::new();
+    let mut check = String::new();
+    for record in records {
+        if let Binding::Gcp {
+            service_name,
+            usage_reporting_id,
+        } = &record.binding
+            && let Ok(op) = client.operation(record, service_name, usage_reporting_id)
+        {
+            if check.is_empty() {
+                check = serde_json::to_string(&CheckRequest { operation: op }).unwrap_or_default();
+                if let Ok(op) = client.operation(record, service_name, usage_reporting_id) {
+                    ops.push(serde_json::to_string(&op).unwrap_or_default());
+                }
+            } else {
+                ops.push(serde_json::to_string(&op).unwrap_or_default());
+            }
+        }
+    }
+    (check, format!("{{\"operations\":[{}]}}", ops.join(",")))
+}
+
 /// `int64Value` (a string, the discovery doc's int64 format) for whole quantities,
 /// else `doubleValue` written with the decimal's exact text.
 fn metric_value(quantity: Decimal) -> Result<MetricValue, String> {
@@ -735,6 +764,7 @@ struct GoogleError {
 
 /// For tests across the crate: a client with a static token pointed at `base`.
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) fn test_client(base: &str) -> GcpClient {
     let mut config = GcpConfig::new(GcpCredentials::Token {
         token: SecretSource::Inline(crate::Secret::new("test-token")),

@@ -232,3 +232,35 @@ pub(crate) fn batches(
     }
     out
 }
+
+/// Request bodies as the clients build them, for contract tests; not for production.
+#[doc(hidden)]
+pub mod testing {
+    use crate::UsageRecord;
+
+    /// The BatchMeterUsage bodies `records` would be sent in.
+    pub fn aws_bodies(records: &[UsageRecord]) -> Vec<String> {
+        crate::aws::bodies(records)
+    }
+
+    /// The batchUsageEvent bodies `records` would be sent in.
+    pub fn azure_bodies(records: &[UsageRecord]) -> Vec<String> {
+        let items: Vec<(usize, String)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| crate::azure::usage_event(r).ok().flatten().map(|b| (i, b)))
+            .collect();
+        crate::batches(items, 25, 1_000_000)
+            .into_iter()
+            .map(|batch| {
+                let items: Vec<&str> = batch.iter().map(|(_, b)| b.as_str()).collect();
+                format!("{{\"request\":[{}]}}", items.join(","))
+            })
+            .collect()
+    }
+
+    /// The check body of the first record and the report body of all of them.
+    pub fn gcp_bodies(records: &[UsageRecord]) -> (String, String) {
+        crate::gcp::bodies(records)
+    }
+}
