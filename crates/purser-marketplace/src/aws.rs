@@ -679,3 +679,101 @@ pub(crate) fn test_client(base: &str) -> AwsClient {
     config.base_url = Some(base.into());
     AwsClient::new(&config).expect("client")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn answer(status: u16, error_type: Option<&str>, body: &str) -> Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = error_type {
+            headers.insert("x-amzn-errortype", t.parse().expect("header"));
+        }
+        Answer {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    fn rec(hour: &str) -> UsageRecord {
+        let hour: Timestamp = hour.parse().expect("hour");
+        UsageRecord {
+            key: Uuid::new_v4(),
+            account_id: "a".into(),
+            dimension: "d".into(),
+            marketplace_dimension: "d".into(),
+            hour,
+            quantity: Decimal::from_str("1").expect("d"),
+            binding: Binding::Aws {
+                customer_aws_account_id: "123456789012".into(),
+                license_arn: "arn:aws:license-manager::123456789012:license:l-1".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn error_names_lose_their_prefix_and_suffix() {
+        let a = answer(
+            400,
+            Some("ThrottlingException:http://internal.amazon.com/"),
+            "{}",
+        );
+        assert_eq!(error_type(&a).0.as_deref(), Some("ThrottlingException"));
+        let b = answer(
+            400,
+            None,
+            r#"{"__type":"com.amazonaws.marketplace#InvalidLicenseException","message":"bad"}"#,
+        );
+        assert_eq!(
+            error_type(&b),
+            (Some("InvalidLicenseException".into()), "bad".into())
+        );
+    }
+
+    #[test]
+    fn out_of_bounds_expires_the_late_records_and_isolates_the_rest() {
+        let rules = Rules::of(Marketplace::Aws).expect("rules");
+        let records = vec![rec("2026-11-09T10:00:00Z"), rec("2026-11-10T12:00:00Z")];
+        let now: Timestamp = "2026-11-10T13:30:00Z".parse().expect("now");
+        let a = answer(
+            400,
+            None,
+            r#"{"__type":"TimestampOutOfBoundsException","message":"too old"}"#,
+        );
+        let v = classify(&records, &[0, 1], &a, &rules, now);
+        assert!(matches!(
+            v[0].1,
+            Verdict::Final(RecordOutcome::Expired { .. })
+        ));
+        assert!(matches!(v[1].1, Verdict::Isolate(_)));
+    }
+
+    #[test]
+    fn results_are_matched_to_records_and_unmentioned_ones_retried() {
+        let rules = Rules::of(Marketplace::Aws).expect("rules");
+        let records = vec![rec("2026-11-10T12:00:00Z"), rec("2026-11-10T11:00:00Z")];
+        let body = format!(
+            r#"{{"Results":[{{"UsageRecord":{{"Timestamp":{}.0,"Dimension":"d","CustomerAWSAccountId":"123456789012","QuantityAsDecimal":"1"}},"MeteringRecordId":"m-1","Status":"Success"}}],"UnprocessedRecords":[]}}"#,
+            records[0].hour.as_second()
+        );
+        let v = classify(
+            &records,
+            &[0, 1],
+            &answer(200, None, &body),
+            &rules,
+            Timestamp::now(),
+        );
+        assert_eq!(
+            v[0].1,
+            Verdict::Final(RecordOutcome::Accepted {
+                marketplace_id: Some("m-1".into())
+            })
+        );
+        assert!(matches!(
+            v[1].1,
+            Verdict::Final(RecordOutcome::Retry { .. })
+        ));
+    }
+}
