@@ -35,6 +35,8 @@ pub struct Config {
     pub token_max_days: i64,
     pub jobs: JobsConfig,
     pub metering: MeteringConfig,
+    /// Endpoints and credentials of the marketplaces usage is reported to.
+    pub marketplaces: crate::marketplace::MarketplacesConfig,
 }
 
 /// Usage events: how long hours stay open and which events are too old or too new.
@@ -94,6 +96,8 @@ pub struct JobsConfig {
     pub audit_verify_seconds: i64,
     /// Period of `metering.close_hours`.
     pub close_hours_seconds: i64,
+    /// Period of `marketplace.submit`.
+    pub marketplace_submit_seconds: i64,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             token_max_days: 365,
             jobs: JobsConfig::default(),
             metering: MeteringConfig::default(),
+            marketplaces: crate::marketplace::MarketplacesConfig::default(),
         }
     }
 }
@@ -122,6 +127,7 @@ impl Default for JobsConfig {
             session_prune_seconds: 300,
             audit_verify_seconds: 3_600,
             close_hours_seconds: 60,
+            marketplace_submit_seconds: 60,
         }
     }
 }

@@ -32,12 +32,30 @@ pub struct Job {
     pub run: Arc<dyn Fn(Store) -> JobFuture + Send + Sync>,
 }
 
-/// Purser's jobs today. Marketplace submission joins here.
+/// Purser's jobs.
 pub fn standard_jobs(
     config: &crate::config::JobsConfig,
     metering: purser_store::metering::MeteringSettings,
+    submitter: crate::marketplace::Submitter,
 ) -> Vec<Job> {
     vec![
+        Job {
+            name: "marketplace.submit",
+            period_seconds: config.marketplace_submit_seconds,
+            run: Arc::new(move |store: Store| {
+                let submitter = submitter.clone();
+                Box::pin(async move {
+                    let report = submitter.run(&store).await.map_err(|e| e.to_string())?;
+                    let summary = report.summary();
+                    if report.at_risk > 0 || report.conflicts > 0 {
+                        // Failed runs show on the jobs page and in the job metrics.
+                        Err(summary)
+                    } else {
+                        Ok(summary)
+                    }
+                })
+            }),
+        },
         Job {
             name: "metering.close_hours",
             period_seconds: config.close_hours_seconds,

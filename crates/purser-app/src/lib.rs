@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod jobs;
+pub mod marketplace;
 pub mod metering;
 
 use std::net::SocketAddr;
@@ -117,11 +118,14 @@ pub async fn serve(
     let address = listener.local_addr()?;
     let (router, _, _) = purser_http::build(AppState::new(store.clone(), http_settings(config)));
     let (stop_jobs, jobs_stopped) = watch::channel(false);
+    let owner = jobs::owner_name();
+    let submitter = marketplace::Submitter::from_config(&config.marketplaces, owner.clone())?;
+    tracing::info!(marketplaces = ?submitter.marketplaces(), "marketplace submission is configured for these marketplaces");
     let scheduler = config.jobs.enabled.then(|| {
         let scheduler = jobs::Scheduler {
             store: store.clone(),
-            jobs: jobs::standard_jobs(&config.jobs, config.metering.settings()),
-            owner: jobs::owner_name(),
+            jobs: jobs::standard_jobs(&config.jobs, config.metering.settings(), submitter),
+            owner,
             lease: jiff::SignedDuration::from_secs(config.jobs.lease_seconds),
         };
         tracing::info!(owner = %scheduler.owner, "periodic jobs run in this process");

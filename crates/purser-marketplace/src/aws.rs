@@ -137,7 +137,9 @@ impl AwsClient {
             .identity(&identity)
             .region(&self.region)
             .name(SIGNING_NAME)
-            .time(SystemTime::now())
+            // The client's clock (the system's, unless a test set it), so that the
+            // signature's time and the expiry decisions agree.
+            .time(SystemTime::from((self.clock)()))
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| format!("signing parameters: {e}"))?
@@ -710,6 +712,7 @@ mod tests {
                 customer_aws_account_id: "123456789012".into(),
                 license_arn: "arn:aws:license-manager::123456789012:license:l-1".into(),
             },
+            whole_units: false,
         }
     }
 

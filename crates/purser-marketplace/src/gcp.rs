@@ -149,7 +149,7 @@ impl GcpClient {
             end_time: end.to_string(),
             metric_value_sets: vec![MetricValueSet {
                 metric_name: format!("{service}/{}", record.marketplace_dimension),
-                metric_values: vec![metric_value(record.quantity)?],
+                metric_values: vec![metric_value(record.quantity, record.whole_units)?],
             }],
             user_labels: &self.user_labels,
         })
@@ -541,14 +541,21 @@ pub(crate) fn bodies(records: &[UsageRecord]) -> (String, String) {
     (check, format!("{{\"operations\":[{}]}}", ops.join(",")))
 }
 
-/// `int64Value` (a string, the discovery doc's int64 format) for whole quantities,
-/// else `doubleValue` written with the decimal's exact text.
-fn metric_value(quantity: Decimal) -> Result<MetricValue, String> {
+/// `int64Value` (a string, the discovery doc's int64 format) for a dimension the offer
+/// reports in whole units (an INT64 metric), else `doubleValue` written with the
+/// decimal's exact text: a value's type must agree with the metric's definition in the
+/// service configuration, whatever the quantity happens to be.
+fn metric_value(quantity: Decimal, whole_units: bool) -> Result<MetricValue, String> {
     if quantity.is_sign_negative() && !quantity.is_zero() {
         return Err(format!("negative quantity {quantity}"));
     }
     let quantity = quantity.normalize();
-    if quantity.fract().is_zero() {
+    if whole_units && !quantity.fract().is_zero() {
+        return Err(format!(
+            "quantity {quantity} is not a whole number of units"
+        ));
+    }
+    if whole_units {
         let whole = quantity.trunc();
         if whole > Decimal::from(i64::MAX) {
             return Err(format!("quantity {quantity} exceeds int64"));

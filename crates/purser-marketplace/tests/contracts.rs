@@ -32,6 +32,7 @@ fn record(m: Marketplace, dim: &str, q: &str, binding: Binding) -> UsageRecord {
         hour,
         quantity: Decimal::from_str(q).expect("d"),
         binding,
+        whole_units: false,
     }
 }
 
@@ -271,9 +272,14 @@ fn gcp_requests_use_only_fields_the_discovery_document_defines() {
         service_name: "product.endpoints.proj.cloud.goog".into(),
         usage_reporting_id: "project_number:1".into(),
     };
+    // A whole-unit dimension is an INT64 metric; any other is DOUBLE, even when its
+    // quantity happens to be whole.
+    let mut whole = record(Marketplace::Gcp, "whole", "17", binding.clone());
+    whole.whole_units = true;
     let records = vec![
-        record(Marketplace::Gcp, "whole", "17", binding.clone()),
-        record(Marketplace::Gcp, "frac", "2.5", binding),
+        whole,
+        record(Marketplace::Gcp, "frac", "2.5", binding.clone()),
+        record(Marketplace::Gcp, "round", "3", binding),
     ];
     let (check, report) = testing::gcp_bodies(&records);
     let mut errors = Vec::new();
@@ -294,6 +300,7 @@ fn gcp_requests_use_only_fields_the_discovery_document_defines() {
     assert!(errors.is_empty(), "{errors:?}");
     assert!(report.contains("\"int64Value\":\"17\""), "{report}");
     assert!(report.contains("\"doubleValue\":2.5"), "{report}");
+    assert!(report.contains("\"doubleValue\":3"), "{report}");
     assert!(
         report.contains(
             "\"startTime\":\"2026-11-10T13:00:00Z\",\"endTime\":\"2026-11-10T14:00:00Z\""

@@ -39,6 +39,7 @@ fn record(
         hour,
         quantity: Decimal::from_str(q).expect("decimal"),
         binding,
+        whole_units: false,
     }
 }
 

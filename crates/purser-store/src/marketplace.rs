@@ -84,7 +84,7 @@ pub struct LedgerRecord {
 
 const RECORD_COLUMNS: &str = "record_key, marketplace, account_id, entitlement_id, dimension, marketplace_dimension, hour, \
      quantity, owed, carried_in, binding, state, attempts, uncertain, next_attempt_at, deadline, alert_at, \
-     outcome, marketplace_id, planned_at, first_sent_at, settled_at, carried_out";
+     outcome, marketplace_id, planned_at, first_sent_at, settled_at, carried_out, whole_units";
 
 fn record_from_row(row: &Row) -> Result<LedgerRecord, StoreError> {
     let key =
@@ -100,6 +100,7 @@ fn record_from_row(row: &Row) -> Result<LedgerRecord, StoreError> {
             marketplace_dimension: row.text(5)?,
             hour: from_micros(row.int(6)?)?,
             quantity: decimal(&row.text(7)?, "marketplace_records.quantity")?,
+            whole_units: row.int(23)? != 0,
             binding,
         },
         marketplace: Marketplace::parse(&row.text(1)?)
@@ -342,6 +343,7 @@ impl Store {
                         Value::Int(rules.alert_at(at).as_microsecond()),
                         Value::Int(now.as_microsecond()),
                         Value::Int(0),
+                        Value::Int(i64::from(record.whole_units)),
                     ]);
                 }
             }
@@ -374,6 +376,7 @@ impl Store {
                 "alert_at",
                 "planned_at",
                 "carried_out",
+                "whole_units",
             ],
             records,
         )
@@ -692,6 +695,65 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// Every entitlement bound to a marketplace, with its offer: whom the marketplaces
+    /// bill, for registering them with test marketplaces and for pages.
+    pub async fn bound_entitlements(
+        &self,
+    ) -> Result<
+        Vec<(
+            purser_core::commercial::Entitlement,
+            purser_core::commercial::Offer,
+        )>,
+        StoreError,
+    > {
+        let catalogue = self.rating_catalogue().await?;
+        let mut bound: Vec<_> = catalogue
+            .by_account
+            .values()
+            .flatten()
+            .filter(|e| e.marketplace_binding.is_some())
+            .filter_map(|e| {
+                catalogue
+                    .offers
+                    .get(&e.offer_id)
+                    .map(|o| (e.clone(), o.clone()))
+            })
+            .collect();
+        bound.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        Ok(bound)
+    }
+
+    /// Records still undelivered whose alarm time has come: the marketplace's window
+    /// closes soon and the revenue is at risk. At most `limit`, oldest first, with the
+    /// total count.
+    pub async fn marketplace_at_risk(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<(i64, Vec<LedgerRecord>), StoreError> {
+        let mut handle = self.db.read().await?;
+        let count = handle
+            .query_one(
+                "SELECT COUNT(*) FROM marketplace_records WHERE state IN ('due', 'sending') AND alert_at <= $1",
+                &[Value::Int(now.as_microsecond())],
+            )
+            .await?
+            .int(0)?;
+        let rows = handle
+            .query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM marketplace_records WHERE state IN ('due', 'sending') AND alert_at <= $1 \
+                     ORDER BY deadline, record_key LIMIT $2"
+                ),
+                &[Value::Int(now.as_microsecond()), Value::Int(limit.max(0))],
+            )
+            .await?;
+        Ok((
+            count,
+            rows.iter().map(record_from_row).collect::<Result<_, _>>()?,
+        ))
+    }
+
     /// The exchanges that carried a record, oldest first.
     pub async fn marketplace_exchanges_for(
         &self,
@@ -892,6 +954,10 @@ fn finding_of(record: &LedgerRecord) -> (Finding, Decimal, Option<String>) {
     match record.state {
         DeliveryState::Accepted => (Finding::Clean, record.record.quantity, None),
         DeliveryState::Due | DeliveryState::Sending => (Finding::Pending, Decimal::ZERO, detail),
+        // A zero record that missed its window owed nothing.
+        DeliveryState::Expired if record.record.quantity.is_zero() => {
+            (Finding::Clean, Decimal::ZERO, detail)
+        }
         DeliveryState::Expired if record.carried_out => (Finding::Carried, Decimal::ZERO, detail),
         DeliveryState::Expired => (Finding::Missing, Decimal::ZERO, detail),
         DeliveryState::Refused => (Finding::Refused, Decimal::ZERO, detail),

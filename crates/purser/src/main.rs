@@ -111,6 +111,25 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Per marketplace, account and hour: what was due, sent and accepted; names every
+    /// record missing, refused, conflicting or over-reported, and exits non-zero when
+    /// anything is off.
+    Reconcile {
+        /// RFC 3339 (default: 31 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Marketplace submission: plan closed hours, send what is due, once, now (the
+    /// `marketplace.submit` job does this every minute in a server).
+    Submit,
+    /// Tools for developers.
+    #[command(subcommand)]
+    Dev(DevCommand),
     /// Accounts, through a running server's API.
     Account {
         #[command(flatten)]
@@ -118,6 +137,14 @@ enum Command {
         #[command(subcommand)]
         command: Box<AccountCommand>,
     },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Start fake Google, Azure and AWS marketplaces that enforce the published
+    /// metering contracts, seeded with demo customers; prints their addresses and the
+    /// configuration that points Purser at them. Runs until interrupted.
+    FakeMarketplaces,
 }
 
 #[derive(Subcommand)]
@@ -385,6 +412,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !purser_app::metering::verify(&config, from, to).await? {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Reconcile { from, to, json } => {
+            let (from, to) = range(from, to, 24 * 31)?;
+            if !purser_app::marketplace::reconcile(&config, from, to, json).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Submit => {
+            let report = purser_app::marketplace::submit_once(&config).await?;
+            println!("{}", report.summary());
+        }
+        Command::Dev(DevCommand::FakeMarketplaces) => {
+            purser_app::marketplace::run_fake_marketplaces(&config).await?;
         }
         Command::Evidence {
             account_id,

@@ -197,6 +197,9 @@ pub struct UsageRecord {
     /// The start of the hour.
     pub hour: Timestamp,
     pub quantity: Decimal,
+    /// Whether the offer reports the dimension in whole units (Google's metric is then
+    /// an INT64 one; otherwise DOUBLE).
+    pub whole_units: bool,
     pub binding: Binding,
 }
 

@@ -175,6 +175,7 @@ pub fn plan_account_hour(
                 marketplace_dimension: dimension.marketplace_name.clone(),
                 hour: hour.hour,
                 quantity: sent.normalize(),
+                whole_units: matches!(dimension.reporting, Reporting::WholeUnits { .. }),
                 binding: binding.clone(),
             });
         planned.push(PlannedDimension {

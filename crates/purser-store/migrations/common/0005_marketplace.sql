@@ -28,6 +28,7 @@ CREATE TABLE marketplace_records (
     owed TEXT NOT NULL,       -- what the hour itself owes
     carried_in TEXT NOT NULL, -- what earlier hours carried into it
     binding TEXT NOT NULL,    -- JSON, as planned
+    whole_units BIGINT NOT NULL, -- 1 when the offer reports the dimension in whole units
     state TEXT NOT NULL,      -- due, sending, accepted, refused, conflict, expired
     attempts BIGINT NOT NULL,
     -- Whether an attempt reached the marketplace without an answer: such a record is
