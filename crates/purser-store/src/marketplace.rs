@@ -82,11 +82,11 @@ pub struct LedgerRecord {
     pub carried_out: bool,
 }
 
-const RECORD_COLUMNS: &str = "record_key, marketplace, account_id, entitlement_id, dimension, marketplace_dimension, hour, \
+pub(crate) const RECORD_COLUMNS: &str = "record_key, marketplace, account_id, entitlement_id, dimension, marketplace_dimension, hour, \
      quantity, owed, carried_in, binding, state, attempts, uncertain, next_attempt_at, deadline, alert_at, \
      outcome, marketplace_id, planned_at, first_sent_at, settled_at, carried_out, whole_units";
 
-fn record_from_row(row: &Row) -> Result<LedgerRecord, StoreError> {
+pub(crate) fn record_from_row(row: &Row) -> Result<LedgerRecord, StoreError> {
     let key =
         Uuid::parse_str(&row.text(0)?).map_err(|e| corrupt("marketplace_records.record_key", e))?;
     let binding: Binding = serde_json::from_str(&row.text(10)?)
@@ -944,7 +944,7 @@ impl ReconcileReport {
     }
 }
 
-fn finding_of(record: &LedgerRecord) -> (Finding, Decimal, Option<String>) {
+pub(crate) fn finding_of(record: &LedgerRecord) -> (Finding, Decimal, Option<String>) {
     let detail = record.outcome.as_ref().and_then(|o| {
         o.get("message")
             .or_else(|| o.get("reason"))
