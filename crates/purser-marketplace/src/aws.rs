@@ -51,6 +51,10 @@ pub struct AwsConfig {
     /// Requests in flight at once (all still paced to the published rate).
     #[serde(default = "crate::default_concurrency")]
     pub concurrency: usize,
+    /// The BatchMeterUsage rate this seller account is granted, when AWS raised the
+    /// published quota (10 a second) on request; the published figure otherwise.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
     #[serde(default = "crate::default_timeout_ms")]
     pub request_timeout_ms: u64,
 }
@@ -64,6 +68,7 @@ impl AwsConfig {
             secret_access_key,
             session_token: None,
             concurrency: crate::default_concurrency(),
+            requests_per_second: None,
             request_timeout_ms: crate::default_timeout_ms(),
         }
     }
@@ -113,7 +118,7 @@ impl AwsClient {
             url: format!("{}/", http::trim_base(&base)),
             region: config.region.clone(),
             credentials,
-            pacer: Pacer::per_second(rules.requests_per_second),
+            pacer: Pacer::per_second(config.requests_per_second.or(rules.requests_per_second)),
             concurrency: config.concurrency.max(1),
             rules,
             clock: system_clock(),
