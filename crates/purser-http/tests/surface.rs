@@ -244,6 +244,7 @@ async fn world(settings: HttpSettings) -> World {
     .validate()
     .expect("valid meter");
     store.create_meter(&actor, &meter).await.expect("meter");
+    seed_marketplace_records(&store, &restricted).await;
     let (router, table, _) = purser_http::build(AppState::new(store.clone(), settings));
     World {
         _db: db,
@@ -257,6 +258,47 @@ async fn world(settings: HttpSettings) -> World {
         offer_id: offer.id,
         entitlements,
     }
+}
+
+/// An AWS ledger record of the last closed hour for each restricted account, refused
+/// with a message naming the account, so the marketplace views have something of
+/// theirs to leak.
+async fn seed_marketplace_records(store: &Store, restricted: &BTreeMap<&str, Account>) {
+    use purser_store::db::Value;
+    let hour = purser_store::metering::hour_start(Timestamp::now() - SignedDuration::from_hours(2))
+        .expect("hour")
+        .as_microsecond();
+    let binding = serde_json::to_string(&purser_core::marketplace::Binding::Aws {
+        customer_aws_account_id: "123456789012".into(),
+        license_arn: "arn:aws:license-manager::123456789012:license:l-0abc".into(),
+    })
+    .expect("binding");
+    let mut tx = store.db().begin().await.expect("begin");
+    for (i, account) in restricted.values().enumerate() {
+        let outcome = serde_json::json!({
+            "kind": "refused", "code": "CustomerNotEntitledException",
+            "message": format!("{} is not subscribed", account.fields.name),
+        });
+        tx.execute(
+            "INSERT INTO marketplace_records (record_key, marketplace, account_id, entitlement_id, dimension, \
+             marketplace_dimension, hour, quantity, owed, carried_in, binding, whole_units, state, attempts, uncertain, \
+             next_attempt_at, deadline, alert_at, outcome, planned_at, carried_out) \
+             VALUES ($1, 'aws', $2, $3, 'capacity', 'Capacity', $4, '1.5', '1.5', '0', $5, 0, 'refused', 1, 0, \
+             $4, $6, $6, $7, $4, 0)",
+            &[
+                format!("00000000-0000-4000-8000-{i:012}").into(),
+                account.id.0.as_str().into(),
+                format!("ent-{}", account.id).into(),
+                Value::Int(hour),
+                binding.as_str().into(),
+                Value::Int(hour + 24 * 3_600_000_000),
+                outcome.to_string().into(),
+            ],
+        )
+        .await
+        .expect("a marketplace record");
+    }
+    tx.commit().await.expect("commit");
 }
 
 impl World {
@@ -287,6 +329,7 @@ impl World {
             .replace("{token_id}", &self.victim_token)
             .replace("{offer_id}", &self.offer_id)
             .replace("{entitlement_id}", &self.entitlements[&account.id.0])
+            .replace("{marketplace}", "aws")
     }
 
     /// A request a determined caller would send: with their credentials, a valid
@@ -605,6 +648,60 @@ async fn every_route_demands_authentication_and_hides_restricted_accounts_from_t
         "the log was read whole: {n_entries_checked} entries"
     );
 
+    // The marketplace views do hold the restricted accounts' records: a cleared caller
+    // sees the us-gov one, with the marketplace's reason.
+    let cleared_admin = world
+        .callers
+        .iter()
+        .find(|c| c.label == "finance-usgov")
+        .expect("caller");
+    // The walk signed every session out: a fresh one for the page.
+    let finance_user = world
+        .store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.username == "finance-usgov")
+        .expect("user");
+    world
+        .store
+        .create_session(
+            &finance_user.id,
+            &secret_digest("finance-fresh"),
+            "csrf",
+            Timestamp::now() + SignedDuration::from_hours(1),
+        )
+        .await
+        .expect("session");
+    for path in [
+        "/v1/marketplace/records",
+        "/v1/marketplace/reconcile",
+        "/marketplaces/aws/records",
+    ] {
+        let mut request = Request::builder().uri(path);
+        request = if path.starts_with("/v1") {
+            request.header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", cleared_admin.token),
+            )
+        } else {
+            request.header(header::COOKIE, "purser_session=finance-fresh")
+        };
+        let response = send(&world.router, request.body(Body::empty()).expect("request")).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.body);
+        let target = &world.restricted["us-gov"];
+        assert!(
+            response.body.contains(&target.id.0),
+            "{path} shows the cleared the us-gov record: {}",
+            response.body
+        );
+        assert!(
+            !leaks(&response.body, &world.restricted["sg-gov"]),
+            "{path}"
+        );
+    }
+
     // The control: a cleared caller does see the account, so the walk above could fail.
     let cleared = world
         .callers
@@ -756,6 +853,33 @@ async fn bad_input_gets_one_clear_error_shape_and_changes_nothing() {
             headers: vec![("authorization", bearer.clone())], body: vec![],
             status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("cursor") },
         BadCase { name: "bad instant", method: Method::GET, path: "/v1/audit?from=yesterday",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("from") },
+        BadCase { name: "unknown marketplace", method: Method::GET, path: "/v1/marketplace/records?marketplace=ibm",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("marketplace") },
+        BadCase { name: "unknown delivery state", method: Method::GET, path: "/v1/marketplace/records?marketplace=aws&state=lost",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("state") },
+        BadCase { name: "bad record hour", method: Method::GET, path: "/v1/marketplace/records?hour=noon",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("hour") },
+        BadCase { name: "record limit out of range", method: Method::GET, path: "/v1/marketplace/records?limit=0",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("limit") },
+        BadCase { name: "negative record offset", method: Method::GET, path: "/v1/marketplace/records?offset=-1",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("offset") },
+        BadCase { name: "bad marketplace hours range", method: Method::GET, path: "/v1/marketplace/hours?from=yesterday",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("from") },
+        BadCase { name: "bad marketplace in hours", method: Method::GET, path: "/v1/marketplace/hours?marketplace=direct",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("marketplace") },
+        BadCase { name: "bad reconcile end", method: Method::GET, path: "/v1/marketplace/reconcile?to=soon",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("to") },
+        BadCase { name: "reconcile backwards", method: Method::GET, path: "/v1/marketplace/reconcile?from=2026-03-01T00:00:00Z&to=2026-02-01T00:00:00Z",
             headers: vec![("authorization", bearer.clone())], body: vec![],
             status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("from") },
         BadCase { name: "unknown API path", method: Method::GET, path: "/v1/nothing-here",

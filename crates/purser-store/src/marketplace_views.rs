@@ -68,10 +68,11 @@ impl MarketplaceHour {
     }
 }
 
-/// Which records of a marketplace to list.
+/// Which records to list.
 #[derive(Debug, Clone)]
 pub struct RecordQuery {
-    pub marketplace: Marketplace,
+    /// One marketplace's, or every marketplace's.
+    pub marketplace: Option<Marketplace>,
     pub account_id: Option<String>,
     /// The hour's start.
     pub hour: Option<Timestamp>,
@@ -348,7 +349,7 @@ impl Store {
         Ok(hours.into_values().collect())
     }
 
-    /// Records of one marketplace the scope may see, oldest hour first, paged. A
+    /// Records (of one marketplace or all) the scope may see, oldest hour first, paged. A
     /// restricted boundary's accounts shown are audited, as listing them would be.
     pub async fn marketplace_record_views(
         &self,
@@ -368,8 +369,10 @@ impl Store {
         let Some(mut sql) = scope_join(scope, &mut params) else {
             return Ok(page);
         };
-        params.push(query.marketplace.as_str().into());
-        sql.push_str(&format!(" AND r.marketplace = ${}", params.len()));
+        if let Some(marketplace) = query.marketplace {
+            params.push(marketplace.as_str().into());
+            sql.push_str(&format!(" AND r.marketplace = ${}", params.len()));
+        }
         if let Some(account_id) = &query.account_id {
             params.push(account_id.as_str().into());
             sql.push_str(&format!(" AND r.account_id = ${}", params.len()));

@@ -274,7 +274,7 @@ both_backends!(
 
         // The refused record with the marketplace's reason, to the cleared only.
         let refused = RecordQuery {
-            marketplace: Marketplace::Aws,
+            marketplace: Some(Marketplace::Aws),
             account_id: None,
             hour: Some(hours(0)),
             state: Some(DeliveryState::Refused),

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod commercial;
 pub mod identity;
+pub mod marketplace;
 pub mod metering;
 pub mod ops;
 
@@ -86,6 +87,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metering::replay_quarantine))
         .routes(routes!(metering::account_usage))
         .routes(routes!(metering::account_evidence))
+        .routes(routes!(marketplace::hours))
+        .routes(routes!(marketplace::records))
+        .routes(routes!(marketplace::reconcile))
         .routes(routes!(
             identity::list_boundaries,
             identity::create_boundary

@@ -1,4 +1,4 @@
-//! The server-rendered pages: sign-in, accounts, metering, users, tokens, the audit
+//! The server-rendered pages: sign-in, accounts, metering, marketplaces, users, tokens, the audit
 //! log, jobs and the API reference. Plain HTML forms with a CSRF token each; no JavaScript
 //! build step. Page handlers call the same store methods and shared helpers as the
 //! API, so a page can never see more than the API would show the same person.
@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod docs;
+mod marketplace;
 mod metering;
 mod signin;
 
@@ -67,10 +68,15 @@ impl Chrome {
 }
 
 fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
-    let links: [(&'static str, &'static str, Option<Permission>); 8] = [
+    let links: [(&'static str, &'static str, Option<Permission>); 9] = [
         ("/accounts", "Accounts", Some(Permission::ReadAccounts)),
         ("/offers", "Offers", Some(Permission::ReadAccounts)),
         ("/metering", "Metering", Some(Permission::ReadMetering)),
+        (
+            "/marketplaces",
+            "Marketplaces",
+            Some(Permission::ReadMetering),
+        ),
         ("/audit", "Audit log", Some(Permission::ReadAudit)),
         ("/users", "Users", Some(Permission::ManageUsers)),
         ("/jobs", "Jobs", Some(Permission::ReadJobs)),
@@ -253,6 +259,24 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             "/metering",
             Access::Session,
             get(metering::page),
+        )
+        .add(
+            Method::GET,
+            "/marketplaces",
+            Access::Session,
+            get(marketplace::overview),
+        )
+        .add(
+            Method::GET,
+            "/marketplaces/reconcile",
+            Access::Session,
+            get(marketplace::reconcile),
+        )
+        .add(
+            Method::GET,
+            "/marketplaces/{marketplace}/records",
+            Access::Session,
+            get(marketplace::records),
         )
         .add(Method::GET, "/users", Access::Session, get(admin::users))
         .add(
