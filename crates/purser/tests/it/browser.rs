@@ -474,3 +474,321 @@ async fn finance_sees_a_week_of_usage_against_the_commitment_and_the_metering_pa
     let ingest = text(&browser, Locator::Id("ingest")).await;
     assert!(ingest.contains("UTC"), "{ingest}");
 }
+
+/// One ledger record, written straight into the database before the server starts.
+struct Seeded<'a> {
+    marketplace: &'a str,
+    account: &'a purser_core::Account,
+    dimension: &'a str,
+    hour: i64,
+    quantity: &'a str,
+    state: &'a str,
+    attempts: i64,
+    /// Hours from now to the alarm (negative: it has gone off).
+    alert_in_hours: i64,
+    outcome: Option<serde_json::Value>,
+}
+
+/// The demo data set, and marketplace records in several states for some of its
+/// accounts (one of them us-gov), in a SQLite file the server then serves.
+async fn seed_marketplace_demo(dir: &std::path::Path) -> (i64, String) {
+    use purser_store::db::Value;
+    use purser_store::{Location, OpenMode, Store};
+    let store = Store::open(&Location::sqlite_in(dir), OpenMode::Write)
+        .await
+        .expect("open");
+    purser_app::demo::seed(&store).await.expect("demo");
+    let system =
+        purser_core::AccountScope::system("test", &store.boundary_rules().await.expect("rules"));
+    let accounts = store
+        .list_accounts(
+            &system,
+            &purser_store::AccountFilter::default(),
+            &purser_store::PageRequest {
+                after: None,
+                limit: Some(500),
+            },
+        )
+        .await
+        .expect("accounts")
+        .items;
+    let named = |name: &str| {
+        accounts
+            .iter()
+            .find(|a| a.fields.name == name)
+            .unwrap_or_else(|| panic!("the demo has {name}"))
+    };
+    let aws = accounts
+        .iter()
+        .find(|a| {
+            a.fields.marketplace == purser_core::Marketplace::Aws
+                && a.fields.boundary.as_str() == "standard"
+        })
+        .expect("an AWS account");
+    let now = jiff::Timestamp::now();
+    const HOUR: i64 = 3_600_000_000;
+    // Three hours ago: closed whatever the minute, and well inside the last 48.
+    let hour = purser_store::metering::hour_start(now - jiff::SignedDuration::from_hours(3))
+        .expect("hour")
+        .as_microsecond();
+    let refused = |message: &str| {
+        Some(json!({"kind": "refused", "code": "PERMISSION_DENIED", "message": message}))
+    };
+    let northwind = named("Northwind Genomics");
+    let defense = named("Defense Logistics Office");
+    let redwood = named("Redwood Insurance");
+    let records = [
+        Seeded {
+            marketplace: "gcp",
+            account: northwind,
+            dimension: "capacity_tib_hours",
+            hour,
+            quantity: "12.5",
+            state: "accepted",
+            attempts: 1,
+            alert_in_hours: 1,
+            outcome: Some(json!({"kind": "accepted", "marketplace_id": "op-1"})),
+        },
+        Seeded {
+            marketplace: "gcp",
+            account: northwind,
+            dimension: "data_written_gib",
+            hour,
+            quantity: "3",
+            state: "refused",
+            attempts: 1,
+            alert_in_hours: 1,
+            outcome: refused("Consumer northwind is not entitled to metric data_written"),
+        },
+        Seeded {
+            marketplace: "gcp",
+            account: defense,
+            dimension: "capacity_tib_hours",
+            hour,
+            quantity: "40",
+            state: "refused",
+            attempts: 2,
+            alert_in_hours: 1,
+            outcome: refused("Consumer defense-logistics has no active entitlement"),
+        },
+        Seeded {
+            marketplace: "gcp",
+            account: defense,
+            dimension: "data_written_gib",
+            hour,
+            quantity: "7",
+            state: "accepted",
+            attempts: 1,
+            alert_in_hours: 1,
+            outcome: Some(json!({"kind": "accepted", "marketplace_id": "op-2"})),
+        },
+        Seeded {
+            marketplace: "azure",
+            account: redwood,
+            dimension: "storage_units",
+            hour,
+            quantity: "5",
+            state: "conflict",
+            attempts: 1,
+            alert_in_hours: 1,
+            outcome: Some(
+                json!({"kind": "conflict", "accepted_quantity": "4", "message": "Duplicate: the accepted event holds 4"}),
+            ),
+        },
+        Seeded {
+            marketplace: "aws",
+            account: aws,
+            dimension: "capacity_tib_hours",
+            hour,
+            quantity: "9",
+            state: "due",
+            attempts: 0,
+            alert_in_hours: -1,
+            outcome: None,
+        },
+    ];
+    let binding = r#"{"kind":"gcp","service_name":"polaris.endpoints.vendor.cloud.goog","usage_reporting_id":"project_number:1"}"#;
+    let mut tx = store.db().begin().await.expect("begin");
+    for (i, r) in records.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO marketplace_records (record_key, marketplace, account_id, entitlement_id, dimension, \
+             marketplace_dimension, hour, quantity, owed, carried_in, binding, whole_units, state, attempts, uncertain, \
+             next_attempt_at, deadline, alert_at, outcome, planned_at, carried_out) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $7, '0', $8, 0, $9, $10, 0, $11, $12, $13, $14, $11, 0)",
+            &[
+                format!("00000000-0000-4000-8000-{i:012}").into(),
+                r.marketplace.into(),
+                r.account.id.0.as_str().into(),
+                format!("ent-{}", r.account.id).into(),
+                r.dimension.into(),
+                Value::Int(r.hour),
+                r.quantity.into(),
+                binding.into(),
+                r.state.into(),
+                Value::Int(r.attempts),
+                Value::Int(r.hour + HOUR),
+                Value::Int(now.as_microsecond() + 20 * HOUR),
+                Value::Int(now.as_microsecond() + r.alert_in_hours * HOUR),
+                r.outcome.as_ref().map_or(Value::Null, |o| o.to_string().into()),
+            ],
+        )
+        .await
+        .expect("a record");
+    }
+    tx.commit().await.expect("commit");
+    drop(store);
+    (hour, defense.id.0.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_sees_marketplace_hours_records_and_reconciliation_without_the_sovereign() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let (hour, defense_id) = seed_marketplace_demo(dir.path()).await;
+    let hour = jiff::Timestamp::from_microsecond(hour).expect("hour");
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+    let browser = driver.browser(&profiles.path().join("finance")).await;
+    sign_in(&browser, &base, "finance", "finance-demo-pass").await;
+
+    // The navigation leads there.
+    browser
+        .find(Locator::LinkText("Marketplaces"))
+        .await
+        .expect("a navigation link")
+        .click()
+        .await
+        .expect("open");
+    let row_id = |m: &str| format!("{m}-{}", hour.strftime("%Y%m%dT%H"));
+    let gcp = wait_text(&browser, Locator::Id(&row_id("gcp"))).await;
+    // hour, records, due, sent, accepted, refused, conflict, expired, at risk: the
+    // us-gov agency's two records are not counted for someone not cleared for it.
+    let cells: Vec<&str> = gcp.split_whitespace().collect();
+    assert!(gcp.contains("UTC"), "{gcp}");
+    assert_eq!(&cells[3..10], &["2", "0", "2", "1", "1", "0", "0"], "{gcp}");
+    assert!(gcp.contains("refused"), "the hour is marked: {gcp}");
+    let marked = browser
+        .find(Locator::Id(&row_id("gcp")))
+        .await
+        .expect("row")
+        .attr("class")
+        .await
+        .expect("class");
+    assert_eq!(marked.as_deref(), Some("attention"));
+    let azure = text(&browser, Locator::Id(&row_id("azure"))).await;
+    assert!(azure.contains("conflict"), "{azure}");
+    let aws = text(&browser, Locator::Id(&row_id("aws"))).await;
+    assert!(aws.contains("at risk"), "{aws}");
+    assert_eq!(
+        aws.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["1", "1"],
+        "{aws}"
+    );
+
+    // The hour's records, with the marketplace's reason for the refusal.
+    browser
+        .find(Locator::Css(&format!("#{} a", row_id("gcp"))))
+        .await
+        .expect("the hour's link")
+        .click()
+        .await
+        .expect("open");
+    let records = text_when(&browser, Locator::Id("records"), |t| {
+        t.contains("Northwind")
+    })
+    .await;
+    assert!(
+        records.contains("Consumer northwind is not entitled to metric data_written")
+            && records.contains("PERMISSION_DENIED")
+            && records.contains("Northwind Genomics"),
+        "{records}"
+    );
+    let page = browser.source().await.expect("source");
+    assert!(
+        !page.contains("Defense Logistics Office")
+            && !page.contains("defense-logistics")
+            && !page.contains(&defense_id),
+        "the uncleared never see the us-gov account's records"
+    );
+    let count = text(&browser, Locator::Id("records-count")).await;
+    assert!(count.contains("of 2"), "{count}");
+    // Asked for by id, it is simply not there.
+    browser
+        .goto(&format!(
+            "{base}/marketplaces/gcp/records?account_id={defense_id}"
+        ))
+        .await
+        .expect("page");
+    let count = wait_text(&browser, Locator::Id("records-count")).await;
+    assert!(count.contains("No records match"), "{count}");
+    assert!(
+        !browser
+            .source()
+            .await
+            .expect("source")
+            .contains("defense-logistics")
+    );
+
+    // This month's reconciliation: counts per marketplace and the lines that are off.
+    // The default is this calendar month (UTC); early on a month's first day the
+    // seeded hour is last month's, so ask for that one.
+    let month = |t: jiff::Timestamp| t.strftime("%Y-%m").to_string();
+    let query = if month(hour) == month(jiff::Timestamp::now()) {
+        String::new()
+    } else {
+        format!("?from={}", hour.strftime("%Y-%m-01T00:00:00Z"))
+    };
+    browser
+        .goto(&format!("{base}/marketplaces/reconcile{query}"))
+        .await
+        .expect("page");
+    let summary = wait_text(&browser, Locator::Id("summary-gcp")).await;
+    let cells: Vec<&str> = summary.split_whitespace().collect();
+    // Google Cloud, records, clean, pending, carried, missing, refused, conflict, over.
+    assert_eq!(
+        &cells[2..10],
+        &["2", "1", "0", "0", "0", "1", "0", "0"],
+        "{summary}"
+    );
+    let off = text(&browser, Locator::Id("off")).await;
+    assert!(
+        off.contains("refused") && off.contains("not entitled"),
+        "{off}"
+    );
+    assert!(
+        !off.contains(&defense_id) && !off.contains("no active entitlement"),
+        "{off}"
+    );
+    let exchanges = text(&browser, Locator::Id("exchanges")).await;
+    assert_eq!(exchanges, "verifies");
+
+    // A colleague cleared for us-gov does see the agency's refusal.
+    let cleared = driver.browser(&profiles.path().join("admin")).await;
+    sign_in(&cleared, &base, "admin", "admin-demo-pass").await;
+    cleared
+        .goto(&format!(
+            "{base}/marketplaces/gcp/records?hour={}&state=refused",
+            hour.strftime("%Y-%m-%dT%H:00:00Z")
+        ))
+        .await
+        .expect("page");
+    let records = wait_text(&cleared, Locator::Id("records")).await;
+    assert!(
+        records.contains("Defense Logistics Office")
+            && records.contains("us-gov")
+            && records.contains("no active entitlement"),
+        "{records}"
+    );
+    for client in [browser, cleared] {
+        client.close().await.expect("close");
+    }
+    assert!(server.stop().await);
+}
