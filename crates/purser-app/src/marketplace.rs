@@ -222,8 +222,9 @@ impl Submitter {
     ) -> Result<SubmitReport, StoreError> {
         let mut report = SubmitReport::default();
         let rules = client.rules();
-        // Enough records for several requests at once; the client paces them.
-        let per_claim = rules.max_records_per_request * 8;
+        // Enough records for seconds of requests at once (the client paces them), so
+        // that the database's work between claims is a small share of the run.
+        let per_claim = (rules.max_records_per_request * 40).min(1_000);
         while started.elapsed() < self.budget {
             let now = self.now(store).await?;
             let claimed = store

@@ -381,6 +381,7 @@ impl Store {
             records,
         )
         .await?;
+        let mut rows = Vec::with_capacity(touched.len());
         for ((account_id, dimension), (marketplace, through)) in touched {
             let Some(position) = DimensionKey::parse(&dimension)
                 .ok()
@@ -388,16 +389,15 @@ impl Store {
             else {
                 continue;
             };
-            upsert_position(
-                &mut tx,
-                &account_id,
-                &dimension,
-                marketplace,
-                &position,
-                through,
-            )
-            .await?;
+            rows.push(vec![
+                account_id.into(),
+                dimension.into(),
+                marketplace.as_str().into(),
+                json(&position)?.into(),
+                Value::Int(through),
+            ]);
         }
+        upsert_positions(&mut tx, rows).await?;
         tx.execute(
             "UPDATE marketplace_head SET planned_through = $1 WHERE id = 1",
             &[Value::Int(last)],
@@ -581,13 +581,25 @@ impl Store {
         .await?;
 
         let mut summary = SubmissionSummary::default();
-        for (key, outcome) in outcomes {
-            let state = DeliveryState::after(outcome);
-            let marketplace_id = match outcome {
-                RecordOutcome::Accepted { marketplace_id }
-                | RecordOutcome::AlreadyAccepted { marketplace_id } => marketplace_id.clone(),
-                _ => None,
-            };
+        // Where each record stands now, read in a few statements rather than one a
+        // record: a submission of thousands of records is recorded in milliseconds.
+        let mut current: HashMap<String, (i64, DeliveryState, bool)> = HashMap::new();
+        let keys: Vec<String> = outcomes.iter().map(|(k, _)| k.to_string()).collect();
+        for chunk in keys.chunks(500) {
+            let sql = format!(
+                "SELECT record_key, attempts, state, uncertain FROM marketplace_records WHERE record_key IN ({})",
+                crate::placeholders(1, chunk.len())
+            );
+            let params: Vec<Value> = chunk.iter().map(|k| k.as_str().into()).collect();
+            for row in tx.query(&sql, &params).await? {
+                let state = DeliveryState::parse(&row.text(2)?)
+                    .map_err(|e| corrupt("marketplace_records.state", e))?;
+                current.insert(row.text(0)?, (row.int(1)?, state, row.int(3)? != 0));
+            }
+        }
+        let mut retries: Vec<Vec<Value>> = Vec::new();
+        let mut settled: Vec<Vec<Value>> = Vec::new();
+        for ((_, outcome), key_text) in outcomes.iter().zip(&keys) {
             match outcome {
                 RecordOutcome::Accepted { .. } | RecordOutcome::AlreadyAccepted { .. } => {
                     summary.accepted += 1
@@ -597,19 +609,12 @@ impl Store {
                 RecordOutcome::Refused { .. } => summary.refused += 1,
                 RecordOutcome::Expired { .. } => summary.expired += 1,
             }
-            let row = tx
-                .query_opt(
-                    "SELECT attempts, state, uncertain FROM marketplace_records WHERE record_key = $1",
-                    &[key.to_string().into()],
-                )
-                .await?;
-            let Some(row) = row else { continue };
-            let attempts = row.int(0)?;
-            let uncertain = row.int(2)? != 0;
-            let current = DeliveryState::parse(&row.text(1)?)
-                .map_err(|e| corrupt("marketplace_records.state", e))?;
+            let Some(&(attempts, state_now, uncertain)) = current.get(key_text) else {
+                continue;
+            };
             // An acceptance is final; another process's final answer stands.
-            if current == DeliveryState::Accepted || (current.is_final() && !outcome.is_accepted())
+            if state_now == DeliveryState::Accepted
+                || (state_now.is_final() && !outcome.is_accepted())
             {
                 continue;
             }
@@ -624,32 +629,68 @@ impl Store {
                         SignedDuration::try_from(delay).unwrap_or(SignedDuration::from_secs(300)),
                     )
                     .unwrap_or(now);
-                tx.execute(
-                    "UPDATE marketplace_records SET state = 'due', next_attempt_at = $1, outcome = $2, \
-                     uncertain = $3, lease_owner = NULL, lease_until = NULL \
-                     WHERE record_key = $4",
-                    &[
-                        Value::Int(next.as_microsecond()),
-                        json(outcome)?.into(),
-                        Value::Int(i64::from(uncertain || *may_have_applied)),
-                        key.to_string().into(),
-                    ],
-                )
-                .await?;
+                retries.push(vec![
+                    key_text.as_str().into(),
+                    Value::Int(next.as_microsecond()),
+                    json(outcome)?.into(),
+                    Value::Int(i64::from(uncertain || *may_have_applied)),
+                ]);
             } else {
-                tx.execute(
-                    "UPDATE marketplace_records SET state = $1, outcome = $2, marketplace_id = COALESCE($3, marketplace_id), \
-                     settled_at = $4, lease_owner = NULL, lease_until = NULL WHERE record_key = $5",
-                    &[
-                        state.as_str().into(),
-                        json(outcome)?.into(),
-                        marketplace_id.map_or(Value::Null, Value::from),
-                        Value::Int(now.as_microsecond()),
-                        key.to_string().into(),
-                    ],
-                )
-                .await?;
+                let marketplace_id = match outcome {
+                    RecordOutcome::Accepted { marketplace_id }
+                    | RecordOutcome::AlreadyAccepted { marketplace_id } => marketplace_id.clone(),
+                    _ => None,
+                };
+                settled.push(vec![
+                    key_text.as_str().into(),
+                    DeliveryState::after(outcome).as_str().into(),
+                    json(outcome)?.into(),
+                    marketplace_id.map_or(Value::Null, Value::from),
+                ]);
             }
+        }
+        // `UPDATE … FROM (VALUES …)`: both dialects name the columns column1, column2, …;
+        // integers are cast so PostgreSQL does not take them for text.
+        for chunk in retries.chunks(200) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = i * 4;
+                    format!(
+                        "(${}, CAST(${} AS BIGINT), ${}, CAST(${} AS BIGINT))",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE marketplace_records SET state = 'due', next_attempt_at = v.column2, outcome = v.column3, \
+                 uncertain = v.column4, lease_owner = NULL, lease_until = NULL \
+                 FROM (VALUES {}) AS v WHERE record_key = v.column1",
+                rows.join(", ")
+            );
+            let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            tx.execute(&sql, &params).await?;
+        }
+        for chunk in settled.chunks(200) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = i * 4;
+                    format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
+                })
+                .collect();
+            let at = chunk.len() * 4 + 1;
+            let sql = format!(
+                "UPDATE marketplace_records SET state = v.column2, outcome = v.column3, \
+                 marketplace_id = COALESCE(v.column4, marketplace_id), settled_at = ${at}, \
+                 lease_owner = NULL, lease_until = NULL \
+                 FROM (VALUES {}) AS v WHERE record_key = v.column1",
+                rows.join(", ")
+            );
+            let mut params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            params.push(Value::Int(now.as_microsecond()));
+            tx.execute(&sql, &params).await?;
         }
         tx.commit().await?;
         Ok(summary)
@@ -856,20 +897,35 @@ async fn upsert_position(
     position: &Position,
     through: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO marketplace_positions (account_id, dimension, marketplace, position, through_hour) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (account_id, dimension) DO UPDATE SET marketplace = excluded.marketplace, \
-         position = excluded.position, through_hour = excluded.through_hour",
-        &[
+    upsert_positions(
+        tx,
+        vec![vec![
             account_id.into(),
             dimension.into(),
             marketplace.as_str().into(),
             json(position)?.into(),
             Value::Int(through),
-        ],
+        ]],
     )
-    .await?;
+    .await
+}
+
+/// Writes positions (account, dimension, marketplace, position, through) in multi-row
+/// statements: planning an hour touches every bound account's dimensions.
+async fn upsert_positions(tx: &mut Handle, rows: Vec<Vec<Value>>) -> Result<(), StoreError> {
+    for chunk in rows.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", crate::placeholders(i * 5 + 1, 5)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO marketplace_positions (account_id, dimension, marketplace, position, through_hour) \
+             VALUES {} ON CONFLICT (account_id, dimension) DO UPDATE SET marketplace = excluded.marketplace, \
+             position = excluded.position, through_hour = excluded.through_hour",
+            values.join(", ")
+        );
+        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        tx.execute(&sql, &params).await?;
+    }
     Ok(())
 }
 

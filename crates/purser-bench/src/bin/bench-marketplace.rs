@@ -1,0 +1,312 @@
+//! `bench-marketplace`: benchmark of marketplace submission. One closed hour for
+//! `--accounts` marketplace accounts (a third on each marketplace) × 3 dimensions is
+//! submitted through the real clients to the fakes, which answer after `--latency-ms`
+//! and enforce the published request-rate quotas (AWS: 10 BatchMeterUsage requests a
+//! second, so 25 records a request bound the run at accounts × 3 / 3 / 25 / 10
+//! seconds). Reports the time until every record is accepted, and its ratio to that
+//! bound.
+//!
+//!     target/release/bench-marketplace [--accounts 10000] [--latency-ms 50] [--database-url URL]
+//!
+//! Without `--database-url`, SQLite in a temporary directory; with it, an empty
+//! PostgreSQL database. Prints one JSON line.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use jiff::{SignedDuration, Timestamp};
+use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
+use purser_core::account::AccountDraft;
+use purser_core::audit::Actor;
+use purser_core::commercial::{CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft};
+use purser_core::events::Framing;
+use purser_core::marketplace::{Binding, DeliveryState};
+use purser_core::meter::MeterDraft;
+use purser_core::{AccountScope, BoundaryRule, Marketplace};
+use purser_fakes::{FakeConfig, FakeMarketplaces};
+use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
+use purser_store::marketplace::LedgerFilter;
+use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_store::{Location, OpenMode, Store};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "Benchmark submitting one hour to the three marketplaces' fakes")]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    accounts: usize,
+    /// How long each fake takes to answer.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// An empty PostgreSQL database; SQLite in a temporary directory without it.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Google checks in flight at once.
+    #[arg(long, default_value_t = 32)]
+    gcp_concurrency: usize,
+}
+
+const DIMENSIONS: [(&str, &str, &str); 3] = [
+    ("data_written_gib", "storage.written", "$.bytes_written"),
+    ("data_read_gib", "storage.read", "$.bytes_read"),
+    ("snapshots_gib", "storage.snapshots", "$.bytes_snapshotted"),
+];
+
+fn binding(marketplace: Marketplace, i: usize) -> Binding {
+    match marketplace {
+        Marketplace::Gcp => Binding::Gcp {
+            service_name: "storage.endpoints.vendor-project.cloud.goog".into(),
+            usage_reporting_id: format!("project_number:{:012}", 100_000 + i),
+        },
+        Marketplace::Azure => Binding::Azure {
+            resource_id: format!("6c7b9f52-5a7e-4b7e-9d3c-{i:012}"),
+            plan_id: "private".into(),
+        },
+        _ => Binding::Aws {
+            customer_aws_account_id: format!("{:012}", 500_000 + i),
+            license_arn: format!(
+                "arn:aws:license-manager::{:012}:license:l-{i:016x}",
+                500_000 + i
+            ),
+        },
+    }
+}
+
+/// Meters, offers, accounts with bound entitlements, and one hour of usage, closed.
+async fn fixture(store: &Store, accounts: usize, hour: Timestamp) -> anyhow::Result<()> {
+    let rules = BoundaryRule::built_in();
+    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
+    let system = AccountScope::system("bench", &rules);
+    let actor = Actor::new("system:bench", None);
+    for (dimension, name, path) in DIMENSIONS {
+        let meter = MeterDraft {
+            name: name.into(),
+            event_type: "storage.io.counted".into(),
+            value_path: Some(path.into()),
+            aggregation: "sum".into(),
+            unit: "bytes".into(),
+            dimension: Some(dimension.into()),
+            conversion: Some("bytes_to_gib".into()),
+            ..MeterDraft::default()
+        };
+        store
+            .create_meter(
+                &actor,
+                &meter.validate().map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+            .await?;
+    }
+    let mut lines = Vec::new();
+    let marketplaces = [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws];
+    for marketplace in marketplaces {
+        let offer = OfferDraft {
+            name: format!("Private {marketplace}"),
+            kind: "private".into(),
+            marketplace: marketplace.as_str().into(),
+            currency: None,
+            dimensions: DIMENSIONS
+                .iter()
+                .map(|(key, _, _)| OfferDimensionDraft {
+                    key: (*key).into(),
+                    marketplace_name: None,
+                    unit: "GiB".into(),
+                    reporting: None,
+                    settle: None,
+                })
+                .collect(),
+            pricing: None,
+        }
+        .validate(format!("offer-{marketplace}"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let offer = store.create_offer(&actor, offer).await?;
+        let share = accounts / 3 + usize::from(marketplace == Marketplace::Aws) * (accounts % 3);
+        for i in 0..share {
+            let external = format!("{marketplace}-{i}");
+            let account = store
+                .create_account(
+                    &system,
+                    AccountDraft {
+                        name: format!("Customer {external}"),
+                        external_id: external.clone(),
+                        marketplace: marketplace.as_str().into(),
+                        marketplace_account_id: Some(match binding(marketplace, i) {
+                            Binding::Gcp { .. } => format!("procurement-{i}"),
+                            Binding::Azure { resource_id, .. } => resource_id,
+                            _ => format!("{:012}", 500_000 + i),
+                        }),
+                        region: "us-east-1".into(),
+                        status: Some("active".into()),
+                        ..Default::default()
+                    }
+                    .validate(&known)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                )
+                .await?;
+            let start = hour - SignedDuration::from_hours(24 * 30);
+            let commitments = DIMENSIONS
+                .iter()
+                .map(|(key, _, _)| {
+                    (
+                        (*key).to_owned(),
+                        CommitmentDraft {
+                            committed_per_period: "0.001".into(),
+                            overage_threshold: None,
+                            overage_price: "0.02".into(),
+                            overage_reporting: None,
+                        },
+                    )
+                })
+                .collect::<BTreeMap<_, _>>();
+            let entitlement = EntitlementDraft {
+                offer_id: offer.id.clone(),
+                start: start.to_string(),
+                end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
+                status: Some("active".into()),
+                commitments,
+                marketplace_binding: Some(binding(marketplace, i)),
+            }
+            .validate(format!("ent-{external}"), account.id.0.clone(), &offer)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.create_entitlement(&system, entitlement).await?;
+            lines.push(format!(
+                r#"{{"specversion":"1.0","id":"io-{external}","source":"polaris://us/clusters/c1","type":"storage.io.counted","subject":"{external}","time":"{}","data":{{"bytes_written":{},"bytes_read":{},"bytes_snapshotted":{}}}}}"#,
+                hour + SignedDuration::from_mins(10),
+                (1 + i as u64 % 7) << 30,
+                (2 + i as u64 % 5) << 30,
+                (1 + i as u64 % 3) << 29,
+            ));
+        }
+    }
+    let meters = store.meters().await?;
+    for chunk in lines.chunks(5_000) {
+        let batch = prepare_batch(
+            chunk.join("\n").as_bytes(),
+            Framing::Ndjson,
+            &meters,
+            Timestamp::now(),
+            &MeteringSettings::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        store.ingest(&system, "cli", batch).await?;
+    }
+    let closes = hour + SignedDuration::from_mins(76);
+    store
+        .close_due_hours(closes, &MeteringSettings::default(), 1000)
+        .await?;
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let (location, backend) = match &args.database_url {
+        Some(url) => (Location::Postgres(url.clone()), "postgres"),
+        None => (Location::sqlite_in(dir.path()), "sqlite"),
+    };
+    let store = Store::open(&location, OpenMode::Write)
+        .await
+        .context("open the database")?;
+    // A past hour, played on a simulated clock: Google's window is an hour after the
+    // hour's end, whatever the minute the benchmark starts at.
+    let hour = hour_start(Timestamp::now() - SignedDuration::from_hours(72))?;
+    let setup = Instant::now();
+    fixture(&store, args.accounts, hour).await?;
+    let setup_seconds = setup.elapsed().as_secs_f64();
+
+    let now = hour + SignedDuration::from_mins(80);
+    let mut fake = FakeConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        clock: purser_fakes::FakeClock::fixed(now),
+        ..FakeConfig::default()
+    };
+    // The published quota, as the fakes enforce by default.
+    fake.aws.requests_per_second = 10;
+    let fakes = FakeMarketplaces::start(fake.clone()).await?;
+    register_with_fakes(&fakes, &store.bound_entitlements().await?);
+    let mut config = config_for_fakes(&fakes, &fake);
+    if let Some(gcp) = config.gcp.as_mut() {
+        gcp.concurrency = args.gcp_concurrency;
+    }
+    let clock = Arc::new(Mutex::new(now));
+    let read: purser_marketplace::Clock = {
+        let clock = clock.clone();
+        Arc::new(move || clock.lock().map(|t| *t).unwrap_or(now))
+    };
+    let (Some(gcp), Some(azure), Some(aws)) = (&config.gcp, &config.azure, &config.aws) else {
+        bail!("the fakes' configuration names every marketplace");
+    };
+    let clients: Vec<Arc<dyn MeteringClient>> = vec![
+        Arc::new(GcpClient::new(gcp)?),
+        Arc::new(AzureClient::new(azure)?),
+        Arc::new(AwsClient::new(aws)?.with_clock(read.clone())),
+    ];
+    let submitter = Submitter::new(clients, "bench".into())
+        .with_clock(read)
+        .with_budget(Duration::from_secs(600));
+
+    let started = Instant::now();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        submitter.run(&store).await?;
+        let open = store
+            .marketplace_records(&LedgerFilter::default())
+            .await?
+            .iter()
+            .filter(|r| !r.state.is_final())
+            .count();
+        if open == 0 || runs > 20 {
+            break;
+        }
+        // Past any retry delay.
+        let later = clock.lock().map(|t| *t).unwrap_or(now) + SignedDuration::from_secs(30);
+        if let Ok(mut t) = clock.lock() {
+            *t = later;
+        }
+        fakes.clock().set(later);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let records = store.marketplace_records(&LedgerFilter::default()).await?;
+    let accepted = records
+        .iter()
+        .filter(|r| r.state == DeliveryState::Accepted)
+        .count();
+    let aws_records = records
+        .iter()
+        .filter(|r| r.marketplace == Marketplace::Aws)
+        .count();
+    let quota = f64::from(fake.aws.requests_per_second);
+    let aws_requests = aws_records.div_ceil(25);
+    let bound = aws_requests as f64 / quota;
+    println!(
+        "{}",
+        json!({
+            "benchmark": "marketplace-submit",
+            "backend": backend,
+            "accounts": args.accounts,
+            "records": records.len(),
+            "accepted": accepted,
+            "aws_records": aws_records,
+            "aws_requests": aws_requests,
+            "latency_ms": args.latency_ms,
+            "seconds": (seconds * 100.0).round() / 100.0,
+            "quota_bound_seconds": (bound * 100.0).round() / 100.0,
+            "ratio_to_bound": ((seconds / bound) * 1000.0).round() / 1000.0,
+            "runs": runs,
+            "setup_seconds": (setup_seconds * 10.0).round() / 10.0,
+            "fakes_billed": fakes.aws().records().len() + fakes.azure().events().len() + fakes.gcp().usage().len(),
+        })
+    );
+    if accepted != records.len() {
+        bail!(
+            "{} of {} records were not accepted",
+            records.len() - accepted,
+            records.len()
+        );
+    }
+    Ok(())
+}
