@@ -8,24 +8,20 @@
 // Tests and their helpers fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
-use purser_core::account::{AccountDraft, Owners};
-use purser_core::audit::Actor;
-use purser_core::commercial::{CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft};
 use purser_core::events::Framing;
-use purser_core::marketplace::{Binding, DeliveryState};
-use purser_core::meter::MeterDraft;
-use purser_core::{AccountScope, BoundaryRule, Marketplace, Role};
+use purser_core::marketplace::DeliveryState;
+use purser_core::{AccountScope, Marketplace, Role};
 use purser_fakes::{FakeClock, FakeConfig, FakeMarketplaces, FaultConfig};
 use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
 use purser_store::Store;
 use purser_store::marketplace::LedgerFilter;
 use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 use rust_decimal::Decimal;
 
@@ -54,117 +50,36 @@ fn admin() -> AccountScope {
     scope("root", &[Role::Admin], &["us-gov"], Some("US"))
 }
 
-fn binding(marketplace: Marketplace, i: usize) -> Binding {
-    match marketplace {
-        Marketplace::Gcp => Binding::Gcp {
-            service_name: "storage.endpoints.vendor-project.cloud.goog".into(),
-            usage_reporting_id: format!("project_number:{:012}", 100 + i),
-        },
-        Marketplace::Azure => Binding::Azure {
-            resource_id: format!("6c7b9f52-5a7e-4b7e-9d3c-{:012}", i),
-            plan_id: "private-500tib".into(),
-        },
-        _ => Binding::Aws {
-            customer_aws_account_id: format!("{:012}", 200 + i),
-            license_arn: format!(
-                "arn:aws:license-manager::{:012}:license:l-{i:016x}",
-                200 + i
-            ),
-        },
-    }
-}
-
-/// Accounts on each marketplace, each with a private offer committing to a sliver of
+/// Customers on each marketplace, each with a private offer committing to a sliver of
 /// data written (so writes are overage) and selling requests without a commitment.
 async fn setup(store: &Store, scenario: Scenario) -> Vec<String> {
-    let boundaries: Vec<_> = BoundaryRule::built_in()
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    let actor = Actor::new("user:root", None);
-    let written = MeterDraft {
-        name: "storage.written".into(),
-        event_type: "com.polaris.io".into(),
-        value_path: Some("$.bytes_written".into()),
-        aggregation: "sum".into(),
-        unit: "bytes".into(),
-        group_by: None,
-        dimension: Some("data_written_gib".into()),
-        conversion: Some("bytes_to_gib".into()),
-        factor: None,
-    };
-    store
-        .create_meter(&actor, &written.validate().unwrap())
-        .await
-        .unwrap();
+    let meter = fixtures::gib_meter(
+        "storage.written",
+        "com.polaris.io",
+        "bytes_written",
+        "data_written_gib",
+    );
     let mut subjects = Vec::new();
     for marketplace in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws] {
-        let dimension = |key: &str, name: &str| OfferDimensionDraft {
-            key: key.into(),
-            marketplace_name: Some(name.into()),
-            unit: "unit".into(),
-            reporting: None,
-            settle: None,
-        };
-        let offer = OfferDraft {
-            name: format!("Private {marketplace}"),
-            kind: "private".into(),
-            marketplace: marketplace.as_str().into(),
-            currency: None,
-            dimensions: vec![
-                dimension("data_written_gib", "data_written"),
-                dimension("requests_k", "requests"),
+        let offer = fixtures::private_offer(
+            marketplace,
+            &[
+                ("data_written_gib", "data_written"),
+                ("requests_k", "requests"),
             ],
-            pricing: None,
-        }
-        .validate(format!("offer-{marketplace}"))
-        .unwrap();
-        let offer = store.create_offer(&actor, offer).await.unwrap();
-        for i in 0..scenario.accounts_per_marketplace {
-            let external = format!("{marketplace}-{i}");
-            let account = AccountDraft {
-                name: format!("Customer {external}"),
-                external_id: external.clone(),
-                marketplace: marketplace.as_str().into(),
-                marketplace_account_id: Some(match marketplace {
-                    Marketplace::Gcp => format!("procurement-{i}"),
-                    Marketplace::Azure => format!("6c7b9f52-5a7e-4b7e-9d3c-{i:012}"),
-                    _ => format!("{:012}", 200 + i),
-                }),
-                crm_account_id: None,
-                boundary: Some("standard".into()),
-                region: "us-east-1".into(),
-                owners: Owners::default(),
-                status: Some("active".into()),
-            }
-            .validate(&boundaries)
-            .unwrap();
-            let account = store.create_account(&admin(), account).await.unwrap();
-            let start = base_hour() - SignedDuration::from_hours(24 * 40);
-            let entitlement = EntitlementDraft {
-                offer_id: offer.id.clone(),
-                start: start.to_string(),
-                end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
-                status: Some("active".into()),
-                commitments: BTreeMap::from([(
-                    "data_written_gib".into(),
-                    CommitmentDraft {
-                        committed_per_period: "0.5".into(),
-                        overage_threshold: None,
-                        overage_price: "0.02".into(),
-                        overage_reporting: None,
-                    },
-                )]),
-                marketplace_binding: Some(binding(marketplace, i)),
-            }
-            .validate(format!("ent-{external}"), account.id.0.clone(), &offer)
-            .unwrap();
-            store
-                .create_entitlement(&admin(), entitlement)
-                .await
-                .unwrap();
-            subjects.push(external);
-        }
+        );
+        let offer = fixtures::define(store, std::slice::from_ref(&meter), offer).await;
+        subjects.extend(
+            fixtures::customers(
+                store,
+                &offer,
+                scenario.accounts_per_marketplace,
+                base_hour(),
+                "0.5",
+                &["data_written_gib"],
+            )
+            .await,
+        );
     }
     subjects
 }
@@ -298,20 +213,7 @@ async fn billed_by_ledger(store: &Store) -> Vec<(Marketplace, String, String, Ti
     let mut billed: Vec<_> = accepted
         .into_iter()
         .map(|r| {
-            let party = match &r.record.binding {
-                Binding::Gcp {
-                    usage_reporting_id, ..
-                } => usage_reporting_id.clone(),
-                Binding::Azure { resource_id, .. } => resource_id.clone(),
-                Binding::Aws {
-                    customer_aws_account_id,
-                    ..
-                } => customer_aws_account_id.clone(),
-                Binding::AwsLegacy {
-                    customer_identifier,
-                    ..
-                } => customer_identifier.clone(),
-            };
+            let party = fixtures::billed_party(&r.record.binding);
             (
                 r.marketplace,
                 party,
@@ -409,7 +311,7 @@ async fn exactly_once(
     for i in 0..scenario.accounts_per_marketplace {
         let consumer = format!("project_number:{:012}", 100 + i);
         for metric in ["data_written", "requests"] {
-            let full = format!("storage.endpoints.vendor-project.cloud.goog/{metric}");
+            let full = format!("{}/{metric}", fixtures::GCP_SERVICE);
             assert!(
                 fakes.gcp().continuity(&consumer, &full).is_empty(),
                 "{consumer} {metric}"

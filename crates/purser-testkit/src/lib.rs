@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use purser_core::{AccountScope, BoundaryRule, Country, Principal, Role};
+pub mod marketplace;
+
 use purser_store::{Location, OpenMode, Store};
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -11,7 +11,6 @@
 //! Without `--database-url`, SQLite in a temporary directory; with it, an empty
 //! PostgreSQL database. Prints one JSON line.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,18 +18,15 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
 use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
-use purser_core::account::AccountDraft;
-use purser_core::audit::Actor;
-use purser_core::commercial::{CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft};
 use purser_core::events::Framing;
-use purser_core::marketplace::{Binding, DeliveryState};
-use purser_core::meter::MeterDraft;
+use purser_core::marketplace::DeliveryState;
 use purser_core::{AccountScope, BoundaryRule, Marketplace};
 use purser_fakes::{FakeConfig, FakeMarketplaces};
 use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
 use purser_store::marketplace::LedgerFilter;
 use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
 use purser_store::{Location, OpenMode, Store};
+use purser_testkit::marketplace as fixtures;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -49,128 +45,31 @@ struct Args {
     gcp_concurrency: usize,
 }
 
+/// (dimension, meter, field of `data`).
 const DIMENSIONS: [(&str, &str, &str); 3] = [
-    ("data_written_gib", "storage.written", "$.bytes_written"),
-    ("data_read_gib", "storage.read", "$.bytes_read"),
-    ("snapshots_gib", "storage.snapshots", "$.bytes_snapshotted"),
+    ("data_written_gib", "storage.written", "bytes_written"),
+    ("data_read_gib", "storage.read", "bytes_read"),
+    ("snapshots_gib", "storage.snapshots", "bytes_snapshotted"),
 ];
-
-fn binding(marketplace: Marketplace, i: usize) -> Binding {
-    match marketplace {
-        Marketplace::Gcp => Binding::Gcp {
-            service_name: "storage.endpoints.vendor-project.cloud.goog".into(),
-            usage_reporting_id: format!("project_number:{:012}", 100_000 + i),
-        },
-        Marketplace::Azure => Binding::Azure {
-            resource_id: format!("6c7b9f52-5a7e-4b7e-9d3c-{i:012}"),
-            plan_id: "private".into(),
-        },
-        _ => Binding::Aws {
-            customer_aws_account_id: format!("{:012}", 500_000 + i),
-            license_arn: format!(
-                "arn:aws:license-manager::{:012}:license:l-{i:016x}",
-                500_000 + i
-            ),
-        },
-    }
-}
 
 /// Meters, offers, accounts with bound entitlements, and one hour of usage, closed.
 async fn fixture(store: &Store, accounts: usize, hour: Timestamp) -> anyhow::Result<()> {
-    let rules = BoundaryRule::built_in();
-    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
-    let system = AccountScope::system("bench", &rules);
-    let actor = Actor::new("system:bench", None);
-    for (dimension, name, path) in DIMENSIONS {
-        let meter = MeterDraft {
-            name: name.into(),
-            event_type: "storage.io.counted".into(),
-            value_path: Some(path.into()),
-            aggregation: "sum".into(),
-            unit: "bytes".into(),
-            dimension: Some(dimension.into()),
-            conversion: Some("bytes_to_gib".into()),
-            ..MeterDraft::default()
-        };
-        store
-            .create_meter(
-                &actor,
-                &meter.validate().map_err(|e| anyhow::anyhow!("{e}"))?,
-            )
-            .await?;
-    }
+    let system = AccountScope::system("bench", &BoundaryRule::built_in());
+    let meters: Vec<_> = DIMENSIONS
+        .iter()
+        .map(|(dimension, name, field)| {
+            fixtures::gib_meter(name, "storage.io.counted", field, dimension)
+        })
+        .collect();
+    let keys: Vec<&str> = DIMENSIONS.iter().map(|(key, _, _)| *key).collect();
+    let sold: Vec<(&str, &str)> = keys.iter().map(|k| (*k, *k)).collect();
     let mut lines = Vec::new();
-    let marketplaces = [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws];
-    for marketplace in marketplaces {
-        let offer = OfferDraft {
-            name: format!("Private {marketplace}"),
-            kind: "private".into(),
-            marketplace: marketplace.as_str().into(),
-            currency: None,
-            dimensions: DIMENSIONS
-                .iter()
-                .map(|(key, _, _)| OfferDimensionDraft {
-                    key: (*key).into(),
-                    marketplace_name: None,
-                    unit: "GiB".into(),
-                    reporting: None,
-                    settle: None,
-                })
-                .collect(),
-            pricing: None,
-        }
-        .validate(format!("offer-{marketplace}"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let offer = store.create_offer(&actor, offer).await?;
+    for marketplace in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws] {
+        let offer =
+            fixtures::define(store, &meters, fixtures::private_offer(marketplace, &sold)).await;
         let share = accounts / 3 + usize::from(marketplace == Marketplace::Aws) * (accounts % 3);
-        for i in 0..share {
-            let external = format!("{marketplace}-{i}");
-            let account = store
-                .create_account(
-                    &system,
-                    AccountDraft {
-                        name: format!("Customer {external}"),
-                        external_id: external.clone(),
-                        marketplace: marketplace.as_str().into(),
-                        marketplace_account_id: Some(match binding(marketplace, i) {
-                            Binding::Gcp { .. } => format!("procurement-{i}"),
-                            Binding::Azure { resource_id, .. } => resource_id,
-                            _ => format!("{:012}", 500_000 + i),
-                        }),
-                        region: "us-east-1".into(),
-                        status: Some("active".into()),
-                        ..Default::default()
-                    }
-                    .validate(&known)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-                )
-                .await?;
-            let start = hour - SignedDuration::from_hours(24 * 30);
-            let commitments = DIMENSIONS
-                .iter()
-                .map(|(key, _, _)| {
-                    (
-                        (*key).to_owned(),
-                        CommitmentDraft {
-                            committed_per_period: "0.001".into(),
-                            overage_threshold: None,
-                            overage_price: "0.02".into(),
-                            overage_reporting: None,
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>();
-            let entitlement = EntitlementDraft {
-                offer_id: offer.id.clone(),
-                start: start.to_string(),
-                end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
-                status: Some("active".into()),
-                commitments,
-                marketplace_binding: Some(binding(marketplace, i)),
-            }
-            .validate(format!("ent-{external}"), account.id.0.clone(), &offer)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.create_entitlement(&system, entitlement).await?;
+        let customers = fixtures::customers(store, &offer, share, hour, "0.001", &keys).await;
+        for (i, external) in customers.iter().enumerate() {
             lines.push(format!(
                 r#"{{"specversion":"1.0","id":"io-{external}","source":"polaris://us/clusters/c1","type":"storage.io.counted","subject":"{external}","time":"{}","data":{{"bytes_written":{},"bytes_read":{},"bytes_snapshotted":{}}}}}"#,
                 hour + SignedDuration::from_mins(10),

@@ -4,20 +4,17 @@
 //! processes sharing the database); every record still ends accepted exactly once, and
 //! `purser reconcile` comes out clean.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::account::AccountDraft;
-use purser_core::audit::Actor;
-use purser_core::commercial::{CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft};
 use purser_core::events::Framing;
-use purser_core::marketplace::{Binding, DeliveryState};
+use purser_core::marketplace::DeliveryState;
 use purser_core::{AccountScope, BoundaryRule, Marketplace};
 use purser_fakes::{FakeConfig, FakeMarketplaces};
 use purser_store::marketplace::LedgerFilter;
 use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
 use purser_store::{Location, OpenMode, Store};
+use purser_testkit::marketplace as fixtures;
 use purser_testkit::{Backend, TestDatabase};
 
 use crate::support::{Server, data_dir_arg, purser, run};
@@ -29,114 +26,30 @@ fn first_hour() -> Timestamp {
     hour_start(Timestamp::now() - SignedDuration::from_hours(HOURS + 2)).expect("hour")
 }
 
-fn binding(marketplace: Marketplace, i: usize) -> Binding {
-    match marketplace {
-        Marketplace::Azure => Binding::Azure {
-            resource_id: format!("0f1e2d3c-4b5a-4978-8695-{i:012}"),
-            plan_id: "private".into(),
-        },
-        _ => Binding::Aws {
-            customer_aws_account_id: format!("{:012}", 300 + i),
-            license_arn: format!(
-                "arn:aws:license-manager::{:012}:license:l-{i:016x}",
-                300 + i
-            ),
-        },
-    }
-}
-
 /// AWS and Azure customers (their 24-hour windows let a test use real time), with
 /// usage in the last closed hours, closed.
 async fn prepare(location: &Location) {
     let store = Store::open(location, OpenMode::Write).await.expect("open");
-    let rules = BoundaryRule::built_in();
-    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
-    let system = AccountScope::system("test", &rules);
-    let actor = Actor::new("system:test", None);
-    for draft in purser_app::demo::meters() {
-        store
-            .create_meter(&actor, &draft.validate().expect("valid"))
-            .await
-            .expect("meter");
-    }
-    let written = purser_app::demo::meters()
-        .into_iter()
+    let system = AccountScope::system("test", &BoundaryRule::built_in());
+    let meters = purser_app::demo::meters();
+    let written = meters
+        .iter()
         .find(|m| m.event_type == "storage.io.counted")
-        .and_then(|m| m.dimension)
+        .and_then(|m| m.dimension.clone())
         .expect("a meter of written bytes");
     let mut lines = Vec::new();
     for marketplace in [Marketplace::Azure, Marketplace::Aws] {
-        let offer = OfferDraft {
-            name: format!("Private {marketplace}"),
-            kind: "private".into(),
-            marketplace: marketplace.as_str().into(),
-            currency: None,
-            dimensions: vec![
-                OfferDimensionDraft {
-                    key: written.clone(),
-                    marketplace_name: Some("data_written".into()),
-                    unit: "GiB".into(),
-                    reporting: None,
-                    settle: None,
-                },
-                OfferDimensionDraft {
-                    key: "support_hours".into(),
-                    marketplace_name: Some("support".into()),
-                    unit: "hour".into(),
-                    reporting: None,
-                    settle: None,
-                },
+        let offer = fixtures::private_offer(
+            marketplace,
+            &[
+                (written.as_str(), "data_written"),
+                ("support_hours", "support"),
             ],
-            pricing: None,
-        }
-        .validate(format!("offer-{marketplace}"))
-        .expect("offer");
-        let offer = store.create_offer(&actor, offer).await.expect("offer");
-        for i in 0..ACCOUNTS {
-            let external = format!("{marketplace}-{i}");
-            let account = store
-                .create_account(
-                    &system,
-                    AccountDraft {
-                        name: format!("Customer {external}"),
-                        external_id: external.clone(),
-                        marketplace: marketplace.as_str().into(),
-                        marketplace_account_id: Some(match binding(marketplace, i) {
-                            Binding::Azure { resource_id, .. } => resource_id,
-                            _ => format!("{:012}", 300 + i),
-                        }),
-                        region: "us-east-1".into(),
-                        status: Some("active".into()),
-                        ..Default::default()
-                    }
-                    .validate(&known)
-                    .expect("valid"),
-                )
-                .await
-                .expect("account");
-            let start = first_hour() - SignedDuration::from_hours(24 * 30);
-            let entitlement = EntitlementDraft {
-                offer_id: offer.id.clone(),
-                start: start.to_string(),
-                end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
-                status: Some("active".into()),
-                commitments: BTreeMap::from([(
-                    written.clone(),
-                    CommitmentDraft {
-                        committed_per_period: "0.25".into(),
-                        overage_threshold: None,
-                        overage_price: "0.02".into(),
-                        overage_reporting: None,
-                    },
-                )]),
-                marketplace_binding: Some(binding(marketplace, i)),
-            }
-            .validate(format!("ent-{external}"), account.id.0.clone(), &offer)
-            .expect("entitlement");
-            store
-                .create_entitlement(&system, entitlement)
-                .await
-                .expect("entitlement");
+        );
+        let offer = fixtures::define(&store, &meters, offer).await;
+        let customers =
+            fixtures::customers(&store, &offer, ACCOUNTS, first_hour(), "0.25", &[&written]).await;
+        for (i, external) in customers.iter().enumerate() {
             for hour in 0..HOURS {
                 let time =
                     first_hour() + SignedDuration::from_hours(hour) + SignedDuration::from_mins(9);
@@ -328,14 +241,7 @@ async fn submission_survives_sigkill(backend: Backend) {
     let mut from_ledger: Vec<_> = ledger
         .iter()
         .map(|r| {
-            let party = match &r.record.binding {
-                Binding::Azure { resource_id, .. } => resource_id.clone(),
-                Binding::Aws {
-                    customer_aws_account_id,
-                    ..
-                } => customer_aws_account_id.clone(),
-                other => format!("{other:?}"),
-            };
+            let party = fixtures::billed_party(&r.record.binding);
             (
                 party,
                 r.record.marketplace_dimension.clone(),

@@ -1,0 +1,195 @@
+//! Marketplace customers for tests: bound accounts, private offers and entitlements,
+//! written once so that the storage, application and process suites (and the
+//! benchmark) set up the same world the same way.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use purser_core::account::AccountDraft;
+use purser_core::audit::Actor;
+use purser_core::commercial::{
+    CommitmentDraft, EntitlementDraft, Offer, OfferDimensionDraft, OfferDraft,
+};
+use purser_core::marketplace::Binding;
+use purser_core::meter::MeterDraft;
+use purser_core::{AccountScope, BoundaryRule, Marketplace};
+use purser_store::Store;
+
+/// The Service Control service the tests' Google customers are reported to.
+pub const GCP_SERVICE: &str = "storage.endpoints.vendor-project.cloud.goog";
+
+/// The `i`-th customer's identifiers on `marketplace`, valid by the published shapes,
+/// distinct per marketplace and `i`.
+pub fn binding(marketplace: Marketplace, i: usize) -> Binding {
+    match marketplace {
+        Marketplace::Gcp => Binding::Gcp {
+            service_name: GCP_SERVICE.into(),
+            usage_reporting_id: format!("project_number:{:012}", 100 + i),
+        },
+        Marketplace::Azure => Binding::Azure {
+            resource_id: format!("6c7b9f52-5a7e-4b7e-9d3c-{i:012}"),
+            plan_id: "private".into(),
+        },
+        _ => Binding::Aws {
+            customer_aws_account_id: format!("{:012}", 200_000 + i),
+            license_arn: format!(
+                "arn:aws:license-manager::{:012}:license:l-{i:016x}",
+                200_000 + i
+            ),
+        },
+    }
+}
+
+/// What a binding bills, as the fakes record it (consumer, resource or AWS account).
+pub fn billed_party(binding: &Binding) -> String {
+    match binding {
+        Binding::Gcp {
+            usage_reporting_id, ..
+        } => usage_reporting_id.clone(),
+        Binding::Azure { resource_id, .. } => resource_id.clone(),
+        Binding::Aws {
+            customer_aws_account_id,
+            ..
+        } => customer_aws_account_id.clone(),
+        Binding::AwsLegacy {
+            customer_identifier,
+            ..
+        } => customer_identifier.clone(),
+    }
+}
+
+/// A sum meter of `$.{field}` bytes on `event_type`, feeding `dimension` in GiB.
+pub fn gib_meter(name: &str, event_type: &str, field: &str, dimension: &str) -> MeterDraft {
+    MeterDraft {
+        name: name.into(),
+        event_type: event_type.into(),
+        value_path: Some(format!("$.{field}")),
+        aggregation: "sum".into(),
+        unit: "bytes".into(),
+        dimension: Some(dimension.into()),
+        conversion: Some("bytes_to_gib".into()),
+        ..MeterDraft::default()
+    }
+}
+
+/// A private offer on `marketplace` selling `dimensions` (key, marketplace name).
+pub fn private_offer(marketplace: Marketplace, dimensions: &[(&str, &str)]) -> Offer {
+    OfferDraft {
+        name: format!("Private {marketplace}"),
+        kind: "private".into(),
+        marketplace: marketplace.as_str().into(),
+        currency: None,
+        dimensions: dimensions
+            .iter()
+            .map(|(key, name)| OfferDimensionDraft {
+                key: (*key).into(),
+                marketplace_name: Some((*name).into()),
+                unit: "GiB".into(),
+                reporting: None,
+                settle: None,
+            })
+            .collect(),
+        pricing: None,
+    }
+    .validate(format!("offer-{marketplace}"))
+    .expect("a valid offer")
+}
+
+/// Creates `n` customers of `offer`'s marketplace, each with an entitlement in force
+/// around `around` (from 30 days before to a year after), bound to [`binding`],
+/// committing to `committed` of each dimension in `committed_dimensions` per month
+/// with hourly overage. Returns their external ids (`{marketplace}-{i}`).
+pub async fn customers(
+    store: &Store,
+    offer: &Offer,
+    n: usize,
+    around: Timestamp,
+    committed: &str,
+    committed_dimensions: &[&str],
+) -> Vec<String> {
+    let rules = BoundaryRule::built_in();
+    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
+    let system = AccountScope::system("test", &rules);
+    let marketplace = offer.marketplace;
+    let mut externals = Vec::with_capacity(n);
+    for i in 0..n {
+        let external = format!("{marketplace}-{i}");
+        let binding = binding(marketplace, i);
+        let account = store
+            .create_account(
+                &system,
+                AccountDraft {
+                    name: format!("Customer {external}"),
+                    external_id: external.clone(),
+                    marketplace: marketplace.as_str().into(),
+                    marketplace_account_id: Some(match &binding {
+                        Binding::Gcp { .. } => format!("procurement-{i}"),
+                        other => billed_party(other),
+                    }),
+                    region: "us-east-1".into(),
+                    status: Some("active".into()),
+                    boundary: Some("standard".into()),
+                    ..Default::default()
+                }
+                .validate(&known)
+                .expect("a valid account"),
+            )
+            .await
+            .expect("the account is created");
+        let start = around - SignedDuration::from_hours(24 * 30);
+        let commitments = committed_dimensions
+            .iter()
+            .map(|key| {
+                (
+                    (*key).to_owned(),
+                    CommitmentDraft {
+                        committed_per_period: committed.into(),
+                        overage_threshold: None,
+                        overage_price: "0.02".into(),
+                        overage_reporting: None,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        let entitlement = EntitlementDraft {
+            offer_id: offer.id.clone(),
+            start: start.to_string(),
+            end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
+            status: Some("active".into()),
+            commitments,
+            marketplace_binding: Some(binding),
+        }
+        .validate(format!("ent-{external}"), account.id.0.clone(), offer)
+        .expect("a valid entitlement");
+        store
+            .create_entitlement(&system, entitlement)
+            .await
+            .expect("the entitlement is recorded");
+        externals.push(external);
+    }
+    externals
+}
+
+/// Defines the meters and the offer, returning the offer as stored.
+pub async fn define(store: &Store, meters: &[MeterDraft], offer: Offer) -> Offer {
+    let actor = Actor::new("system:test", None);
+    for meter in meters {
+        let meter = meter.validate().expect("a valid meter");
+        if store
+            .meters()
+            .await
+            .expect("meters")
+            .iter()
+            .all(|m| m.name != meter.name)
+        {
+            store
+                .create_meter(&actor, &meter)
+                .await
+                .expect("the meter is defined");
+        }
+    }
+    store
+        .create_offer(&actor, offer)
+        .await
+        .expect("the offer is defined")
+}
