@@ -6,20 +6,15 @@
 // Tests and their helpers fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use jiff::{SignedDuration, Timestamp};
-use purser_core::account::{AccountDraft, Owners};
-use purser_core::audit::Actor;
-use purser_core::commercial::{CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft};
 use purser_core::events::Framing;
 use purser_core::marketplace::exchange::Exchange;
-use purser_core::marketplace::{Binding, DeliveryState, RecordOutcome};
-use purser_core::meter::MeterDraft;
-use purser_core::{AccountScope, BoundaryRule, Marketplace, Role};
+use purser_core::marketplace::{DeliveryState, RecordOutcome};
+use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 use rust_decimal::Decimal;
 
@@ -44,88 +39,30 @@ const GIB: u64 = 1 << 30;
 /// An AWS account whose private offer commits to a sliver of data written, so that
 /// writes are overage, and sells capacity without a commitment.
 async fn setup(store: &Store) -> String {
-    let boundaries: Vec<_> = BoundaryRule::built_in()
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    let account = AccountDraft {
-        name: "Acme".into(),
-        external_id: "acme".into(),
-        marketplace: "aws".into(),
-        marketplace_account_id: Some("123456789012".into()),
-        crm_account_id: None,
-        boundary: Some("standard".into()),
-        region: "us-east-1".into(),
-        owners: Owners::default(),
-        status: Some("active".into()),
-    }
-    .validate(&boundaries)
-    .unwrap();
-    let account = store.create_account(&admin(), account).await.unwrap();
-    let actor = Actor::new("user:root", None);
-    let written = MeterDraft {
-        name: "storage.written".into(),
-        event_type: "com.polaris.io".into(),
-        value_path: Some("$.bytes_written".into()),
-        aggregation: "sum".into(),
-        unit: "bytes".into(),
-        group_by: None,
-        dimension: Some("data_written_gib".into()),
-        conversion: Some("bytes_to_gib".into()),
-        factor: None,
-    };
-    store
-        .create_meter(&actor, &written.validate().unwrap())
-        .await
-        .unwrap();
-    let dimension = |key: &str, name: &str, unit: &str| OfferDimensionDraft {
-        key: key.into(),
-        marketplace_name: Some(name.into()),
-        unit: unit.into(),
-        reporting: None,
-        settle: None,
-    };
-    let offer = OfferDraft {
-        name: "Private AWS".into(),
-        kind: "private".into(),
-        marketplace: "aws".into(),
-        currency: None,
-        dimensions: vec![
-            dimension("capacity_tib_hours", "CapacityTiBHours", "TiB-hour"),
-            dimension("data_written_gib", "DataWrittenGiB", "GiB"),
+    let written = fixtures::gib_meter(
+        "storage.written",
+        "com.polaris.io",
+        "bytes_written",
+        "data_written_gib",
+    );
+    let offer = fixtures::private_offer(
+        Marketplace::Aws,
+        &[
+            ("capacity_tib_hours", "CapacityTiBHours"),
+            ("data_written_gib", "DataWrittenGiB"),
         ],
-        pricing: None,
-    }
-    .validate("offer-aws".into())
-    .unwrap();
-    let offer = store.create_offer(&actor, offer).await.unwrap();
-    let start = base_hour() - SignedDuration::from_hours(24 * 40);
-    let entitlement = EntitlementDraft {
-        offer_id: offer.id.clone(),
-        start: start.to_string(),
-        end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
-        status: Some("active".into()),
-        commitments: BTreeMap::from([(
-            "data_written_gib".into(),
-            CommitmentDraft {
-                committed_per_period: "0.000000001".into(),
-                overage_threshold: None,
-                overage_price: "0.5".into(),
-                overage_reporting: None,
-            },
-        )]),
-        marketplace_binding: Some(Binding::Aws {
-            customer_aws_account_id: "123456789012".into(),
-            license_arn: "arn:aws:license-manager::123456789012:license:l-0abc".into(),
-        }),
-    }
-    .validate("ent-aws".into(), account.id.0.clone(), &offer)
-    .unwrap();
-    store
-        .create_entitlement(&admin(), entitlement)
-        .await
-        .unwrap();
-    account.id.0
+    );
+    let offer = fixtures::define(store, &[written], offer).await;
+    let customer = fixtures::Customer {
+        external_id: "acme".into(),
+        name: "Acme".into(),
+        boundary: "standard",
+        index: 0,
+        around: base_hour(),
+        committed: "0.000000001",
+        committed_dimensions: &["data_written_gib"],
+    };
+    fixtures::customer(store, &offer, &customer).await
 }
 
 async fn write(store: &Store, id: &str, hour: i64, gib: u64) {

@@ -5,21 +5,16 @@
 // Tests and their helpers fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use jiff::{SignedDuration, Timestamp};
-use purser_core::account::{AccountDraft, Owners};
-use purser_core::audit::Actor;
-use purser_core::commercial::{CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft};
 use purser_core::events::Framing;
 use purser_core::marketplace::exchange::Exchange;
-use purser_core::marketplace::{Binding, DeliveryState, RecordOutcome};
-use purser_core::meter::MeterDraft;
-use purser_core::{AccountScope, BoundaryRule, Marketplace, Role};
+use purser_core::marketplace::{DeliveryState, RecordOutcome};
+use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::marketplace_views::RecordQuery;
 use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 
 fn base_hour() -> Timestamp {
@@ -41,39 +36,15 @@ fn finance() -> AccountScope {
 const GIB: u64 = 1 << 30;
 
 async fn catalogue(store: &Store) -> purser_core::commercial::Offer {
-    let actor = Actor::new("user:root", None);
-    let written = MeterDraft {
-        name: "storage.written".into(),
-        event_type: "com.polaris.io".into(),
-        value_path: Some("$.bytes_written".into()),
-        aggregation: "sum".into(),
-        unit: "bytes".into(),
-        group_by: None,
-        dimension: Some("data_written_gib".into()),
-        conversion: Some("bytes_to_gib".into()),
-        factor: None,
-    };
-    store
-        .create_meter(&actor, &written.validate().unwrap())
-        .await
-        .unwrap();
-    let offer = OfferDraft {
-        name: "Private AWS".into(),
-        kind: "private".into(),
-        marketplace: "aws".into(),
-        currency: None,
-        dimensions: vec![OfferDimensionDraft {
-            key: "data_written_gib".into(),
-            marketplace_name: Some("DataWrittenGiB".into()),
-            unit: "GiB".into(),
-            reporting: None,
-            settle: None,
-        }],
-        pricing: None,
-    }
-    .validate("offer-aws".into())
-    .unwrap();
-    store.create_offer(&actor, offer).await.unwrap()
+    let written = fixtures::gib_meter(
+        "storage.written",
+        "com.polaris.io",
+        "bytes_written",
+        "data_written_gib",
+    );
+    let offer =
+        fixtures::private_offer(Marketplace::Aws, &[("data_written_gib", "DataWrittenGiB")]);
+    fixtures::define(store, &[written], offer).await
 }
 
 /// An AWS account in `boundary` bound to the marketplace, committing to a sliver so
@@ -84,53 +55,18 @@ async fn account(
     name: &str,
     external_id: &str,
     boundary: &str,
-    aws_account: &str,
+    index: usize,
 ) -> String {
-    let boundaries: Vec<_> = BoundaryRule::built_in()
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    let account = AccountDraft {
-        name: name.into(),
+    let customer = fixtures::Customer {
         external_id: external_id.into(),
-        marketplace: "aws".into(),
-        marketplace_account_id: Some(aws_account.into()),
-        crm_account_id: None,
-        boundary: Some(boundary.into()),
-        region: "us-east-1".into(),
-        owners: Owners::default(),
-        status: Some("active".into()),
-    }
-    .validate(&boundaries)
-    .unwrap();
-    let account = store.create_account(&admin(), account).await.unwrap();
-    let start = base_hour() - SignedDuration::from_hours(24 * 40);
-    let entitlement = EntitlementDraft {
-        offer_id: offer.id.clone(),
-        start: start.to_string(),
-        end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
-        status: Some("active".into()),
-        commitments: BTreeMap::from([(
-            "data_written_gib".into(),
-            CommitmentDraft {
-                committed_per_period: "0.000000001".into(),
-                overage_threshold: None,
-                overage_price: "0.5".into(),
-                overage_reporting: None,
-            },
-        )]),
-        marketplace_binding: Some(Binding::Aws {
-            customer_aws_account_id: aws_account.into(),
-            license_arn: format!("arn:aws:license-manager::{aws_account}:license:l-0abc"),
-        }),
-    }
-    .validate(format!("ent-{external_id}"), account.id.0.clone(), offer)
-    .unwrap();
-    store
-        .create_entitlement(&admin(), entitlement)
-        .await
-        .unwrap();
-    account.id.0
+        name: name.into(),
+        boundary,
+        index,
+        around: base_hour(),
+        committed: "0.000000001",
+        committed_dimensions: &["data_written_gib"],
+    };
+    fixtures::customer(store, offer, &customer).await
 }
 
 async fn write(store: &Store, subject: &str, id: &str, hour: i64, gib: u64) {
@@ -171,14 +107,14 @@ both_backends!(
     |db: TestDatabase| async move {
         let store = db.open().await;
         let offer = catalogue(&store).await;
-        let acme = account(&store, &offer, "Acme", "acme", "standard", "123456789012").await;
+        let acme = account(&store, &offer, "Acme", "acme", "standard", 0).await;
         let fed = account(
             &store,
             &offer,
             "Federal Archive",
             "federal-archive",
             "us-gov",
-            "210987654321",
+            1,
         )
         .await;
         for (subject, n) in [("acme", 3), ("federal-archive", 4)] {

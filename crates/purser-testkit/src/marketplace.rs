@@ -95,10 +95,89 @@ pub fn private_offer(marketplace: Marketplace, dimensions: &[(&str, &str)]) -> O
     .expect("a valid offer")
 }
 
-/// Creates `n` customers of `offer`'s marketplace, each with an entitlement in force
-/// around `around` (from 30 days before to a year after), bound to [`binding`],
-/// committing to `committed` of each dimension in `committed_dimensions` per month
-/// with hourly overage. Returns their external ids (`{marketplace}-{i}`).
+/// One customer of an offer: who, where, and what the entitlement commits to.
+#[derive(Debug, Clone)]
+pub struct Customer<'a> {
+    pub external_id: String,
+    pub name: String,
+    pub boundary: &'a str,
+    /// Which of [`binding`]'s identifiers the customer gets.
+    pub index: usize,
+    /// The entitlement runs from 30 days before this to a year after.
+    pub around: Timestamp,
+    /// Committed per month of each of `committed_dimensions`, overage billed hourly.
+    pub committed: &'a str,
+    pub committed_dimensions: &'a [&'a str],
+}
+
+/// Creates the customer's account and its entitlement, bound to its marketplace;
+/// returns the account's id.
+pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> String {
+    let rules = BoundaryRule::built_in();
+    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
+    let system = AccountScope::system("test", &rules);
+    let marketplace = offer.marketplace;
+    let binding = binding(marketplace, customer.index);
+    let account = store
+        .create_account(
+            &system,
+            AccountDraft {
+                name: customer.name.clone(),
+                external_id: customer.external_id.clone(),
+                marketplace: marketplace.as_str().into(),
+                marketplace_account_id: Some(match &binding {
+                    Binding::Gcp { .. } => format!("procurement-{}", customer.index),
+                    other => billed_party(other),
+                }),
+                region: "us-east-1".into(),
+                status: Some("active".into()),
+                boundary: Some(customer.boundary.into()),
+                ..Default::default()
+            }
+            .validate(&known)
+            .expect("a valid account"),
+        )
+        .await
+        .expect("the account is created");
+    let start = customer.around - SignedDuration::from_hours(24 * 30);
+    let commitments = customer
+        .committed_dimensions
+        .iter()
+        .map(|key| {
+            (
+                (*key).to_owned(),
+                CommitmentDraft {
+                    committed_per_period: customer.committed.into(),
+                    overage_threshold: None,
+                    overage_price: "0.02".into(),
+                    overage_reporting: None,
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    let entitlement = EntitlementDraft {
+        offer_id: offer.id.clone(),
+        start: start.to_string(),
+        end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
+        status: Some("active".into()),
+        commitments,
+        marketplace_binding: Some(binding),
+    }
+    .validate(
+        format!("ent-{}", customer.external_id),
+        account.id.0.clone(),
+        offer,
+    )
+    .expect("a valid entitlement");
+    store
+        .create_entitlement(&system, entitlement)
+        .await
+        .expect("the entitlement is recorded");
+    account.id.0
+}
+
+/// Creates `n` customers of `offer`'s marketplace in the standard boundary (see
+/// [`customer`]); returns their external ids (`{marketplace}-{i}`).
 pub async fn customers(
     store: &Store,
     offer: &Offer,
@@ -107,65 +186,20 @@ pub async fn customers(
     committed: &str,
     committed_dimensions: &[&str],
 ) -> Vec<String> {
-    let rules = BoundaryRule::built_in();
-    let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
-    let system = AccountScope::system("test", &rules);
-    let marketplace = offer.marketplace;
     let mut externals = Vec::with_capacity(n);
-    for i in 0..n {
-        let external = format!("{marketplace}-{i}");
-        let binding = binding(marketplace, i);
-        let account = store
-            .create_account(
-                &system,
-                AccountDraft {
-                    name: format!("Customer {external}"),
-                    external_id: external.clone(),
-                    marketplace: marketplace.as_str().into(),
-                    marketplace_account_id: Some(match &binding {
-                        Binding::Gcp { .. } => format!("procurement-{i}"),
-                        other => billed_party(other),
-                    }),
-                    region: "us-east-1".into(),
-                    status: Some("active".into()),
-                    boundary: Some("standard".into()),
-                    ..Default::default()
-                }
-                .validate(&known)
-                .expect("a valid account"),
-            )
-            .await
-            .expect("the account is created");
-        let start = around - SignedDuration::from_hours(24 * 30);
-        let commitments = committed_dimensions
-            .iter()
-            .map(|key| {
-                (
-                    (*key).to_owned(),
-                    CommitmentDraft {
-                        committed_per_period: committed.into(),
-                        overage_threshold: None,
-                        overage_price: "0.02".into(),
-                        overage_reporting: None,
-                    },
-                )
-            })
-            .collect::<BTreeMap<_, _>>();
-        let entitlement = EntitlementDraft {
-            offer_id: offer.id.clone(),
-            start: start.to_string(),
-            end: (start + SignedDuration::from_hours(24 * 400)).to_string(),
-            status: Some("active".into()),
-            commitments,
-            marketplace_binding: Some(binding),
-        }
-        .validate(format!("ent-{external}"), account.id.0.clone(), offer)
-        .expect("a valid entitlement");
-        store
-            .create_entitlement(&system, entitlement)
-            .await
-            .expect("the entitlement is recorded");
-        externals.push(external);
+    for index in 0..n {
+        let external_id = format!("{}-{index}", offer.marketplace);
+        let spec = Customer {
+            name: format!("Customer {external_id}"),
+            external_id: external_id.clone(),
+            boundary: "standard",
+            index,
+            around,
+            committed,
+            committed_dimensions,
+        };
+        customer(store, offer, &spec).await;
+        externals.push(external_id);
     }
     externals
 }
