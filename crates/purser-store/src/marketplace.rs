@@ -39,6 +39,9 @@ use crate::{Store, StoreError, from_micros};
 
 const HOUR_MICROS: i64 = 3_600_000_000;
 
+/// How far back the first planning of a database reaches from the last closed hour.
+const FIRST_PLANNING_LOOKBACK_HOURS: i64 = 23;
+
 fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {reason}"))
 }
@@ -231,7 +234,11 @@ impl Store {
         let Some(closed_through) = closed_through else {
             return Ok(PlanSummary::default());
         };
-        // Where to start: after the last planned hour, or at the first closed hour.
+        // Where to start: after the last planned hour. The very first planning of a
+        // database starts no earlier than a day before the last closed hour: hours
+        // closed before marketplace billing existed were never owed to a marketplace,
+        // and planning them would carry their whole usage into today's records. (A
+        // day is the widest window any marketplace gives, see `rules`.)
         let first = match planned_through {
             Some(planned) => planned + HOUR_MICROS,
             None => match tx
@@ -239,7 +246,9 @@ impl Store {
                 .await?
                 .opt_int(0)?
             {
-                Some(first) => first,
+                Some(first) => {
+                    first.max(closed_through - FIRST_PLANNING_LOOKBACK_HOURS * HOUR_MICROS)
+                }
                 None => return Ok(PlanSummary::default()),
             },
         };

@@ -106,15 +106,20 @@ both_backends!(
         write(&store, "w0", 0, 3).await;
         write(&store, "w1", 1, 5).await;
         write(&store, "w2", 2, 7).await;
+        // Hours 0 to 2 close a quarter of an hour after hour 2's end.
         store
-            .close_due_hours(Timestamp::now(), &MeteringSettings::default(), 1000)
+            .close_due_hours(
+                hours(3) + SignedDuration::from_mins(16),
+                &MeteringSettings::default(),
+                1000,
+            )
             .await
             .unwrap();
 
         let now = Timestamp::now();
         let plan = store.plan_marketplace_hours(now, 1000).await.unwrap();
         assert_eq!(plan.first_hour, Some(hours(0)));
-        assert!(plan.hours >= 70, "{plan:?}");
+        assert_eq!(plan.hours, 3, "{plan:?}");
         // AWS wants a record for every hour and dimension, zero when nothing is owed.
         assert_eq!(plan.records, plan.hours * 2);
         // Planning again plans nothing twice.
@@ -299,7 +304,11 @@ both_backends!(
         setup(&store).await;
         write(&store, "w0", 0, 3).await;
         store
-            .close_due_hours(Timestamp::now(), &MeteringSettings::default(), 1000)
+            .close_due_hours(
+                hours(1) + SignedDuration::from_mins(16),
+                &MeteringSettings::default(),
+                1000,
+            )
             .await
             .unwrap();
         store
@@ -350,5 +359,43 @@ both_backends!(
             .unwrap();
         assert_eq!(line.accepted, dec("9"));
         assert!(!report.is_clean());
+    }
+);
+
+both_backends!(
+    the_first_planning_reaches_back_a_day_and_later_ones_miss_no_hour,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        setup(&store).await;
+        // Usage three days ago, closed long before marketplace billing was planned.
+        write(&store, "w0", 0, 3).await;
+        let closed = store
+            .close_due_hours(Timestamp::now(), &MeteringSettings::default(), 1000)
+            .await
+            .unwrap();
+        let last = closed.last().unwrap().hour;
+        let plan = store
+            .plan_marketplace_hours(Timestamp::now(), 1000)
+            .await
+            .unwrap();
+        // Only the last day of closed hours is planned: the old usage is not carried in.
+        assert_eq!(plan.first_hour, Some(last - SignedDuration::from_hours(23)));
+        assert_eq!(plan.hours, 24);
+        let old = store
+            .marketplace_records(&LedgerFilter {
+                to: Some(hours(1)),
+                ..LedgerFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(old.is_empty());
+        assert!(
+            store
+                .marketplace_records(&LedgerFilter::default())
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.record.quantity.is_zero() && r.carried_in.is_zero())
+        );
     }
 );

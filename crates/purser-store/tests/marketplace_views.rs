@@ -122,7 +122,11 @@ both_backends!(
             write(&store, subject, &format!("{subject}-1"), 1, n + 1).await;
         }
         store
-            .close_due_hours(Timestamp::now(), &MeteringSettings::default(), 1000)
+            .close_due_hours(
+                hours(2) + SignedDuration::from_mins(16),
+                &MeteringSettings::default(),
+                1000,
+            )
             .await
             .unwrap();
         store
