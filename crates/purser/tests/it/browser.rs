@@ -107,6 +107,28 @@ async fn click(browser: &Client, id: &str) {
         .unwrap_or_else(|e| panic!("clicking {id}: {e}"));
 }
 
+/// Once the page's URL satisfies `on`, clicks the link with `text`, retrying while the
+/// page is still being replaced (a stale element), for up to ten seconds.
+async fn click_link_when(browser: &Client, text: &str, on: impl Fn(&url::Url) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(url) = browser.current_url().await
+            && on(&url)
+        {
+            match browser.find(Locator::LinkText(text)).await {
+                Ok(link) => match link.click().await {
+                    Ok(()) => return,
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("could not click the link {text}: {last}");
+}
+
 /// Waits for the element to appear, then reads its text.
 async fn wait_text(browser: &Client, locator: Locator<'_>) -> String {
     browser
@@ -190,14 +212,12 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
     );
     type_into(&browser, "q", "zephyr").await;
     click(&browser, "search").await;
-    browser
-        .wait()
-        .for_element(Locator::LinkText("Zephyr Airlines"))
-        .await
-        .expect("found")
-        .click()
-        .await
-        .expect("open");
+    // The list before the search shows the same link: wait for the search's page, then
+    // click (again, should the page still be replaced under the click).
+    click_link_when(&browser, "Zephyr Airlines", |url| {
+        url.query().unwrap_or_default().contains("q=zephyr")
+    })
+    .await;
     let name = wait_text(&browser, Locator::Id("account-name")).await;
     assert!(name.contains("Zephyr Airlines"), "{name}");
     let entitlements = text(&browser, Locator::Id("entitlements")).await;
