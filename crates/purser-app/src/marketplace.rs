@@ -12,7 +12,7 @@ use purser_core::Marketplace;
 use purser_marketplace::{
     AwsClient, AwsConfig, AzureClient, AzureConfig, GcpClient, GcpConfig, MeteringClient,
 };
-use purser_store::marketplace::{Finding, ReconcileReport};
+use purser_store::marketplace::{Finding, ReconcileReport, WitnessLine};
 use purser_store::{OpenMode, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -269,8 +269,84 @@ impl Submitter {
     }
 }
 
+/// Azure's usage-events listing as a second witness: per SaaS subscription, dimension
+/// and day (UTC), what Azure says it processed against what the ledger says it
+/// accepted. The listing is by day, so whole days around `[from, to)` are compared.
+pub async fn azure_witness(
+    store: &Store,
+    client: &AzureClient,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<WitnessLine>, AppError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let day = |t: Timestamp| purser_core::time::Window::containing(t, 86_400).start;
+    let first = day(from);
+    let last =
+        purser_core::time::Window::containing(to - SignedDuration::from_micros(1), 86_400).end();
+    let listing = client
+        .list_usage_events(first, last)
+        .await
+        .map_err(|e| AppError::Failed(format!("Azure's usage events listing: {e}")))?;
+    type Key = (String, String, Timestamp);
+    let mut theirs: BTreeMap<Key, rust_decimal::Decimal> = BTreeMap::new();
+    for event in listing {
+        let (Some(resource), Some(dimension), Some(date)) =
+            (event.usage_resource_id, event.dimension, event.usage_date)
+        else {
+            continue;
+        };
+        *theirs
+            .entry((resource.to_lowercase(), dimension, day(date)))
+            .or_default() += event.processed_quantity.unwrap_or_default();
+    }
+    let accepted = store
+        .marketplace_records(&purser_store::marketplace::LedgerFilter {
+            marketplace: Some(Marketplace::Azure),
+            state: Some(purser_core::marketplace::DeliveryState::Accepted),
+            from: Some(first),
+            to: Some(last),
+            ..Default::default()
+        })
+        .await?;
+    let mut ours: BTreeMap<Key, rust_decimal::Decimal> = BTreeMap::new();
+    for record in accepted {
+        if let purser_core::marketplace::Binding::Azure { resource_id, .. } = &record.record.binding
+        {
+            let key = (
+                resource_id.to_lowercase(),
+                record.record.marketplace_dimension.clone(),
+                day(record.record.hour),
+            );
+            *ours.entry(key).or_default() += record.record.quantity;
+        }
+    }
+    let keys: BTreeSet<Key> = theirs.keys().chain(ours.keys()).cloned().collect();
+    let mut lines = Vec::new();
+    for key in keys {
+        let ledger = ours.get(&key).copied().unwrap_or_default();
+        let says = theirs.get(&key).copied().unwrap_or_default();
+        if ledger != says {
+            lines.push(WitnessLine {
+                marketplace: Marketplace::Azure,
+                resource: key.0,
+                dimension: key.1,
+                day: key.2,
+                ledger,
+                marketplace_says: says,
+                finding: if says > ledger {
+                    Finding::OverReported
+                } else {
+                    Finding::Missing
+                },
+            });
+        }
+    }
+    Ok(lines)
+}
+
 /// `purser reconcile`: prints every record that is not clean and a summary per
-/// marketplace; returns whether everything reconciles.
+/// marketplace, with Azure's own listing as a second witness when Azure is
+/// configured; returns whether everything reconciles.
 pub async fn reconcile(
     config: &Config,
     from: Timestamp,
@@ -278,7 +354,20 @@ pub async fn reconcile(
     json: bool,
 ) -> Result<bool, AppError> {
     let store = open_store(config, OpenMode::ReadOnly).await?;
-    let report = store.reconcile_marketplaces(from, to).await?;
+    let mut report = store.reconcile_marketplaces(from, to).await?;
+    if let Some(azure) = &config.marketplaces.azure {
+        let client = AzureClient::new(azure)
+            .map_err(|e| AppError::Invalid(format!("marketplaces.azure: {e}")))?;
+        match azure_witness(&store, &client, from, to).await {
+            Ok(lines) => {
+                report.witness = lines;
+                report.witnessed_by.push(Marketplace::Azure);
+            }
+            // The ledger is the primary record; a witness that cannot be reached is
+            // said plainly, and does not by itself make the period unclean.
+            Err(e) => report.witness_unavailable.push(e.to_string()),
+        }
+    }
     let mut out = std::io::stdout().lock();
     if json {
         let text =
@@ -338,6 +427,38 @@ fn print_reconcile(out: &mut impl Write, report: &ReconcileReport) {
                     .unwrap_or_default()
             );
         }
+    }
+    for line in &report.witness {
+        let _ = writeln!(
+            out,
+            "  {:?}  {} says {} for {} {} on {}, the ledger says it accepted {}",
+            line.finding,
+            line.marketplace,
+            line.marketplace_says,
+            line.resource,
+            line.dimension,
+            line.day.strftime("%Y-%m-%d"),
+            line.ledger
+        );
+    }
+    for marketplace in &report.witnessed_by {
+        let off = report
+            .witness
+            .iter()
+            .filter(|l| l.marketplace == *marketplace)
+            .count();
+        let _ = writeln!(
+            out,
+            "{marketplace}'s own listing was consulted as a second witness: {}",
+            if off == 0 {
+                "it agrees with the ledger".to_owned()
+            } else {
+                format!("{off} days differ")
+            }
+        );
+    }
+    for reason in &report.witness_unavailable {
+        let _ = writeln!(out, "the second witness could not be consulted: {reason}");
     }
     if !report.unplanned_hours.is_empty() {
         let _ = writeln!(

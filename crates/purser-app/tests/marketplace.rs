@@ -279,12 +279,12 @@ async fn play_hours(
 /// exactly the ledger's accepted records, every record is accepted, and the period
 /// reconciles.
 async fn exactly_once(
-    db: TestDatabase,
+    db: &TestDatabase,
     scenario: Scenario,
     faults: FaultConfig,
     timeout_ms: u64,
     runs_per_hour: usize,
-) -> FakeMarketplaces {
+) -> (FakeMarketplaces, Store) {
     let store = db.open().await;
     let subjects = setup(&store, scenario).await;
     ingest_usage(&store, &subjects, scenario).await;
@@ -334,7 +334,7 @@ async fn exactly_once(
     assert_eq!(report.lines.len(), ledger.len());
     // Every request and answer is evidence, and the chain holds.
     assert!(store.verify_marketplace_exchanges().await.unwrap().is_ok());
-    fakes
+    (fakes, store)
 }
 
 /// Each fault at `p`, from seed 7.
@@ -363,8 +363,42 @@ fn faults_seen(fakes: &FakeMarketplaces) -> u64 {
 both_backends!(
     every_hour_reaches_each_marketplace_once_and_reconciles,
     |db: TestDatabase| async move {
-        let fakes = exactly_once(db, SMALL, FaultConfig::default(), 700, 3).await;
+        let (fakes, store) = exactly_once(&db, SMALL, FaultConfig::default(), 700, 3).await;
         assert_eq!(faults_seen(&fakes), 0);
+
+        // Azure's own listing agrees with the ledger, day by day...
+        let config = config_for_fakes(&fakes, &FakeConfig::default());
+        let azure = AzureClient::new(config.azure.as_ref().unwrap()).unwrap();
+        let (from, to) = (hours(0), hours(SMALL.hours));
+        let witness = purser_app::marketplace::azure_witness(&store, &azure, from, to)
+            .await
+            .unwrap();
+        assert!(witness.is_empty(), "{witness:?}");
+        // ...until Azure holds usage Purser never sent: over-reported, by its own word.
+        let stray = purser_core::marketplace::UsageRecord {
+            key: uuid::Uuid::new_v4(),
+            account_id: "not-in-the-ledger".into(),
+            dimension: "requests_k".into(),
+            marketplace_dimension: "requests".into(),
+            hour: hours(0),
+            quantity: Decimal::from(5),
+            whole_units: false,
+            binding: fixtures::binding(Marketplace::Azure, 0),
+        };
+        let sent = azure.submit(std::slice::from_ref(&stray)).await;
+        assert!(sent.outcomes[0].1.is_accepted(), "{:?}", sent.outcomes);
+        let witness = purser_app::marketplace::azure_witness(&store, &azure, from, to)
+            .await
+            .unwrap();
+        assert_eq!(witness.len(), 1, "{witness:?}");
+        assert_eq!(
+            witness[0].finding,
+            purser_store::marketplace::Finding::OverReported
+        );
+        assert_eq!(
+            (witness[0].ledger, witness[0].marketplace_says),
+            (Decimal::ZERO, Decimal::from(5))
+        );
         // Overage only: the commitment is not billed again.
         let written: Decimal = fakes
             .aws()
@@ -380,7 +414,7 @@ both_backends!(
 both_backends!(
     faults_never_bill_an_hour_twice_nor_lose_one,
     |db: TestDatabase| async move {
-        let fakes = exactly_once(db, SMALL, faults(0.1, 1500), 700, 12).await;
+        let (fakes, _store) = exactly_once(&db, SMALL, faults(0.1, 1500), 700, 12).await;
         // The faults did happen, and were answered by resending under the same keys.
         assert!(faults_seen(&fakes) > 0, "no fault was injected");
     }
@@ -393,7 +427,7 @@ both_backends!(
             accounts_per_marketplace: 334,
             hours: 48,
         };
-        let fakes = exactly_once(db, scenario, faults(0.02, 400), 250, 12).await;
+        let (fakes, _store) = exactly_once(&db, scenario, faults(0.02, 400), 250, 12).await;
         assert!(faults_seen(&fakes) > 100, "{}", faults_seen(&fakes));
     }
 );

@@ -997,11 +997,38 @@ pub struct ReconcileReport {
     pub unplanned_hours: Vec<Timestamp>,
     /// The exchange chain's verification, as text when broken.
     pub chain_break: Option<String>,
+    /// Where a marketplace's own listing (Azure's usage events) disagrees with what
+    /// the ledger says it accepted.
+    pub witness: Vec<WitnessLine>,
+    /// The marketplaces whose own listing was consulted.
+    pub witnessed_by: Vec<Marketplace>,
+    /// Why a marketplace's listing could not be consulted, when it could not.
+    pub witness_unavailable: Vec<String>,
+}
+
+/// A marketplace's own account of a day, against the ledger's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WitnessLine {
+    pub marketplace: Marketplace,
+    /// The resource (SaaS subscription) billed.
+    pub resource: String,
+    pub dimension: String,
+    /// The day (UTC) the marketplace reports on.
+    pub day: Timestamp,
+    /// What the ledger says the marketplace accepted that day.
+    pub ledger: Decimal,
+    /// What the marketplace says it processed.
+    pub marketplace_says: Decimal,
+    /// `OverReported` when the marketplace holds more than Purser sent, `Missing` when
+    /// it shows less than it accepted.
+    pub finding: Finding,
 }
 
 impl ReconcileReport {
     pub fn is_clean(&self) -> bool {
-        self.chain_break.is_none() && self.lines.iter().all(|l| !l.finding.is_off())
+        self.chain_break.is_none()
+            && self.witness.is_empty()
+            && self.lines.iter().all(|l| !l.finding.is_off())
     }
 
     pub fn count(&self, finding: Finding) -> usize {

@@ -279,6 +279,13 @@ async fn submission_survives_sigkill(backend: Backend) {
     let (ok, stdout, stderr) = run(purser(&reconcile), None).await;
     assert!(ok, "reconcile: {stdout}\n{stderr}");
     assert!(stdout.contains("everything reconciles"), "{stdout}");
+    // Azure's own usage-events listing was the second witness, and agreed.
+    assert!(
+        stdout.contains(
+            "azure's own listing was consulted as a second witness: it agrees with the ledger"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!("aws: {aws_records} records")),
         "{stdout}"
