@@ -164,15 +164,10 @@ impl Submitter {
     pub async fn run(&self, store: &Store) -> Result<SubmitReport, StoreError> {
         let mut report = SubmitReport::default();
         let now = self.now(store).await?;
-        // A backlog plans in slices of two days, so one transaction stays short.
-        loop {
-            let plan = store.plan_marketplace_hours(now, 48).await?;
-            report.planned_hours += plan.hours;
-            report.planned_records += plan.records;
-            if plan.hours == 0 {
-                break;
-            }
-        }
+        // A backlog is planned two days per transaction.
+        let plan = store.plan_marketplace_hours(now, 48).await?;
+        report.planned_hours = plan.hours;
+        report.planned_records = plan.records;
         report.expired = store.expire_marketplace_records(now).await?;
 
         let started = Instant::now();

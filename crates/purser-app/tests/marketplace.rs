@@ -13,16 +13,15 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
-use purser_core::events::Framing;
+use purser_core::Marketplace;
 use purser_core::marketplace::DeliveryState;
-use purser_core::{AccountScope, Marketplace, Role};
 use purser_fakes::{FakeClock, FakeConfig, FakeMarketplaces, FaultConfig};
 use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
 use purser_store::Store;
 use purser_store::marketplace::LedgerFilter;
-use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_store::metering::{MeteringSettings, hour_start};
 use purser_testkit::marketplace as fixtures;
-use purser_testkit::{TestDatabase, both_backends, scope};
+use purser_testkit::{TestDatabase, both_backends};
 use rust_decimal::Decimal;
 
 /// How many accounts each marketplace has and how many hours are played.
@@ -44,10 +43,6 @@ fn base_hour() -> Timestamp {
 
 fn hours(n: i64) -> Timestamp {
     base_hour() + SignedDuration::from_hours(n)
-}
-
-fn admin() -> AccountScope {
-    scope("root", &[Role::Admin], &["us-gov"], Some("US"))
 }
 
 /// Customers on each marketplace, each with a private offer committing to a sliver of
@@ -89,27 +84,19 @@ async fn ingest_usage(store: &Store, subjects: &[String], scenario: Scenario) {
     for (n, subject) in subjects.iter().enumerate() {
         for hour in 0..scenario.hours {
             let gib = 1 + (n as u64 + hour as u64) % 4;
-            lines.push(format!(
-                r#"{{"specversion":"1.0","id":"w-{subject}-{hour}","source":"//polaris/io","type":"com.polaris.io","subject":"{subject}","time":"{}","data":{{"bytes_written":{}}}}}"#,
-                hours(hour) + SignedDuration::from_mins(7),
-                gib * GIB + 12345
+            let time = hours(hour) + SignedDuration::from_mins(7);
+            lines.push(fixtures::written_event(
+                &format!("w-{subject}-{hour}"),
+                subject,
+                time,
+                gib * GIB + 12345,
             ));
         }
     }
-    let meters = store.meters().await.unwrap();
-    let mut accepted = 0;
-    for chunk in lines.chunks(5_000) {
-        let batch = prepare_batch(
-            chunk.join("\n").as_bytes(),
-            Framing::Ndjson,
-            &meters,
-            Timestamp::now(),
-            &MeteringSettings::default(),
-        )
-        .unwrap();
-        accepted += store.ingest(&admin(), "api", batch).await.unwrap().accepted;
-    }
-    assert_eq!(accepted, subjects.len() * scenario.hours as usize);
+    assert_eq!(
+        fixtures::ingest(store, &lines).await,
+        subjects.len() * scenario.hours as usize
+    );
 }
 
 /// The fakes and a submitter whose clients point at them, all on one simulated clock.

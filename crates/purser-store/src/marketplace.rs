@@ -215,16 +215,39 @@ fn account_hour_from_rows(
 }
 
 impl Store {
-    /// Plans closed hours for the marketplaces, in order from where planning left off,
-    /// at most `max_hours` of them: every account whose entitlement in force is bound
-    /// to a marketplace gets its records for the hour. Idempotent: an hour is planned
-    /// once, under the head's lock, in one transaction with the records.
+    /// Plans every closed hour not yet planned, in order from where planning left off:
+    /// every account whose entitlement in force is bound to a marketplace gets its
+    /// records for the hour. Idempotent: an hour is planned once, under the head's
+    /// lock, in one transaction with its records; a backlog is planned
+    /// `hours_per_transaction` at a time, so no transaction holds the head for long.
     pub async fn plan_marketplace_hours(
         &self,
         now: Timestamp,
-        max_hours: usize,
+        hours_per_transaction: usize,
     ) -> Result<PlanSummary, StoreError> {
         let catalogue = self.rating_catalogue().await?;
+        let mut summary = PlanSummary::default();
+        loop {
+            let slice = self
+                .plan_hours(&catalogue, now, hours_per_transaction)
+                .await?;
+            if slice.hours == 0 {
+                return Ok(summary);
+            }
+            summary.hours += slice.hours;
+            summary.records += slice.records;
+            summary.first_hour = summary.first_hour.or(slice.first_hour);
+            summary.last_hour = slice.last_hour;
+        }
+    }
+
+    /// Plans at most `max_hours` closed hours in one transaction.
+    async fn plan_hours(
+        &self,
+        catalogue: &crate::metering::RatingCatalogue,
+        now: Timestamp,
+        max_hours: usize,
+    ) -> Result<PlanSummary, StoreError> {
         let mut tx = self.db.begin().await?;
         let (planned_through, _) = lock_head(&mut tx).await?;
         let closed_through = tx
@@ -957,6 +980,26 @@ pub struct ReconcileLine {
     pub detail: Option<String>,
 }
 
+impl ReconcileLine {
+    /// The line of one ledger record.
+    pub(crate) fn of(record: &LedgerRecord) -> ReconcileLine {
+        let (finding, accepted, detail) = finding_of(record);
+        ReconcileLine {
+            marketplace: record.marketplace,
+            account_id: record.record.account_id.clone(),
+            dimension: record.record.dimension.clone(),
+            hour: record.record.hour,
+            owed: record.owed,
+            due: record.record.quantity,
+            sent: record.attempts > 0,
+            accepted,
+            state: record.state,
+            finding,
+            detail,
+        }
+    }
+}
+
 /// How a record stands against what the marketplace holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1036,7 +1079,7 @@ impl ReconcileReport {
     }
 }
 
-pub(crate) fn finding_of(record: &LedgerRecord) -> (Finding, Decimal, Option<String>) {
+fn finding_of(record: &LedgerRecord) -> (Finding, Decimal, Option<String>) {
     let detail = record.outcome.as_ref().and_then(|o| {
         o.get("message")
             .or_else(|| o.get("reason"))
@@ -1087,48 +1130,38 @@ impl Store {
             to: Some(to),
             ..ReconcileReport::default()
         };
-        for record in &records {
-            let (finding, accepted, detail) = finding_of(record);
-            report.lines.push(ReconcileLine {
-                marketplace: record.marketplace,
-                account_id: record.record.account_id.clone(),
-                dimension: record.record.dimension.clone(),
-                hour: record.record.hour,
-                owed: record.owed,
-                due: record.record.quantity,
-                sent: record.attempts > 0,
-                accepted,
-                state: record.state,
-                finding,
-                detail,
-            });
-        }
-        {
-            let mut handle = self.db.read().await?;
-            let planned = handle
-                .query_one(
-                    "SELECT planned_through FROM marketplace_head WHERE id = 1",
-                    &[],
-                )
-                .await?
-                .opt_int(0)?;
-            // Hours after the last planned one (all of them when nothing was planned).
-            let after = planned.unwrap_or(i64::MIN).max(from.as_microsecond() - 1);
-            let rows = handle
-                .query(
-                    "SELECT hour FROM closed_hours WHERE hour > $1 AND hour < $2 ORDER BY hour",
-                    &[Value::Int(after), Value::Int(to.as_microsecond())],
-                )
-                .await?;
-            for row in rows {
-                report.unplanned_hours.push(from_micros(row.int(0)?)?);
-            }
-        }
+        report.lines = records.iter().map(ReconcileLine::of).collect();
+        report.unplanned_hours = self.unplanned_hours(from, to).await?;
         report.chain_break = self
             .verify_marketplace_exchanges()
             .await?
             .err()
             .map(|b| b.to_string());
         Ok(report)
+    }
+
+    /// Closed hours in `[from, to)` after the last one planned (all of them when
+    /// nothing was planned yet).
+    pub(crate) async fn unplanned_hours(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Timestamp>, StoreError> {
+        let mut handle = self.db.read().await?;
+        let planned = handle
+            .query_one(
+                "SELECT planned_through FROM marketplace_head WHERE id = 1",
+                &[],
+            )
+            .await?
+            .opt_int(0)?;
+        let after = planned.unwrap_or(i64::MIN).max(from.as_microsecond() - 1);
+        let rows = handle
+            .query(
+                "SELECT hour FROM closed_hours WHERE hour > $1 AND hour < $2 ORDER BY hour",
+                &[Value::Int(after), Value::Int(to.as_microsecond())],
+            )
+            .await?;
+        rows.iter().map(|row| from_micros(row.int(0)?)).collect()
     }
 }

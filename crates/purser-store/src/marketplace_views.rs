@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::db::Value;
-use crate::marketplace::{Finding, RECORD_COLUMNS, ReconcileLine, finding_of, record_from_row};
+use crate::marketplace::{Finding, RECORD_COLUMNS, ReconcileLine, record_from_row};
 use crate::{Store, StoreError, from_micros, placeholders};
 
 /// Where a marketplace's records of one hour stand.
@@ -485,29 +485,16 @@ impl Store {
                 .await?;
             drop(handle);
             for row in &rows {
-                let record = record_from_row(row)?;
-                let (finding, accepted, detail) = finding_of(&record);
-                lines.push((
-                    row.text(24)?,
-                    ReconcileLine {
-                        marketplace: record.marketplace,
-                        account_id: record.record.account_id.clone(),
-                        dimension: record.record.dimension.clone(),
-                        hour: record.record.hour,
-                        owed: record.owed,
-                        due: record.record.quantity,
-                        sent: record.attempts > 0,
-                        accepted,
-                        state: record.state,
-                        finding,
-                        detail,
-                    },
-                ));
+                lines.push((row.text(24)?, ReconcileLine::of(&record_from_row(row)?)));
             }
         }
-        // The whole-ledger report for what is not account data: unplanned hours and
-        // the chain. Its lines are dropped; ours are the scope's.
-        let whole = self.reconcile_marketplaces(from, to).await?;
+        // What is not account data, Purser's own: unplanned hours and the chain.
+        let unplanned_hours = self.unplanned_hours(from, to).await?;
+        let chain_break = self
+            .verify_marketplace_exchanges()
+            .await?
+            .err()
+            .map(|b| b.to_string());
         let mut summaries: BTreeMap<Marketplace, MarketplaceSummary> = BTreeMap::new();
         let mut off = Vec::new();
         let mut shown = Vec::new();
@@ -543,9 +530,9 @@ impl Store {
             to,
             summaries: summaries.into_values().collect(),
             off,
-            unplanned_hours: whole.unplanned_hours,
-            exchanges_verify: whole.chain_break.is_none(),
-            chain_break: whole.chain_break,
+            unplanned_hours,
+            exchanges_verify: chain_break.is_none(),
+            chain_break,
         })
     }
 

@@ -7,15 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::events::Framing;
-use purser_core::marketplace::exchange::Exchange;
+use purser_core::Marketplace;
 use purser_core::marketplace::{DeliveryState, RecordOutcome};
-use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
-use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_store::metering::{MeteringSettings, hour_start};
 use purser_testkit::marketplace as fixtures;
-use purser_testkit::{TestDatabase, both_backends, scope};
+use purser_testkit::{TestDatabase, both_backends};
 use rust_decimal::Decimal;
 
 fn base_hour() -> Timestamp {
@@ -24,10 +22,6 @@ fn base_hour() -> Timestamp {
 
 fn hours(n: i64) -> Timestamp {
     base_hour() + SignedDuration::from_hours(n)
-}
-
-fn admin() -> AccountScope {
-    scope("root", &[Role::Admin], &["us-gov"], Some("US"))
 }
 
 fn dec(s: &str) -> Decimal {
@@ -66,36 +60,13 @@ async fn setup(store: &Store) -> String {
 }
 
 async fn write(store: &Store, id: &str, hour: i64, gib: u64) {
-    let line = format!(
-        r#"{{"specversion":"1.0","id":"{id}","source":"//polaris/io","type":"com.polaris.io","subject":"acme","time":"{}","data":{{"bytes_written":{}}}}}"#,
+    let line = fixtures::written_event(
+        id,
+        "acme",
         hours(hour) + SignedDuration::from_mins(10),
-        gib * GIB
+        gib * GIB,
     );
-    let batch = prepare_batch(
-        line.as_bytes(),
-        Framing::Ndjson,
-        &store.meters().await.unwrap(),
-        Timestamp::now(),
-        &MeteringSettings::default(),
-    )
-    .unwrap();
-    store.ingest(&admin(), "api", batch).await.unwrap();
-}
-
-fn exchange(keys: Vec<uuid::Uuid>) -> Exchange {
-    Exchange {
-        started_at: Timestamp::now(),
-        marketplace: Marketplace::Aws,
-        operation: "BatchMeterUsage".into(),
-        method: "POST".into(),
-        url: "http://127.0.0.1:1/".into(),
-        request_body: "{\"UsageRecords\":[]}".into(),
-        status: Some(200),
-        response_body: Some("{\"Results\":[]}".into()),
-        error: None,
-        elapsed_ms: 3,
-        record_keys: keys,
-    }
+    assert_eq!(fixtures::ingest(store, &[line]).await, 1);
 }
 
 both_backends!(
@@ -195,7 +166,10 @@ both_backends!(
                         },
                     ),
                 ],
-                vec![exchange(vec![written0.record.key, capacity0.record.key])],
+                vec![fixtures::exchange(vec![
+                    written0.record.key,
+                    capacity0.record.key,
+                ])],
                 None,
             )
             .await
@@ -224,7 +198,7 @@ both_backends!(
                         marketplace_id: Some("mr-2".into()),
                     },
                 )],
-                vec![exchange(vec![capacity0.record.key])],
+                vec![fixtures::exchange(vec![capacity0.record.key])],
                 None,
             )
             .await
@@ -332,7 +306,7 @@ both_backends!(
                         message: "DuplicateRecord".into(),
                     },
                 )],
-                vec![exchange(vec![key])],
+                vec![fixtures::exchange(vec![key])],
                 None,
             )
             .await

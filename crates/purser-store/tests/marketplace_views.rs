@@ -6,14 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::events::Framing;
-use purser_core::marketplace::exchange::Exchange;
 use purser_core::marketplace::{DeliveryState, RecordOutcome};
 use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::marketplace_views::RecordQuery;
-use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_store::metering::{MeteringSettings, hour_start};
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 
@@ -70,36 +68,13 @@ async fn account(
 }
 
 async fn write(store: &Store, subject: &str, id: &str, hour: i64, gib: u64) {
-    let line = format!(
-        r#"{{"specversion":"1.0","id":"{id}","source":"//polaris/io","type":"com.polaris.io","subject":"{subject}","time":"{}","data":{{"bytes_written":{}}}}}"#,
+    let line = fixtures::written_event(
+        id,
+        subject,
         hours(hour) + SignedDuration::from_mins(10),
-        gib * GIB
+        gib * GIB,
     );
-    let batch = prepare_batch(
-        line.as_bytes(),
-        Framing::Ndjson,
-        &store.meters().await.unwrap(),
-        Timestamp::now(),
-        &MeteringSettings::default(),
-    )
-    .unwrap();
-    store.ingest(&admin(), "api", batch).await.unwrap();
-}
-
-fn exchange(keys: Vec<uuid::Uuid>) -> Exchange {
-    Exchange {
-        started_at: Timestamp::now(),
-        marketplace: Marketplace::Aws,
-        operation: "BatchMeterUsage".into(),
-        method: "POST".into(),
-        url: "http://127.0.0.1:1/".into(),
-        request_body: "{\"UsageRecords\":[]}".into(),
-        status: Some(200),
-        response_body: Some("{\"Results\":[]}".into()),
-        error: None,
-        elapsed_ms: 3,
-        record_keys: keys,
-    }
+    assert_eq!(fixtures::ingest(store, &[line]).await, 1);
 }
 
 both_backends!(
@@ -167,7 +142,7 @@ both_backends!(
                         },
                     ),
                 ],
-                vec![exchange(vec![key(&acme), key(&fed)])],
+                vec![fixtures::exchange(vec![key(&acme), key(&fed)])],
                 None,
             )
             .await

@@ -227,3 +227,53 @@ pub async fn define(store: &Store, meters: &[MeterDraft], offer: Offer) -> Offer
         .await
         .expect("the offer is defined")
 }
+
+/// Ingests NDJSON event lines as the API would, 5,000 a batch, with every boundary in
+/// reach; returns how many were accepted.
+pub async fn ingest(store: &Store, lines: &[String]) -> usize {
+    use purser_store::metering::{MeteringSettings, prepare_batch};
+    let system = AccountScope::system("test", &BoundaryRule::built_in());
+    let meters = store.meters().await.expect("meters");
+    let mut accepted = 0;
+    for chunk in lines.chunks(5_000) {
+        let batch = prepare_batch(
+            chunk.join("\n").as_bytes(),
+            purser_core::events::Framing::Ndjson,
+            &meters,
+            Timestamp::now(),
+            &MeteringSettings::default(),
+        )
+        .expect("a valid batch");
+        accepted += store
+            .ingest(&system, "api", batch)
+            .await
+            .expect("the batch is stored")
+            .accepted;
+    }
+    accepted
+}
+
+/// An exchange as a client records one (an answered AWS request carrying `keys`).
+pub fn exchange(keys: Vec<uuid::Uuid>) -> purser_core::marketplace::exchange::Exchange {
+    purser_core::marketplace::exchange::Exchange {
+        started_at: Timestamp::now(),
+        marketplace: Marketplace::Aws,
+        operation: "BatchMeterUsage".into(),
+        method: "POST".into(),
+        url: "http://127.0.0.1:1/".into(),
+        request_body: "{\"UsageRecords\":[]}".into(),
+        status: Some(200),
+        response_body: Some("{\"Results\":[]}".into()),
+        error: None,
+        elapsed_ms: 3,
+        record_keys: keys,
+    }
+}
+
+/// A usage event of `bytes` written, as the tests' `storage.written` meter reads it
+/// (see [`gib_meter`] on `com.polaris.io`).
+pub fn written_event(id: &str, subject: &str, time: Timestamp, bytes: u64) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"//polaris/io","type":"com.polaris.io","subject":"{subject}","time":"{time}","data":{{"bytes_written":{bytes}}}}}"#
+    )
+}

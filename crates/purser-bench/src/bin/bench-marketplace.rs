@@ -18,13 +18,12 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
 use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
-use purser_core::events::Framing;
+use purser_core::Marketplace;
 use purser_core::marketplace::DeliveryState;
-use purser_core::{AccountScope, BoundaryRule, Marketplace};
 use purser_fakes::{FakeConfig, FakeMarketplaces};
 use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
 use purser_store::marketplace::LedgerFilter;
-use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_store::metering::{MeteringSettings, hour_start};
 use purser_store::{Location, OpenMode, Store};
 use purser_testkit::marketplace as fixtures;
 use serde_json::json;
@@ -54,7 +53,6 @@ const DIMENSIONS: [(&str, &str, &str); 3] = [
 
 /// Meters, offers, accounts with bound entitlements, and one hour of usage, closed.
 async fn fixture(store: &Store, accounts: usize, hour: Timestamp) -> anyhow::Result<()> {
-    let system = AccountScope::system("bench", &BoundaryRule::built_in());
     let meters: Vec<_> = DIMENSIONS
         .iter()
         .map(|(dimension, name, field)| {
@@ -79,17 +77,8 @@ async fn fixture(store: &Store, accounts: usize, hour: Timestamp) -> anyhow::Res
             ));
         }
     }
-    let meters = store.meters().await?;
-    for chunk in lines.chunks(5_000) {
-        let batch = prepare_batch(
-            chunk.join("\n").as_bytes(),
-            Framing::Ndjson,
-            &meters,
-            Timestamp::now(),
-            &MeteringSettings::default(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        store.ingest(&system, "cli", batch).await?;
+    if fixtures::ingest(store, &lines).await != lines.len() {
+        bail!("not every usage event of the fixture was accepted");
     }
     let closes = hour + SignedDuration::from_mins(76);
     store

@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::events::Framing;
+use purser_core::Marketplace;
 use purser_core::marketplace::DeliveryState;
-use purser_core::{AccountScope, BoundaryRule, Marketplace};
 use purser_fakes::{FakeConfig, FakeMarketplaces};
 use purser_store::marketplace::LedgerFilter;
-use purser_store::metering::{MeteringSettings, hour_start, prepare_batch};
+use purser_store::metering::{MeteringSettings, hour_start};
 use purser_store::{Location, OpenMode, Store};
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{Backend, TestDatabase};
@@ -30,7 +29,6 @@ fn first_hour() -> Timestamp {
 /// usage in the last closed hours, closed.
 async fn prepare(location: &Location) {
     let store = Store::open(location, OpenMode::Write).await.expect("open");
-    let system = AccountScope::system("test", &BoundaryRule::built_in());
     let meters = purser_app::demo::meters();
     let written = meters
         .iter()
@@ -60,16 +58,7 @@ async fn prepare(location: &Location) {
             }
         }
     }
-    let batch = prepare_batch(
-        lines.join("\n").as_bytes(),
-        Framing::Ndjson,
-        &store.meters().await.expect("meters"),
-        Timestamp::now(),
-        &MeteringSettings::default(),
-    )
-    .expect("batch");
-    let report = store.ingest(&system, "api", batch).await.expect("ingest");
-    assert_eq!(report.accepted, lines.len());
+    assert_eq!(fixtures::ingest(&store, &lines).await, lines.len());
     store
         .close_due_hours(Timestamp::now(), &MeteringSettings::default(), 100)
         .await
