@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::audit::append;
 use crate::db::{Row, Value};
-use crate::{Store, StoreError, from_micros, now_micros};
+use crate::{Store, StoreError, corrupt, from_micros, json_text, now_micros};
 
 /// The nested part of an offer, stored as JSON.
 #[derive(Serialize, Deserialize)]
@@ -22,10 +22,6 @@ struct OfferDefinition {
 }
 
 const OFFER_COLUMNS: &str = "id, name, kind, marketplace, currency, definition";
-
-fn corrupt(table: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{table}: {reason}"))
-}
 
 fn offer_from_row(row: &Row) -> Result<Offer, StoreError> {
     let definition: OfferDefinition =
@@ -74,10 +70,6 @@ pub(crate) fn entitlement_from_row(
         purser_core::BoundaryName::parse(&row.text(7)?)
             .map_err(|e| corrupt("accounts.boundary", e))?,
     ))
-}
-
-fn json_text(value: &impl Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
 }
 
 impl Store {
@@ -149,6 +141,7 @@ impl Store {
         let account = self.account(scope, &entitlement.account_id).await?;
         let now = now_micros().as_microsecond();
         let mut tx = self.db.begin().await?;
+        crate::metering::bump_catalogue(&mut tx).await?;
         tx.execute(
             "INSERT INTO entitlements (id, account_id, offer_id, start_at, end_at, status, commitments, created_at, updated_at, marketplace_binding) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
@@ -243,6 +236,7 @@ impl Store {
     ) -> Result<Entitlement, StoreError> {
         let (before, account) = self.entitlement_and_account(scope, id).await?;
         let mut tx = self.db.begin().await?;
+        crate::metering::bump_catalogue(&mut tx).await?;
         tx.execute(
             "UPDATE entitlements SET status = $1, updated_at = $2 WHERE id = $3",
             &[

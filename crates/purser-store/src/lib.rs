@@ -21,6 +21,7 @@ pub mod marketplace;
 pub mod marketplace_views;
 pub mod metering;
 pub mod migrate;
+pub mod subscriptions;
 
 use std::path::{Path, PathBuf};
 
@@ -182,6 +183,22 @@ impl Store {
 
 /// Now, at the microsecond precision storage keeps, so what a call returns equals
 /// what a later read finds.
+/// A stored value that does not read back as what was written.
+pub(crate) fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {reason}"))
+}
+
+/// A decimal stored as text (quantities and money are never floats).
+pub(crate) fn decimal(text: &str, what: &str) -> Result<rust_decimal::Decimal, StoreError> {
+    text.parse::<rust_decimal::Decimal>()
+        .map_err(|e| corrupt(what, e))
+}
+
+/// A JSON column's text.
+pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
+}
+
 pub(crate) fn now_micros() -> Timestamp {
     let now = Timestamp::now();
     Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)

@@ -35,24 +35,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::{Dialect, Handle, Row, Value};
-use crate::{Store, StoreError, from_micros};
+use crate::{Store, StoreError, corrupt, decimal, from_micros, json_text};
 
 const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// How far back the first planning of a database reaches from the last closed hour.
 const FIRST_PLANNING_LOOKBACK_HOURS: i64 = 23;
-
-fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {reason}"))
-}
-
-fn decimal(text: &str, what: &str) -> Result<Decimal, StoreError> {
-    text.parse::<Decimal>().map_err(|e| corrupt(what, e))
-}
-
-fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
-}
 
 /// What one planning run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -365,7 +353,7 @@ impl Store {
                         record.quantity.to_string().into(),
                         planned.owed.to_string().into(),
                         planned.carried_in.to_string().into(),
-                        json(&record.binding)?.into(),
+                        json_text(&record.binding)?.into(),
                         DeliveryState::Due.as_str().into(),
                         Value::Int(0),
                         Value::Int(0),
@@ -425,7 +413,7 @@ impl Store {
                 account_id.into(),
                 dimension.into(),
                 marketplace.as_str().into(),
-                json(&position)?.into(),
+                json_text(&position)?.into(),
                 Value::Int(through),
             ]);
         }
@@ -479,7 +467,7 @@ impl Store {
                 "UPDATE marketplace_records SET state = 'expired', outcome = $1, settled_at = $2, \
                  carried_out = $3, uncertain = $4, lease_owner = NULL, lease_until = NULL WHERE record_key = $5",
                 &[
-                    json(&outcome)?.into(),
+                    json_text(&outcome)?.into(),
                     Value::Int(now.as_microsecond()),
                     Value::Int(i64::from(carry)),
                     Value::Int(i64::from(uncertain)),
@@ -664,7 +652,7 @@ impl Store {
                 retries.push(vec![
                     key_text.as_str().into(),
                     Value::Int(next.as_microsecond()),
-                    json(outcome)?.into(),
+                    json_text(outcome)?.into(),
                     Value::Int(i64::from(uncertain || *may_have_applied)),
                 ]);
             } else {
@@ -676,7 +664,7 @@ impl Store {
                 settled.push(vec![
                     key_text.as_str().into(),
                     DeliveryState::after(outcome).as_str().into(),
-                    json(outcome)?.into(),
+                    json_text(outcome)?.into(),
                     marketplace_id.map_or(Value::Null, Value::from),
                 ]);
             }
@@ -935,7 +923,7 @@ async fn upsert_position(
             account_id.into(),
             dimension.into(),
             marketplace.as_str().into(),
-            json(position)?.into(),
+            json_text(position)?.into(),
             Value::Int(through),
         ]],
     )

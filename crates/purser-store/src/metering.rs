@@ -46,7 +46,7 @@ use tokio::sync::Mutex;
 
 use crate::audit::append;
 use crate::db::{Handle, Row, Value};
-use crate::{Store, StoreError, from_micros, placeholders};
+use crate::{Store, StoreError, corrupt, decimal, from_micros, placeholders};
 
 mod slices;
 
@@ -395,14 +395,6 @@ pub enum UsageOf {
     Meters,
 }
 
-fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {reason}"))
-}
-
-fn decimal(text: &str, what: &str) -> Result<Decimal, StoreError> {
-    text.parse::<Decimal>().map_err(|e| corrupt(what, e))
-}
-
 /// Reads a `usage_slices` row's encoding, keys and contributions (columns from
 /// `first` on, in that order).
 fn slice_columns(row: &Row, first: usize) -> Result<(i64, Vec<u8>, Vec<u8>), StoreError> {
@@ -461,6 +453,32 @@ pub(crate) async fn insert_rows(
         }
     }
     Ok(())
+}
+
+/// Records, under the metering head's lock, that entitlements changed: closing
+/// re-reads them before rating its next hour, and a change waits for an hour being
+/// closed to commit, so it applies from an hour that is really still open. Returns
+/// the first hour not yet closed, if any hour has closed.
+pub(crate) async fn bump_catalogue(tx: &mut Handle) -> Result<Option<Timestamp>, StoreError> {
+    let row = tx
+        .query_one(
+            "UPDATE metering_head SET catalogue_version = catalogue_version + 1 WHERE id = 1 \
+             RETURNING closed_through",
+            &[],
+        )
+        .await?;
+    row.opt_int(0)?
+        .map(|hour| from_micros(hour + HOUR_MICROS))
+        .transpose()
+}
+
+async fn catalogue_version_in(tx: &mut Handle) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT catalogue_version FROM metering_head WHERE id = 1",
+        &[],
+    )
+    .await?
+    .int(0)
 }
 
 /// Locks the metering head for this transaction; returns (closed_through, evidence head).
@@ -1000,6 +1018,11 @@ impl Store {
         row.opt_int(0)?.map(from_micros).transpose()
     }
 
+    async fn catalogue_version(&self) -> Result<i64, StoreError> {
+        let mut handle = self.db.read().await?;
+        catalogue_version_in(&mut handle).await
+    }
+
     /// Closes every hour whose grace has passed at `now`, oldest first, at most
     /// `max_hours` of them, up to [`HOURS_PER_TRANSACTION`] in one transaction.
     /// Returns the hours closed.
@@ -1010,7 +1033,8 @@ impl Store {
         max_hours: usize,
     ) -> Result<Vec<ClosedHour>, StoreError> {
         let mut closed = Vec::new();
-        let catalogue = Arc::new(self.rating_catalogue().await?);
+        let mut catalogue_read_at = self.catalogue_version().await?;
+        let mut catalogue = Arc::new(self.rating_catalogue().await?);
         let meters: Arc<BTreeMap<String, Meter>> = Arc::new(
             self.meters()
                 .await?
@@ -1028,6 +1052,14 @@ impl Store {
         while due && closed.len() < max_hours {
             let mut tx = self.db.begin().await?;
             let (mut closed_through, mut head) = lock_head(&mut tx).await?;
+            // Entitlements change under the same lock (`bump_catalogue`): one that
+            // changed since the catalogue was read is read again before an hour is
+            // rated, so an hour is never rated under terms already replaced.
+            let version = catalogue_version_in(&mut tx).await?;
+            if version != catalogue_read_at {
+                catalogue = Arc::new(self.rating_catalogue().await?);
+                catalogue_read_at = version;
+            }
             let mut in_transaction = 0;
             // The next hour, computed and sealed while this one was written.
             let mut sealed_next: Option<SealedHour> = None;

@@ -57,6 +57,18 @@ pub const MIGRATIONS: &[Migration] = &[
             include_str!("../migrations/postgres/0005_marketplace_triggers.sql")
         ),
     },
+    Migration {
+        version: 6,
+        name: "marketplace_subscriptions",
+        sqlite: concat!(
+            include_str!("../migrations/common/0006_marketplace_subscriptions.sql"),
+            include_str!("../migrations/sqlite/0006_subscription_triggers.sql")
+        ),
+        postgres: concat!(
+            include_str!("../migrations/common/0006_marketplace_subscriptions.sql"),
+            include_str!("../migrations/postgres/0006_subscription_triggers.sql")
+        ),
+    },
 ];
 
 pub fn latest_version() -> i64 {

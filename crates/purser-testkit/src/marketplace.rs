@@ -110,35 +110,60 @@ pub struct Customer<'a> {
     pub committed_dimensions: &'a [&'a str],
 }
 
-/// Creates the customer's account and its entitlement, bound to its marketplace;
-/// returns the account's id.
-pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> String {
+/// Creates an account of `marketplace` in `boundary`, without an entitlement (a buyer
+/// whose subscription comes from the marketplace); returns its id.
+pub async fn account(
+    store: &Store,
+    marketplace: Marketplace,
+    external_id: &str,
+    name: &str,
+    boundary: &str,
+    index: usize,
+) -> String {
     let rules = BoundaryRule::built_in();
     let known: Vec<_> = rules.iter().map(|r| r.name.clone()).collect();
     let system = AccountScope::system("test", &rules);
-    let marketplace = offer.marketplace;
-    let binding = binding(marketplace, customer.index);
-    let account = store
+    let binding = binding(marketplace, index);
+    store
         .create_account(
             &system,
             AccountDraft {
-                name: customer.name.clone(),
-                external_id: customer.external_id.clone(),
+                name: name.into(),
+                external_id: external_id.into(),
                 marketplace: marketplace.as_str().into(),
                 marketplace_account_id: Some(match &binding {
-                    Binding::Gcp { .. } => format!("procurement-{}", customer.index),
+                    Binding::Gcp { .. } => format!("procurement-{index}"),
                     other => billed_party(other),
                 }),
                 region: "us-east-1".into(),
                 status: Some("active".into()),
-                boundary: Some(customer.boundary.into()),
+                boundary: Some(boundary.into()),
                 ..Default::default()
             }
             .validate(&known)
             .expect("a valid account"),
         )
         .await
-        .expect("the account is created");
+        .expect("the account is created")
+        .id
+        .0
+}
+
+/// Creates the customer's account and its entitlement, bound to its marketplace;
+/// returns the account's id.
+pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> String {
+    let system = AccountScope::system("test", &BoundaryRule::built_in());
+    let marketplace = offer.marketplace;
+    let binding = binding(marketplace, customer.index);
+    let account_id = account(
+        store,
+        marketplace,
+        &customer.external_id,
+        &customer.name,
+        customer.boundary,
+        customer.index,
+    )
+    .await;
     let start = customer.around - SignedDuration::from_hours(24 * 30);
     let commitments = customer
         .committed_dimensions
@@ -165,7 +190,7 @@ pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> 
     }
     .validate(
         format!("ent-{}", customer.external_id),
-        account.id.0.clone(),
+        account_id.clone(),
         offer,
     )
     .expect("a valid entitlement");
@@ -173,7 +198,7 @@ pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> 
         .create_entitlement(&system, entitlement)
         .await
         .expect("the entitlement is recorded");
-    account.id.0
+    account_id
 }
 
 /// Creates `n` customers of `offer`'s marketplace in the standard boundary (see

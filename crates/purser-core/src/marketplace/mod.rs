@@ -9,6 +9,7 @@
 pub mod exchange;
 pub mod planning;
 pub mod rules;
+pub mod subscription;
 
 use std::fmt;
 use std::time::Duration;
