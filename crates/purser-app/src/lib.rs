@@ -8,6 +8,7 @@ pub mod demo;
 pub mod jobs;
 pub mod marketplace;
 pub mod metering;
+pub mod subscriptions;
 
 use std::net::SocketAddr;
 

@@ -82,6 +82,8 @@ struct World {
     offer_id: String,
     /// The entitlement of each restricted account, by account id.
     entitlements: BTreeMap<String, String>,
+    /// A marketplace subscription linked to each restricted account, by account id.
+    subscriptions: BTreeMap<String, String>,
 }
 
 fn draft(name: &str, external_id: &str, boundary: &str) -> AccountDraft {
@@ -245,6 +247,7 @@ async fn world(settings: HttpSettings) -> World {
     .expect("valid meter");
     store.create_meter(&actor, &meter).await.expect("meter");
     seed_marketplace_records(&store, &restricted).await;
+    let subscriptions = seed_subscriptions(&store, &restricted).await;
     let (router, table, _) = purser_http::build(AppState::new(store.clone(), settings));
     World {
         _db: db,
@@ -257,7 +260,75 @@ async fn world(settings: HttpSettings) -> World {
         victim_token: victim_token.id,
         offer_id: offer.id,
         entitlements,
+        subscriptions,
     }
+}
+
+/// A Google subscription linked to each restricted account, active under a plan
+/// Purser does not sell (so it needs attention), with its notification kept.
+async fn seed_subscriptions(
+    store: &Store,
+    restricted: &BTreeMap<&str, Account>,
+) -> BTreeMap<String, String> {
+    use purser_core::marketplace::subscription::{SubscriptionSnapshot, SubscriptionState};
+    use purser_store::subscriptions::{Channel, NewNotification, NotificationStatus};
+    let system = AccountScope::system("test", &BoundaryRule::built_in());
+    let mut ids = BTreeMap::new();
+    for account in restricted.values() {
+        let external_id = format!("ent-{}", account.fields.external_id);
+        let notification = store
+            .store_notification(NewNotification {
+                marketplace: purser_core::Marketplace::Gcp,
+                delivery_key: format!("ev-{external_id}"),
+                channel: Channel::Pubsub,
+                body: format!(
+                    r#"{{"eventType":"ENTITLEMENT_ACTIVE","entitlement":{{"id":"{external_id}"}}}}"#
+                ),
+                kind: Some("ENTITLEMENT_ACTIVE".into()),
+                external_id: Some(external_id.clone()),
+                status: NotificationStatus::Unrecognised,
+                error: Some(format!("kept for {}", account.fields.name)),
+            })
+            .await
+            .expect("a notification");
+        assert!(!notification.duplicate);
+        let snapshot = SubscriptionSnapshot {
+            state: SubscriptionState::Active,
+            plan: "unsold-plan".into(),
+            quantity: None,
+            pending_plan: None,
+            binding: None,
+            effective_at: Timestamp::now(),
+            term_end: None,
+        };
+        store
+            .settle_subscription(
+                &system.actor,
+                purser_core::Marketplace::Gcp,
+                &external_id,
+                &snapshot,
+                None,
+            )
+            .await
+            .expect("a subscription");
+        store
+            .link_subscription(
+                &system,
+                purser_core::Marketplace::Gcp,
+                &external_id,
+                &account.id.0,
+                serde_json::json!({"company": account.fields.name}),
+            )
+            .await
+            .expect("linked");
+        let record = store
+            .subscription_for_processing(purser_core::Marketplace::Gcp, &external_id)
+            .await
+            .expect("read")
+            .expect("the subscription");
+        ids.insert(account.id.0.clone(), record.id);
+    }
+    ids
 }
 
 /// An AWS ledger record of the last closed hour for each restricted account, refused
@@ -330,6 +401,7 @@ impl World {
             .replace("{offer_id}", &self.offer_id)
             .replace("{entitlement_id}", &self.entitlements[&account.id.0])
             .replace("{marketplace}", "aws")
+            .replace("{subscription_id}", &self.subscriptions[&account.id.0])
     }
 
     /// A request a determined caller would send: with their credentials, a valid

@@ -959,3 +959,141 @@ async fn apply_change(
         }
     }
 }
+
+/// A subscription with its account, as pages list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionView {
+    pub record: SubscriptionRecord,
+    pub account_name: Option<String>,
+    pub boundary: Option<String>,
+}
+
+/// The scope's condition on `a` (the subscription's account, LEFT JOINed): linked
+/// subscriptions by their account's boundary; unlinked ones (no account, so no
+/// boundary yet) only when `unlinked` says the caller handles registrations.
+fn subscription_scope(
+    scope: &purser_core::AccountScope,
+    unlinked: bool,
+    params: &mut Vec<Value>,
+) -> String {
+    let unlinked = if unlinked {
+        "s.account_id IS NULL"
+    } else {
+        "1 = 0"
+    };
+    match scope.visible_boundaries() {
+        None => format!("({unlinked} OR a.id IS NOT NULL)"),
+        Some(boundaries) if boundaries.is_empty() => unlinked.to_string(),
+        Some(boundaries) => {
+            let list = crate::placeholders(params.len() + 1, boundaries.len());
+            params.extend(boundaries.iter().map(|b| Value::from(b.as_str())));
+            format!("({unlinked} OR a.boundary IN ({list}))")
+        }
+    }
+}
+
+fn qualified(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Subscriptions the scope may see, most recently changed first.
+    pub async fn subscriptions_in_scope(
+        &self,
+        scope: &purser_core::AccountScope,
+        unlinked: bool,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionView>, StoreError> {
+        let mut params = Vec::new();
+        let condition = subscription_scope(scope, unlinked, &mut params);
+        params.push(Value::Int(limit as i64));
+        let sql = format!(
+            "SELECT {}, a.name, a.boundary FROM marketplace_subscriptions s LEFT JOIN accounts a ON a.id = s.account_id \
+             WHERE {condition} ORDER BY s.updated_at DESC, s.id LIMIT ${}",
+            qualified(SUBSCRIPTION_COLUMNS, "s"),
+            params.len()
+        );
+        let mut handle = self.db.read().await?;
+        let rows = handle.query(&sql, &params).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SubscriptionView {
+                    record: subscription_from_row(row)?,
+                    account_name: row.opt_text(20)?,
+                    boundary: row.opt_text(21)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One subscription, if the scope may see it (else `NotFound`, as for accounts).
+    pub async fn subscription_in_scope(
+        &self,
+        scope: &purser_core::AccountScope,
+        unlinked: bool,
+        id: &str,
+    ) -> Result<SubscriptionView, StoreError> {
+        let mut params = vec![Value::from(id)];
+        let condition = subscription_scope(scope, unlinked, &mut params);
+        let sql = format!(
+            "SELECT {}, a.name, a.boundary FROM marketplace_subscriptions s LEFT JOIN accounts a ON a.id = s.account_id \
+             WHERE s.id = $1 AND {condition}",
+            qualified(SUBSCRIPTION_COLUMNS, "s")
+        );
+        let mut handle = self.db.read().await?;
+        let row = handle
+            .query_opt(&sql, &params)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(SubscriptionView {
+            record: subscription_from_row(&row)?,
+            account_name: row.opt_text(20)?,
+            boundary: row.opt_text(21)?,
+        })
+    }
+
+    /// Notifications the scope may see (those of subscriptions it sees, and those
+    /// naming no known subscription when `unlinked`), newest first; optionally only
+    /// those of one subscription, or only those set aside.
+    pub async fn notifications_in_scope(
+        &self,
+        scope: &purser_core::AccountScope,
+        unlinked: bool,
+        subscription: Option<&SubscriptionRecord>,
+        set_aside_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let mut params = Vec::new();
+        let condition = subscription_scope(scope, unlinked, &mut params);
+        let mut sql = format!(
+            "SELECT {} FROM marketplace_notifications n \
+             LEFT JOIN marketplace_subscriptions s ON s.marketplace = n.marketplace AND s.external_id = n.external_id \
+             LEFT JOIN accounts a ON a.id = s.account_id WHERE {condition}",
+            qualified(NOTIFICATION_COLUMNS, "n")
+        );
+        if let Some(subscription) = subscription {
+            params.push(subscription.subscription.marketplace.as_str().into());
+            params.push((&subscription.subscription.external_id).into());
+            sql.push_str(&format!(
+                " AND n.marketplace = ${} AND n.external_id = ${}",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        if set_aside_only {
+            sql.push_str(" AND n.status IN ('unrecognised', 'malformed')");
+        }
+        params.push(Value::Int(limit as i64));
+        sql.push_str(&format!(
+            " ORDER BY n.received_at DESC, n.id DESC LIMIT ${}",
+            params.len()
+        ));
+        let mut handle = self.db.read().await?;
+        let rows = handle.query(&sql, &params).await?;
+        rows.iter().map(notification_from_row).collect()
+    }
+}

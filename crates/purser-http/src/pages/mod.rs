@@ -9,6 +9,7 @@ mod docs;
 mod marketplace;
 mod metering;
 mod signin;
+mod subscriptions;
 
 use askama::Template;
 use axum::http::{Method, StatusCode, header};
@@ -68,7 +69,7 @@ impl Chrome {
 }
 
 fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
-    let links: [(&'static str, &'static str, Option<Permission>); 9] = [
+    let links: [(&'static str, &'static str, Option<Permission>); 10] = [
         ("/accounts", "Accounts", Some(Permission::ReadAccounts)),
         ("/offers", "Offers", Some(Permission::ReadAccounts)),
         ("/metering", "Metering", Some(Permission::ReadMetering)),
@@ -76,6 +77,11 @@ fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
             "/marketplaces",
             "Marketplaces",
             Some(Permission::ReadMetering),
+        ),
+        (
+            "/subscriptions",
+            "Subscriptions",
+            Some(Permission::ReadAccounts),
         ),
         ("/audit", "Audit log", Some(Permission::ReadAudit)),
         ("/users", "Users", Some(Permission::ManageUsers)),
@@ -277,6 +283,18 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             "/marketplaces/{marketplace}/records",
             Access::Session,
             get(marketplace::records),
+        )
+        .add(
+            Method::GET,
+            "/subscriptions",
+            Access::Session,
+            get(subscriptions::list),
+        )
+        .add(
+            Method::GET,
+            "/subscriptions/{subscription_id}",
+            Access::Session,
+            get(subscriptions::detail),
         )
         .add(Method::GET, "/users", Access::Session, get(admin::users))
         .add(

@@ -1,0 +1,299 @@
+//! Subscriptions from the marketplaces, wired: each marketplace's *desk* (how its
+//! notifications are read, how a subscription is re-read, how the seller answers),
+//! and the `marketplace.subscriptions` job's run: take in what waits at the
+//! marketplace (Google's Pub/Sub subscription), then act on every stored
+//! notification through its desk and the store's `settle_subscription`.
+//!
+//! Deliveries that come to Purser (Azure's webhook, SNS, Pub/Sub push) are stored by
+//! the HTTP intake before it answers; the job acts on them. Either way a notification
+//! is durable before it is acknowledged, and acted on once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use purser_core::Marketplace;
+use purser_core::audit::Actor;
+use purser_core::marketplace::subscription::{SellerCall, SubscriptionSnapshot};
+use purser_store::subscriptions::{NewNotification, NotificationStatus};
+use purser_store::{Store, StoreError};
+use serde::Serialize;
+
+/// Why a desk could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    /// The marketplace did not answer, or answered with a failure worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The marketplace says the subscription does not exist (or not for this seller).
+    #[error("{0}")]
+    Unknown(String),
+    /// The marketplace refused the seller's call (a state that no longer allows it).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How a notification's body reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// It names a subscription to re-read.
+    Subscription { kind: String, external_id: String },
+    /// Well formed, but nothing Purser acts on (an unknown event type; an account-level
+    /// event with no subscription in it).
+    Unrecognised {
+        kind: Option<String>,
+        reason: String,
+    },
+    /// Not readable at all.
+    Malformed { reason: String },
+}
+
+/// A marketplace's subscription API, as processing needs it.
+#[async_trait::async_trait]
+pub trait SubscriptionDesk: Send + Sync {
+    fn marketplace(&self) -> Marketplace;
+    /// Reads a stored notification's body.
+    fn read(&self, body: &str) -> Reading;
+    /// The marketplace's current word on a subscription.
+    async fn snapshot(&self, external_id: &str) -> Result<SubscriptionSnapshot, DeskError>;
+    /// Makes a seller call (approve, approve a plan change).
+    async fn call(&self, external_id: &str, call: &SellerCall) -> Result<(), DeskError>;
+    /// Takes in what waits at the marketplace (Google's Pub/Sub pull): stores each
+    /// delivery, then acknowledges it. Desks whose notifications are pushed to Purser
+    /// have nothing to pull.
+    async fn pull(&self, _store: &Store) -> Result<usize, DeskError> {
+        Ok(0)
+    }
+}
+
+/// Stores a delivery as its desk reads it: to act on, or kept aside with the reason.
+/// Used by every intake (pull, webhook, SNS), so each keeps what it cannot read.
+pub async fn store_delivery(
+    store: &Store,
+    desk: &dyn SubscriptionDesk,
+    channel: purser_store::subscriptions::Channel,
+    delivery_key: &str,
+    body: &str,
+) -> Result<purser_store::subscriptions::Stored, StoreError> {
+    let (kind, external_id, status, error) = match desk.read(body) {
+        Reading::Subscription { kind, external_id } => (
+            Some(kind),
+            Some(external_id),
+            NotificationStatus::Received,
+            None,
+        ),
+        Reading::Unrecognised { kind, reason } => {
+            (kind, None, NotificationStatus::Unrecognised, Some(reason))
+        }
+        Reading::Malformed { reason } => (None, None, NotificationStatus::Malformed, Some(reason)),
+    };
+    store
+        .store_notification(NewNotification {
+            marketplace: desk.marketplace(),
+            delivery_key: delivery_key.to_string(),
+            channel,
+            body: body.to_string(),
+            kind,
+            external_id,
+            status,
+            error,
+        })
+        .await
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessReport {
+    pub pulled: usize,
+    pub processed: usize,
+    pub calls: usize,
+    pub failed_calls: usize,
+    pub retrying: usize,
+    pub set_aside: usize,
+    pub needing_attention: usize,
+}
+
+impl ProcessReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "pulled {}, processed {} notifications ({} seller calls, {} refused or failed), {} to retry, {} set aside, {} needing attention",
+            self.pulled,
+            self.processed,
+            self.calls,
+            self.failed_calls,
+            self.retrying,
+            self.set_aside,
+            self.needing_attention
+        )
+    }
+}
+
+/// Acts on stored notifications through the configured desks.
+#[derive(Clone, Default)]
+pub struct SubscriptionProcessor {
+    desks: HashMap<Marketplace, Arc<dyn SubscriptionDesk>>,
+}
+
+/// At most this many notifications in one run; the next run carries on.
+const NOTIFICATIONS_PER_RUN: usize = 500;
+
+/// A seller call can change what the marketplace says at once (Azure's activate):
+/// re-read after it, a bounded number of times.
+const REREADS_AFTER_A_CALL: usize = 2;
+
+impl SubscriptionProcessor {
+    pub fn new(desks: Vec<Arc<dyn SubscriptionDesk>>) -> Self {
+        Self {
+            desks: desks.into_iter().map(|d| (d.marketplace(), d)).collect(),
+        }
+    }
+
+    pub fn desk(&self, marketplace: Marketplace) -> Option<&Arc<dyn SubscriptionDesk>> {
+        self.desks.get(&marketplace)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.desks.is_empty()
+    }
+
+    /// One run of `marketplace.subscriptions` at `now`.
+    pub async fn run(&self, store: &Store, now: Timestamp) -> Result<ProcessReport, StoreError> {
+        let mut report = ProcessReport::default();
+        for desk in self.desks.values() {
+            match desk.pull(store).await {
+                Ok(n) => report.pulled += n,
+                Err(error) => {
+                    tracing::warn!(marketplace = %desk.marketplace(), %error, "could not pull notifications")
+                }
+            }
+        }
+        let actor = Actor::new("system:marketplace-subscriptions", None);
+        for notification in store
+            .pending_notifications(now, NOTIFICATIONS_PER_RUN)
+            .await?
+        {
+            let Some(desk) = self.desks.get(&notification.marketplace) else {
+                // Kept for when the marketplace is configured; tried again in an hour.
+                store
+                    .notification_failed(
+                        &notification.id,
+                        &format!("{} is not configured", notification.marketplace),
+                        now + SignedDuration::from_hours(1),
+                    )
+                    .await?;
+                report.retrying += 1;
+                continue;
+            };
+            let Some(external_id) = notification.external_id.clone() else {
+                store
+                    .notification_set_aside(
+                        &notification.id,
+                        NotificationStatus::Malformed,
+                        "it names no subscription",
+                    )
+                    .await?;
+                report.set_aside += 1;
+                continue;
+            };
+            let snapshot = match desk.snapshot(&external_id).await {
+                Ok(snapshot) => snapshot,
+                Err(DeskError::Unknown(reason)) => {
+                    store
+                        .notification_set_aside(
+                            &notification.id,
+                            NotificationStatus::Unrecognised,
+                            &format!(
+                                "the marketplace does not know subscription {external_id}: {reason}"
+                            ),
+                        )
+                        .await?;
+                    report.set_aside += 1;
+                    continue;
+                }
+                Err(error) => {
+                    let retry_at = now + backoff(notification.attempts);
+                    store
+                        .notification_failed(&notification.id, &error.to_string(), retry_at)
+                        .await?;
+                    report.retrying += 1;
+                    continue;
+                }
+            };
+            let mut decision = store
+                .settle_subscription(
+                    &actor,
+                    desk.marketplace(),
+                    &external_id,
+                    &snapshot,
+                    Some(&notification.id),
+                )
+                .await?;
+            report.processed += 1;
+            for _ in 0..REREADS_AFTER_A_CALL {
+                let Some(call) = decision.call.clone() else {
+                    break;
+                };
+                let result = desk.call(&external_id, &call).await;
+                report.calls += 1;
+                if result.is_err() {
+                    report.failed_calls += 1;
+                }
+                let error = result.as_ref().err().map(ToString::to_string);
+                store
+                    .record_seller_call(
+                        desk.marketplace(),
+                        &external_id,
+                        &call,
+                        match &error {
+                            Some(error) => Err(error.as_str()),
+                            None => Ok(()),
+                        },
+                    )
+                    .await?;
+                if error.is_some() {
+                    // The next notification (or the marketplace's retry) re-reads.
+                    break;
+                }
+                match desk.snapshot(&external_id).await {
+                    Ok(snapshot) => {
+                        decision = store
+                            .settle_subscription(
+                                &actor,
+                                desk.marketplace(),
+                                &external_id,
+                                &snapshot,
+                                None,
+                            )
+                            .await?;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if decision.attention.is_some() {
+                report.needing_attention += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// 30 s, doubling, at most an hour: the marketplace keeps the subscription, Purser
+/// keeps the notification; there is no window to miss, only a delay.
+fn backoff(attempts: i64) -> SignedDuration {
+    let exponent = attempts.clamp(0, 7) as u32;
+    SignedDuration::from_secs((30_i64 << exponent).min(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_bounded() {
+        assert_eq!(backoff(0), SignedDuration::from_secs(30));
+        assert_eq!(backoff(1), SignedDuration::from_secs(60));
+        assert_eq!(backoff(6), SignedDuration::from_secs(1920));
+        assert_eq!(backoff(7), SignedDuration::from_secs(3600));
+        assert_eq!(backoff(1000), SignedDuration::from_secs(3600));
+    }
+}
