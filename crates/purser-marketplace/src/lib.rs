@@ -8,17 +8,33 @@
 //! outcome means for the ledger is decided in `purser-core`; the clients only read
 //! the marketplaces' answers, each mapping commented with its source.
 //!
+//! Beside metering, the clients of the marketplaces' subscription APIs and the parsers
+//! of their notifications: Google's Partner Procurement ([`procurement`]) and the
+//! Pub/Sub subscription its notifications arrive on ([`pubsub`]), Azure's SaaS
+//! Fulfillment API v2 and its webhook ([`fulfillment`]), AWS's ResolveCustomer and
+//! GetEntitlements ([`aws_saas`]) and the SNS deliveries of its notifications, with
+//! their signatures verified ([`sns`]). An unknown event type or action is kept as
+//! such; a malformed notification is a [`MalformedNotification`] holding the bytes.
+//!
 //! Exchanges are Purser's evidence of what was sent and answered: the URL, the body
 //! and the answer, never a credential (no Authorization header, token, client secret
 //! or signature).
 
+#[macro_use]
+mod names;
+mod api;
 mod auth;
 pub mod aws;
+pub mod aws_saas;
 pub mod azure;
+pub mod fulfillment;
 pub mod gcp;
 mod http;
 pub mod limiter;
+pub mod procurement;
+pub mod pubsub;
 pub mod secret;
+pub mod sns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +109,70 @@ pub enum ClientError {
     },
     #[error("credentials: {0}")]
     Auth(String),
+    /// The marketplace answered and refused the call, with its own error code (Google's
+    /// `error.status`, Azure's `error.code`, AWS's `__type`): e.g. approving an
+    /// entitlement that is not pending, an unknown subscription, an expired token.
+    #[error("{operation}: refused (HTTP {status}, {code}): {message}")]
+    Refused {
+        operation: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// A call the marketplace's contract does not allow, refused before sending.
+    #[error("{operation}: {message} (not sent)")]
+    InvalidArgument {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The marketplace's error code, when it refused the call.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the answer, when one came.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } | ClientError::Status { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A notification that could not be read (not JSON, a required field missing or of the
+/// wrong type): kept whole, so it can be stored and shown rather than dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {source_name} notification: {reason}")]
+pub struct MalformedNotification {
+    /// Which kind of notification it was meant to be (`procurement`, `azure webhook`,
+    /// `sns`, `aws marketplace message`).
+    pub source_name: &'static str,
+    /// What is wrong and where (serde's path and position).
+    pub reason: String,
+    /// The bytes as received.
+    pub raw: Vec<u8>,
+}
+
+impl MalformedNotification {
+    pub(crate) fn new(
+        source_name: &'static str,
+        reason: impl Into<String>,
+        raw: &[u8],
+    ) -> MalformedNotification {
+        MalformedNotification {
+            source_name,
+            reason: reason.into(),
+            raw: raw.to_vec(),
+        }
+    }
 }
 
 /// Where a client reads the time, for deciding what has expired. Tests set it.

@@ -1,0 +1,352 @@
+//! A Pub/Sub subscriber over Pub/Sub's REST API v1: `projects.subscriptions.pull`,
+//! `acknowledge` and `modifyAckDeadline`, plus creating topics and subscriptions (for
+//! tests and set-up). https://cloud.google.com/pubsub/docs/reference/rest (read
+//! 2026-12-01). The same calls work against the Pub/Sub emulator, which takes no
+//! credentials.
+//!
+//! Delivery is at least once: a message not acknowledged before its deadline is
+//! delivered again, so whoever processes a message acknowledges it only after its
+//! effect is stored, and processes it idempotently (Procurement's `eventId`).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use jiff::Timestamp;
+use purser_core::account::Marketplace;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::api::{self, BearerApi, Request};
+use crate::auth::{BearerToken, TokenSource};
+use crate::gcp::{GcpCredentials, token_source};
+use crate::http;
+use crate::{ClientError, Secret};
+
+/// Where Pub/Sub is and how to authenticate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubSubConfig {
+    /// `https://pubsub.googleapis.com`, or the emulator's `http://127.0.0.1:PORT`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// None for the emulator, which ignores credentials.
+    #[serde(default)]
+    pub credentials: Option<GcpCredentials>,
+    #[serde(default = "crate::default_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_base_url() -> String {
+    "https://pubsub.googleapis.com".into()
+}
+
+impl PubSubConfig {
+    pub fn new(credentials: GcpCredentials) -> PubSubConfig {
+        PubSubConfig {
+            base_url: default_base_url(),
+            credentials: Some(credentials),
+            request_timeout_ms: crate::default_timeout_ms(),
+        }
+    }
+
+    /// The Pub/Sub emulator at `base_url` (`http://127.0.0.1:PORT`).
+    pub fn emulator(base_url: &str) -> PubSubConfig {
+        PubSubConfig {
+            base_url: base_url.into(),
+            credentials: None,
+            request_timeout_ms: crate::default_timeout_ms(),
+        }
+    }
+}
+
+/// A message pulled from a subscription (`ReceivedMessage` + `PubsubMessage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceivedMessage {
+    /// What `acknowledge` and `modifyAckDeadline` take; new on every delivery.
+    pub ack_id: String,
+    /// The same on every delivery of one message.
+    pub message_id: String,
+    /// `data`, base64-decoded.
+    pub data: Vec<u8>,
+    pub attributes: BTreeMap<String, String>,
+    pub publish_time: Option<Timestamp>,
+    pub ordering_key: Option<String>,
+    /// Set only when the subscription has a dead-letter policy.
+    pub delivery_attempt: Option<u32>,
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub data: Vec<u8>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullResponse {
+    #[serde(default)]
+    received_messages: Vec<WireReceived>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReceived {
+    ack_id: String,
+    message: WireMessage,
+    delivery_attempt: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    message_id: String,
+    publish_time: Option<Timestamp>,
+    ordering_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublishResponse {
+    #[serde(default)]
+    message_ids: Vec<String>,
+}
+
+/// The Pub/Sub client.
+pub struct PubSubClient {
+    api: BearerApi,
+    base: String,
+}
+
+impl PubSubClient {
+    pub fn new(config: &PubSubConfig) -> Result<PubSubClient, ClientError> {
+        let source = match &config.credentials {
+            Some(credentials) => token_source(credentials)?,
+            // The emulator accepts any token; a fixed one keeps one code path.
+            None => TokenSource::Static(Secret::new("emulator")),
+        };
+        Ok(PubSubClient {
+            api: BearerApi {
+                http: http::build_client(config.request_timeout_ms)?,
+                token: BearerToken::new(Marketplace::Gcp, source),
+                marketplace: Marketplace::Gcp,
+            },
+            base: http::trim_base(&config.base_url),
+        })
+    }
+
+    async fn call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<String, ClientError> {
+        let url = format!("{}/v1/{path}", self.base);
+        self.api
+            .call(Request {
+                operation,
+                method,
+                url: &url,
+                query: &[],
+                headers: &[],
+                body: body.map(|b| b.to_string()),
+            })
+            .await
+            .map(|answer| answer.body)
+    }
+
+    /// `projects.subscriptions.pull` of at most `max_messages`. With `return_immediately`
+    /// the call answers at once, possibly with nothing (deprecated by Google for
+    /// production, where a pull waits for messages, but what tests against the emulator
+    /// need: a waiting pull there holds for about 90 seconds).
+    pub async fn pull(
+        &self,
+        subscription: &str,
+        max_messages: u32,
+        return_immediately: bool,
+    ) -> Result<Vec<ReceivedMessage>, ClientError> {
+        resource("pull", "subscription", subscription, "subscriptions")?;
+        let body = json!({
+            "maxMessages": max_messages.max(1),
+            "returnImmediately": return_immediately,
+        });
+        let text = self
+            .call(
+                "pull",
+                Method::POST,
+                &format!("{subscription}:pull"),
+                Some(body),
+            )
+            .await?;
+        let response: PullResponse = api::decode("pull", &text)?;
+        let engine = base64::engine::general_purpose::STANDARD;
+        response
+            .received_messages
+            .into_iter()
+            .map(|m| {
+                let data =
+                    engine
+                        .decode(m.message.data.as_bytes())
+                        .map_err(|e| ClientError::Decode {
+                            operation: "pull",
+                            message: format!(
+                                "message {} has data that is not base64: {e}",
+                                m.message.message_id
+                            ),
+                        })?;
+                Ok(ReceivedMessage {
+                    ack_id: m.ack_id,
+                    message_id: m.message.message_id,
+                    data,
+                    attributes: m.message.attributes,
+                    publish_time: m.message.publish_time,
+                    ordering_key: m.message.ordering_key.filter(|k| !k.is_empty()),
+                    delivery_attempt: m.delivery_attempt,
+                })
+            })
+            .collect()
+    }
+
+    /// `projects.subscriptions.acknowledge`: these deliveries are done with.
+    pub async fn acknowledge(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+    ) -> Result<(), ClientError> {
+        resource("acknowledge", "subscription", subscription, "subscriptions")?;
+        if ack_ids.is_empty() {
+            return Ok(());
+        }
+        self.call(
+            "acknowledge",
+            Method::POST,
+            &format!("{subscription}:acknowledge"),
+            Some(json!({ "ackIds": ack_ids })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `projects.subscriptions.modifyAckDeadline`: 0 hands the messages back for
+    /// redelivery at once (a "nack"); more extends the time to process them (at most
+    /// 600 seconds, the API's limit).
+    pub async fn modify_ack_deadline(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+        ack_deadline_seconds: u32,
+    ) -> Result<(), ClientError> {
+        resource(
+            "modifyAckDeadline",
+            "subscription",
+            subscription,
+            "subscriptions",
+        )?;
+        if ack_deadline_seconds > 600 {
+            return Err(ClientError::InvalidArgument {
+                operation: "modifyAckDeadline",
+                message: format!("ackDeadlineSeconds {ack_deadline_seconds} is above 600"),
+            });
+        }
+        if ack_ids.is_empty() {
+            return Ok(());
+        }
+        self.call(
+            "modifyAckDeadline",
+            Method::POST,
+            &format!("{subscription}:modifyAckDeadline"),
+            Some(json!({ "ackIds": ack_ids, "ackDeadlineSeconds": ack_deadline_seconds })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `projects.topics.create` (`PUT v1/{name}`); an existing topic is not an error.
+    pub async fn create_topic(&self, topic: &str) -> Result<(), ClientError> {
+        resource("topics.create", "topic", topic, "topics")?;
+        match self.call("topics.create", Method::PUT, topic, None).await {
+            Err(e) if e.code() == Some("ALREADY_EXISTS") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// `projects.subscriptions.create` on `topic` with an ack deadline (10..600 seconds);
+    /// an existing subscription is not an error.
+    pub async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline_seconds: u32,
+    ) -> Result<(), ClientError> {
+        resource(
+            "subscriptions.create",
+            "subscription",
+            subscription,
+            "subscriptions",
+        )?;
+        resource("subscriptions.create", "topic", topic, "topics")?;
+        let body = json!({ "topic": topic, "ackDeadlineSeconds": ack_deadline_seconds });
+        match self
+            .call(
+                "subscriptions.create",
+                Method::PUT,
+                subscription,
+                Some(body),
+            )
+            .await
+        {
+            Err(e) if e.code() == Some("ALREADY_EXISTS") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// `projects.topics.publish`; the message ids, in order.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<String>, ClientError> {
+        resource("publish", "topic", topic, "topics")?;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let messages: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| json!({ "data": engine.encode(&m.data), "attributes": m.attributes }))
+            .collect();
+        let text = self
+            .call(
+                "publish",
+                Method::POST,
+                &format!("{topic}:publish"),
+                Some(json!({ "messages": messages })),
+            )
+            .await?;
+        let response: PublishResponse = api::decode("publish", &text)?;
+        Ok(response.message_ids)
+    }
+}
+
+/// `projects/{project}/{collection}/{name}`, each part one path segment.
+fn resource(
+    operation: &'static str,
+    what: &str,
+    name: &str,
+    collection: &str,
+) -> Result<(), ClientError> {
+    let parts: Vec<&str> = name.split('/').collect();
+    match parts.as_slice() {
+        ["projects", project, c, id] if *c == collection => {
+            api::segment(operation, "project", project)?;
+            api::segment(operation, what, id)
+        }
+        _ => Err(ClientError::InvalidArgument {
+            operation,
+            message: format!("{what} {name:?} is not projects/{{project}}/{collection}/{{name}}"),
+        }),
+    }
+}
