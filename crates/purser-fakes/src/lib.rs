@@ -1,7 +1,11 @@
 //! Fake marketplace metering servers for tests: AWS Marketplace Metering (`BatchMeterUsage`),
 //! Azure Marketplace metering (usage events, with a fake Entra ID token endpoint) and Google
 //! Service Control (`services.check` / `services.report`, with a fake GCE metadata token
-//! endpoint).
+//! endpoint); and fakes of the subscription APIs: Google's Partner Procurement
+//! ([`procurement`], publishing its notifications to a Pub/Sub emulator, which
+//! [`pubsub_emulator`] starts and stops), Azure's SaaS Fulfillment API v2 and its webhook
+//! ([`fulfillment`]), and AWS's ResolveCustomer, GetEntitlements and signed SNS
+//! notifications ([`aws_saas`]).
 //!
 //! Each fake enforces its provider's published contract, reading the limits from the vendored
 //! machine-readable contracts in `/contracts` ([`contract`]), and records everything it
@@ -22,11 +26,15 @@
 #![allow(clippy::result_large_err)]
 
 pub mod aws;
+pub mod aws_saas;
 pub mod azure;
 pub mod clock;
 pub mod contract;
 pub mod faults;
+pub mod fulfillment;
 pub mod gcp;
+pub mod procurement;
+pub mod pubsub_emulator;
 mod server;
 mod sigv4;
 
@@ -41,9 +49,13 @@ pub use aws::{AwsConfig, AwsCounts, AwsCustomer, AwsFake, AwsRecord};
 pub use azure::{AzureConfig, AzureCounts, AzureEvent, AzureFake, AzureResource, AzureStatus};
 pub use clock::FakeClock;
 pub use faults::{Fault, FaultConfig};
+pub use aws_saas::{AwsSaasCustomer, AwsSaasFake, FakeAwsEntitlement, FakeEntitlementValue};
+pub use fulfillment::{FulfillmentConfig, FulfillmentFake};
 pub use gcp::{
     Continuity, GcpConfig, GcpConsumerState, GcpCounts, GcpFake, GcpUsage, GcpValueType,
 };
+pub use procurement::{EntitlementOrder, ProcurementConfig, ProcurementFake};
+pub use pubsub_emulator::PubSubEmulator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FakeError {
@@ -54,6 +66,14 @@ pub enum FakeError {
         name: &'static str,
         source: std::io::Error,
     },
+    #[error("the Pub/Sub emulator: {0}")]
+    Emulator(String),
+    /// A fake could not deliver a notification it publishes (Pub/Sub, webhook, SNS).
+    #[error("publishing a notification: {0}")]
+    Publish(String),
+    /// A test control asked for something the fake's state machine does not allow.
+    #[error("{0}")]
+    State(String),
 }
 
 /// How the fakes are started.
@@ -62,6 +82,10 @@ pub struct FakeConfig {
     pub aws: AwsConfig,
     pub azure: AzureConfig,
     pub gcp: GcpConfig,
+    /// Google's Partner Procurement (served on its own port).
+    pub procurement: ProcurementConfig,
+    /// Azure's SaaS Fulfillment API (served beside Azure metering, under `/api`).
+    pub fulfillment: FulfillmentConfig,
     /// Added before every answer of every fake (the benchmark uses 50 ms).
     pub latency: Duration,
     /// Faults for all three fakes; each draws from its own stream, so one marketplace's
@@ -82,6 +106,11 @@ pub struct FakeMarketplaces {
     gcp: GcpFake,
     gcp_addr: SocketAddr,
     gcp_metadata_addr: SocketAddr,
+    procurement: ProcurementFake,
+    procurement_addr: SocketAddr,
+    fulfillment: FulfillmentFake,
+    aws_entitlement_addr: SocketAddr,
+    aws_sns_addr: SocketAddr,
     clock: FakeClock,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -107,6 +136,13 @@ impl FakeMarketplaces {
             config.latency,
             config.faults.clone(),
         );
+        let (fulfillment, fulfillment_router) = fulfillment::build(
+            config.fulfillment.clone(),
+            &contracts.fulfillment,
+            config.clock.clone(),
+            azure.clone(),
+        );
+        let azure_router = azure_router.merge(fulfillment_router);
         let (azure_addr, azure_task) =
             server::spawn("azure", azure_router, receiver.clone()).await?;
         let (azure_login_addr, login_task) =
@@ -120,7 +156,25 @@ impl FakeMarketplaces {
         );
         let (gcp_addr, gcp_task) = server::spawn("gcp", gcp_router, receiver.clone()).await?;
         let (gcp_metadata_addr, metadata_task) =
-            server::spawn("gcp-metadata", metadata_router, receiver).await?;
+            server::spawn("gcp-metadata", metadata_router, receiver.clone()).await?;
+        let (procurement, procurement_router) = procurement::build(
+            config.procurement.clone(),
+            &contracts.procurement,
+            config.clock.clone(),
+            gcp.clone(),
+        );
+        let (procurement_addr, procurement_task) =
+            server::spawn("gcp-procurement", procurement_router, receiver.clone()).await?;
+        let (entitlement_router, sns_router) = aws_saas::build(
+            aws.saas().clone(),
+            config.aws.clone(),
+            &contracts.aws_saas,
+            config.clock.clone(),
+        );
+        let (aws_entitlement_addr, entitlement_task) =
+            server::spawn("aws-entitlement", entitlement_router, receiver.clone()).await?;
+        let (aws_sns_addr, sns_task) = server::spawn("aws-sns", sns_router, receiver).await?;
+        aws.saas().set_sns_cert_base(&format!("http://{aws_sns_addr}"));
         Ok(Self {
             aws,
             aws_addr,
@@ -131,9 +185,23 @@ impl FakeMarketplaces {
             gcp,
             gcp_addr,
             gcp_metadata_addr,
+            procurement,
+            procurement_addr,
+            fulfillment,
+            aws_entitlement_addr,
+            aws_sns_addr,
             clock: config.clock,
             shutdown,
-            tasks: vec![aws_task, azure_task, login_task, gcp_task, metadata_task],
+            tasks: vec![
+                aws_task,
+                azure_task,
+                login_task,
+                gcp_task,
+                metadata_task,
+                procurement_task,
+                entitlement_task,
+                sns_task,
+            ],
         })
     }
 
@@ -164,6 +232,43 @@ impl FakeMarketplaces {
     /// (the real one is `http://metadata.google.internal`).
     pub fn gcp_metadata_url(&self) -> String {
         format!("http://{}", self.gcp_metadata_addr)
+    }
+
+    /// Partner Procurement's root: `GET {procurement_url}/v1/providers/{p}/entitlements/{id}`
+    /// (the real one is `https://cloudcommerceprocurement.googleapis.com`). It takes the
+    /// GCP fake's token and the metadata server's.
+    pub fn procurement_url(&self) -> String {
+        format!("http://{}", self.procurement_addr)
+    }
+
+    /// The SaaS Fulfillment base is [`Self::azure_url`] (`…/api/saas/subscriptions/…`),
+    /// with tokens from [`Self::azure_login_url`].
+    pub fn fulfillment_url(&self) -> String {
+        self.azure_url()
+    }
+
+    /// The AWS Marketplace Entitlement Service endpoint (`POST /`), signed with the AWS
+    /// fake's key; ResolveCustomer is on [`Self::aws_url`].
+    pub fn aws_entitlement_url(&self) -> String {
+        format!("http://{}", self.aws_entitlement_addr)
+    }
+
+    /// The prefix of the fake SNS's SigningCertURL, to trust in a verifier under test.
+    pub fn aws_sns_cert_prefix(&self) -> String {
+        format!("http://{}/", self.aws_sns_addr)
+    }
+
+    pub fn procurement(&self) -> &ProcurementFake {
+        &self.procurement
+    }
+
+    pub fn fulfillment(&self) -> &FulfillmentFake {
+        &self.fulfillment
+    }
+
+    /// The AWS SaaS side (also `fakes.aws().saas()`).
+    pub fn aws_saas(&self) -> &AwsSaasFake {
+        self.aws.saas()
     }
 
     pub fn aws(&self) -> &AwsFake {

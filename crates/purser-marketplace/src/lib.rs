@@ -343,4 +343,51 @@ pub mod testing {
     pub fn gcp_bodies(records: &[UsageRecord]) -> (String, String) {
         crate::gcp::bodies(records)
     }
+
+    /// Partner Procurement bodies by method id (`entitlements.approvePlanChange`), as the
+    /// client sends them.
+    pub fn procurement_bodies() -> Vec<(&'static str, serde_json::Value)> {
+        use crate::procurement::*;
+        vec![
+            ("accounts.approve", approve_account_body("signup", Some("signed up"))),
+            ("accounts.reject", reject_account_body("signup", "no")),
+            ("entitlements.approve", serde_json::json!({})),
+            ("entitlements.reject", reject_entitlement_body("not eligible")),
+            ("entitlements.approvePlanChange", plan_change_body("gold", None)),
+            ("entitlements.rejectPlanChange", plan_change_body("gold", Some("no"))),
+        ]
+    }
+
+    /// SaaS Fulfillment bodies by the contract's schema name.
+    pub fn fulfillment_bodies() -> Vec<(&'static str, serde_json::Value)> {
+        use crate::fulfillment::*;
+        vec![
+            ("SubscriberPlan", subscriber_plan("gold", Some(5))),
+            ("SubscriberPlan", subscriber_plan("gold", None)),
+            (
+                "UpdateOperation",
+                update_operation_body(OperationOutcome::Success, Some("gold"), Some(5)),
+            ),
+            (
+                "UpdateOperation",
+                update_operation_body(OperationOutcome::Failure, None, None),
+            ),
+        ]
+    }
+
+    /// The ResolveCustomer body and a GetEntitlements body with every filter key and a
+    /// NextToken.
+    pub fn aws_saas_bodies() -> (String, String) {
+        let resolve = serde_json::json!({ "RegistrationToken": "token-1" }).to_string();
+        let filter = crate::aws_saas::EntitlementFilter {
+            customer_identifier: Vec::new(),
+            customer_aws_account_id: vec!["123456789012".into()],
+            license_arn: vec!["arn:aws:license-manager::123456789012:license:l-1".into()],
+            dimension: vec!["storage".into()],
+        };
+        let filter = filter.to_json().ok().flatten();
+        let entitlements =
+            crate::aws_saas::entitlements_body("prod-1", filter.as_ref(), Some("next"));
+        (resolve, entitlements)
+    }
 }

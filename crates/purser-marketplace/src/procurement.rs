@@ -479,7 +479,7 @@ impl ProcurementClient {
         pending_plan_name: &str,
     ) -> Result<(), ClientError> {
         let name = self.entitlement_name(entitlement)?;
-        let body = json!({ "pendingPlanName": pending_plan_name });
+        let body = plan_change_body(pending_plan_name, None);
         self.post(
             "entitlements.approvePlanChange",
             &name,
@@ -497,7 +497,7 @@ impl ProcurementClient {
         reason: &str,
     ) -> Result<(), ClientError> {
         let name = self.entitlement_name(entitlement)?;
-        let body = json!({ "pendingPlanName": pending_plan_name, "reason": reason });
+        let body = plan_change_body(pending_plan_name, Some(reason));
         self.post(
             "entitlements.rejectPlanChange",
             &name,
@@ -526,6 +526,30 @@ impl ProcurementClient {
             .await
             .map(|_| ())
     }
+}
+
+pub(crate) fn approve_account_body(approval_name: &str, reason: Option<&str>) -> Value {
+    let mut body = json!({ "approvalName": approval_name });
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    body
+}
+
+pub(crate) fn reject_account_body(approval_name: &str, reason: &str) -> Value {
+    json!({ "approvalName": approval_name, "reason": reason })
+}
+
+pub(crate) fn reject_entitlement_body(reason: &str) -> Value {
+    json!({ "reason": reason })
+}
+
+pub(crate) fn plan_change_body(pending_plan_name: &str, reason: Option<&str>) -> Value {
+    let mut body = json!({ "pendingPlanName": pending_plan_name });
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    body
 }
 
 /// What a Procurement notification is about.
