@@ -343,27 +343,21 @@ pub(crate) fn check_signature(
     );
     match signed {
         Ok(()) => Ok(()),
-        Err(sigv4::SigError::Missing) => {
-            Err(error(
-                StatusCode::FORBIDDEN,
-                "MissingAuthenticationTokenException",
-                "Missing Authentication Token",
-            ))
-        }
-        Err(sigv4::SigError::UnknownKey) => {
-            Err(error(
-                StatusCode::FORBIDDEN,
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            ))
-        }
-        Err(sigv4::SigError::Invalid(message)) => {
-            Err(error(
-                StatusCode::FORBIDDEN,
-                "InvalidSignatureException",
-                &message,
-            ))
-        }
+        Err(sigv4::SigError::Missing) => Err(error(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        )),
+        Err(sigv4::SigError::UnknownKey) => Err(error(
+            StatusCode::FORBIDDEN,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )),
+        Err(sigv4::SigError::Invalid(message)) => Err(error(
+            StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            &message,
+        )),
     }
 }
 

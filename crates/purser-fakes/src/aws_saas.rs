@@ -142,7 +142,8 @@ fn make_sns_key() -> Result<SnsKey, String> {
         .to_public_key()
         .to_public_key_der()
         .map_err(|e| e.to_string())?;
-    let spki = SubjectPublicKeyInfoOwned::try_from(public_der.as_bytes()).map_err(|e| e.to_string())?;
+    let spki =
+        SubjectPublicKeyInfoOwned::try_from(public_der.as_bytes()).map_err(|e| e.to_string())?;
     let subject = Name::from_str("CN=sns.amazonaws.com.purser-fake,O=Purser fake SNS,C=US")
         .map_err(|e| e.to_string())?;
     let year = Duration::from_secs(365 * 24 * 3600);
@@ -278,9 +279,9 @@ impl AwsSaasFake {
     }
 
     fn sign(&self, mut envelope: Value) -> Result<Value, FakeError> {
-        let cert_url = self
-            .sns_certificate_url()
-            .ok_or_else(|| FakeError::Publish("the SNS certificate server is not running".into()))?;
+        let cert_url = self.sns_certificate_url().ok_or_else(|| {
+            FakeError::Publish("the SNS certificate server is not running".into())
+        })?;
         envelope["SigningCertURL"] = json!(cert_url);
         let text = string_to_sign(&envelope)?;
         let key = sns_key()?;
@@ -321,11 +322,19 @@ impl AwsSaasFake {
 
     /// Publishes a marketplace message (`{"action", "customer-identifier", …}`) on the
     /// product's subscription or entitlement topic, signed with SignatureVersion 2.
-    pub async fn notify(&self, product_code: &str, message: Value) -> Result<SnsDelivery, FakeError> {
+    pub async fn notify(
+        &self,
+        product_code: &str,
+        message: Value,
+    ) -> Result<SnsDelivery, FakeError> {
         let topic = if message["action"] == "entitlement-updated" {
-            format!("arn:aws:sns:us-east-1:287250355862:aws-mp-entitlement-notification-{product_code}")
+            format!(
+                "arn:aws:sns:us-east-1:287250355862:aws-mp-entitlement-notification-{product_code}"
+            )
         } else {
-            format!("arn:aws:sns:us-east-1:287250355862:aws-mp-subscription-notification-{product_code}")
+            format!(
+                "arn:aws:sns:us-east-1:287250355862:aws-mp-subscription-notification-{product_code}"
+            )
         };
         let envelope = self.signed_notification(&topic, &message.to_string(), None, "2")?;
         self.deliver(&envelope).await
@@ -335,7 +344,14 @@ impl AwsSaasFake {
 /// SNS's string to sign (the fake's own reading of the documented order).
 fn string_to_sign(envelope: &Value) -> Result<String, FakeError> {
     let fields: &[&str] = match envelope["Type"].as_str() {
-        Some("Notification") => &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"],
+        Some("Notification") => &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ],
         _ => &[
             "Message",
             "MessageId",
@@ -366,9 +382,11 @@ fn string_to_sign(envelope: &Value) -> Result<String, FakeError> {
 pub(crate) fn resolve_customer(fake: &AwsSaasFake, body: &[u8]) -> Response {
     let mut ledger = fake.ledger();
     ledger.resolve_calls += 1;
-    let token = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("RegistrationToken").and_then(Value::as_str).map(str::to_owned));
+    let token = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("RegistrationToken")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
         return bad(
             "InvalidTokenException",
@@ -456,7 +474,10 @@ struct WireEntitlement<'a> {
     dimension: &'a str,
     #[serde(rename = "CustomerIdentifier", skip_serializing_if = "Option::is_none")]
     customer_identifier: Option<&'a str>,
-    #[serde(rename = "CustomerAWSAccountId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CustomerAWSAccountId",
+        skip_serializing_if = "Option::is_none"
+    )]
     customer_aws_account_id: Option<&'a str>,
     #[serde(rename = "LicenseArn", skip_serializing_if = "Option::is_none")]
     license_arn: Option<&'a str>,
@@ -478,9 +499,15 @@ async fn get_entitlements(
     let expected = format!("{}.GetEntitlements", contract.entitlement_target_prefix);
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     if method != Method::POST || uri.path() != "/" || target != Some(expected.as_str()) {
-        return bad("UnknownOperationException", "The operation is not supported by this fake.");
+        return bad(
+            "UnknownOperationException",
+            "The operation is not supported by this fake.",
+        );
     }
-    let content_type = format!("application/x-amz-json-{}", contract.entitlement_json_version);
+    let content_type = format!(
+        "application/x-amz-json-{}",
+        contract.entitlement_json_version
+    );
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -503,7 +530,10 @@ async fn get_entitlements(
         return response;
     }
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return bad("SerializationException", "The request body is not a JSON object.");
+        return bad(
+            "SerializationException",
+            "The request body is not a JSON object.",
+        );
     };
     for required in &contract.entitlements_required {
         if !request.contains_key(required) {
@@ -544,7 +574,10 @@ async fn get_entitlements(
         Some(Value::Object(map)) => {
             for (key, values) in map {
                 if !contract.filter_names.contains(key) {
-                    return invalid(&format!("Filter key {key} is not one of {:?}.", contract.filter_names));
+                    return invalid(&format!(
+                        "Filter key {key} is not one of {:?}.",
+                        contract.filter_names
+                    ));
                 }
                 let Some(list) = values.as_array() else {
                     return invalid(&format!("Filter {key} must be a list."));
@@ -561,12 +594,18 @@ async fn get_entitlements(
         }
         Some(_) => return invalid("Filter must be a map."),
     }
-    if filters.contains_key("CUSTOMER_IDENTIFIER") && filters.contains_key("CUSTOMER_AWS_ACCOUNT_ID") {
+    if filters.contains_key("CUSTOMER_IDENTIFIER")
+        && filters.contains_key("CUSTOMER_AWS_ACCOUNT_ID")
+    {
         return invalid("CUSTOMER_IDENTIFIER and CUSTOMER_AWS_ACCOUNT_ID cannot be used together.");
     }
     let start = match request.get("NextToken") {
         None => 0,
-        Some(v) => match v.as_str().and_then(|t| t.strip_prefix("page-")).and_then(|n| n.parse().ok()) {
+        Some(v) => match v
+            .as_str()
+            .and_then(|t| t.strip_prefix("page-"))
+            .and_then(|n| n.parse().ok())
+        {
             Some(n) => n,
             None => return invalid("NextToken is invalid."),
         },

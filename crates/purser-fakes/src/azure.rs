@@ -162,7 +162,10 @@ impl AzureFake {
     /// Fulfillment fake takes the same tokens: both APIs take tokens for the same
     /// resource id.
     pub(crate) fn issued_token(&self, token: &str, now: Timestamp) -> bool {
-        self.ledger().tokens.get(token).is_some_and(|exp| *exp > now)
+        self.ledger()
+            .tokens
+            .get(token)
+            .is_some_and(|exp| *exp > now)
     }
 
     pub fn add_resource(&self, resource: AzureResource) {

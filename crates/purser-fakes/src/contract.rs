@@ -244,7 +244,10 @@ fn load() -> Result<Contracts, FakeError> {
 fn keys_at(doc: &Value, path: &[&str]) -> Result<Vec<String>, FakeError> {
     match at(doc, path)? {
         Value::Object(map) => Ok(map.keys().cloned().collect()),
-        _ => Err(FakeError::Contract(format!("{} is not an object", path.join(".")))),
+        _ => Err(FakeError::Contract(format!(
+            "{} is not an object",
+            path.join(".")
+        ))),
     }
 }
 
@@ -281,13 +284,30 @@ fn load_procurement(d: &Value) -> Result<ProcurementContract, FakeError> {
         revision: str_at(d, &["revision"])?,
         entitlement_name: regex_at(
             providers,
-            &["entitlements", "methods", "get", "parameters", "name", "pattern"],
+            &[
+                "entitlements",
+                "methods",
+                "get",
+                "parameters",
+                "name",
+                "pattern",
+            ],
         )?,
         account_name: regex_at(
             providers,
-            &["accounts", "methods", "get", "parameters", "name", "pattern"],
+            &[
+                "accounts",
+                "methods",
+                "get",
+                "parameters",
+                "name",
+                "pattern",
+            ],
         )?,
-        entitlement_states: strings_at(d, &["schemas", "Entitlement", "properties", "state", "enum"])?,
+        entitlement_states: strings_at(
+            d,
+            &["schemas", "Entitlement", "properties", "state", "enum"],
+        )?,
         account_states: strings_at(d, &["schemas", "Account", "properties", "state", "enum"])?,
         approval_states: strings_at(d, &["schemas", "Approval", "properties", "state", "enum"])?,
         request_properties,
@@ -309,11 +329,22 @@ fn load_fulfillment(doc: &Value) -> Result<FulfillmentContract, FakeError> {
         api_versions: strings_at(schemas, &["ApiVersion", "enum"])?,
         subscription_statuses: strings_at(
             schemas,
-            &["Subscription", "properties", "saasSubscriptionStatus", "enum"],
+            &[
+                "Subscription",
+                "properties",
+                "saasSubscriptionStatus",
+                "enum",
+            ],
         )?,
         operation_actions: strings_at(schemas, &["SaaSOperation", "properties", "action", "enum"])?,
-        operation_statuses: strings_at(schemas, &["SaaSOperation", "properties", "status", "enum"])?,
-        update_statuses: strings_at(schemas, &["UpdateOperation", "properties", "status", "enum"])?,
+        operation_statuses: strings_at(
+            schemas,
+            &["SaaSOperation", "properties", "status", "enum"],
+        )?,
+        update_statuses: strings_at(
+            schemas,
+            &["UpdateOperation", "properties", "status", "enum"],
+        )?,
         subscriber_plan: keys_at(schemas, &["SubscriberPlan", "properties"])?,
         update_operation: keys_at(schemas, &["UpdateOperation", "properties"])?,
         subscription: keys_at(schemas, &["Subscription", "properties"])?,
@@ -567,14 +598,29 @@ mod tests {
     fn subscription_contracts_load() {
         let c = contracts().unwrap();
         let p = &c.procurement;
-        assert!(p.entitlement_name.is_match("providers/acme/entitlements/e-1"));
-        assert!(!p.entitlement_name.is_match("providers/acme/entitlements/e/1"));
-        assert!(p.entitlement_states.iter().any(|s| s == "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL"));
+        assert!(
+            p.entitlement_name
+                .is_match("providers/acme/entitlements/e-1")
+        );
+        assert!(
+            !p.entitlement_name
+                .is_match("providers/acme/entitlements/e/1")
+        );
+        assert!(
+            p.entitlement_states
+                .iter()
+                .any(|s| s == "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL")
+        );
         assert_eq!(
-            p.method_requests.get("entitlements.approvePlanChange").map(String::as_str),
+            p.method_requests
+                .get("entitlements.approvePlanChange")
+                .map(String::as_str),
             Some("ApproveEntitlementPlanChangeRequest")
         );
-        assert_eq!(p.request_properties["ApproveEntitlementPlanChangeRequest"], vec!["pendingPlanName"]);
+        assert_eq!(
+            p.request_properties["ApproveEntitlementPlanChangeRequest"],
+            vec!["pendingPlanName"]
+        );
         let f = &c.fulfillment;
         assert_eq!(f.base_path, "/api");
         assert_eq!(f.update_statuses, vec!["Success", "Failure"]);
@@ -585,6 +631,10 @@ mod tests {
         assert_eq!((a.page_min, a.page_max), (1, 25));
         assert!(a.filter_names.iter().any(|f| f == "LICENSE_ARN"));
         assert!(a.resolve_result_members.iter().any(|m| m == "LicenseArn"));
-        assert!(a.resolve_errors.iter().any(|e| e == "ExpiredTokenException"));
+        assert!(
+            a.resolve_errors
+                .iter()
+                .any(|e| e == "ExpiredTokenException")
+        );
     }
 }

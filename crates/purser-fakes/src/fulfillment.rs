@@ -246,12 +246,16 @@ impl FulfillmentFake {
 
     /// Payment failed: Suspended (notify-only).
     pub fn suspend(&self, id: Uuid) -> Result<Uuid, FakeError> {
-        self.operate(id, "Suspend", &[SUBSCRIBED], |_| (None, None, Some(SUSPENDED)))
+        self.operate(id, "Suspend", &[SUBSCRIBED], |_| {
+            (None, None, Some(SUSPENDED))
+        })
     }
 
     /// Payment fixed: Subscribed again (notify-only).
     pub fn reinstate(&self, id: Uuid) -> Result<Uuid, FakeError> {
-        self.operate(id, "Reinstate", &[SUSPENDED], |_| (None, None, Some(SUBSCRIBED)))
+        self.operate(id, "Reinstate", &[SUSPENDED], |_| {
+            (None, None, Some(SUBSCRIBED))
+        })
     }
 
     /// The customer cancels: Unsubscribed (notify-only).
@@ -280,7 +284,9 @@ impl FulfillmentFake {
         id: Uuid,
         action: &str,
         from: &[&str],
-        change: impl FnOnce(&FakeSaasSubscription) -> (Option<String>, Option<u64>, Option<&'static str>),
+        change: impl FnOnce(
+            &FakeSaasSubscription,
+        ) -> (Option<String>, Option<u64>, Option<&'static str>),
     ) -> Result<Uuid, FakeError> {
         let now = self.clock.now();
         let (operation, body, url) = {
@@ -317,7 +323,10 @@ impl FulfillmentFake {
             };
             let body = webhook_body(&operation, subscription, &self.config.publisher_id);
             ledger.operations.insert(operation.id, operation.clone());
-            let url = ledger.webhook_url.clone().or(self.config.webhook_url.clone());
+            let url = ledger
+                .webhook_url
+                .clone()
+                .or(self.config.webhook_url.clone());
             (operation, body, url)
         };
         if let Some(url) = url {
@@ -474,7 +483,11 @@ fn not_found(message: &str) -> Response {
     saas_error(StatusCode::NOT_FOUND, "EntityNotFound", message)
 }
 
-fn gate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Response> {
+fn gate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(), Response> {
     let Some(token) = bearer(headers) else {
         return Err(saas_error(
             StatusCode::UNAUTHORIZED,
@@ -695,7 +708,11 @@ async fn list_operations(
         .filter(|o| o.subscription_id == id && o.status == "InProgress")
         .map(|o| operation_json(o, s, publisher))
         .collect();
-    (StatusCode::OK, axum::Json(json!({ "operations": operations }))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "operations": operations })),
+    )
+        .into_response()
 }
 
 fn find_operation<'a>(
@@ -704,7 +721,8 @@ fn find_operation<'a>(
     operation: &str,
 ) -> Result<(&'a FakeOperation, &'a FakeSaasSubscription), Response> {
     let id = subscription_id(id)?;
-    let operation = Uuid::parse_str(operation).map_err(|_| bad_request("operationId must be a GUID."))?;
+    let operation =
+        Uuid::parse_str(operation).map_err(|_| bad_request("operationId must be a GUID."))?;
     let s = ledger
         .subscriptions
         .get(&id)

@@ -165,7 +165,10 @@ impl GcpFake {
     /// Whether the metadata server issued `token` and it has not expired (the fake
     /// Partner Procurement takes the same tokens: one service account, one scope).
     pub(crate) fn issued_token(&self, token: &str, now: Timestamp) -> bool {
-        self.ledger().tokens.get(token).is_some_and(|exp| *exp > now)
+        self.ledger()
+            .tokens
+            .get(token)
+            .is_some_and(|exp| *exp > now)
     }
 
     pub fn add_service(&self, service: &str) {

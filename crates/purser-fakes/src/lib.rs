@@ -46,10 +46,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use aws::{AwsConfig, AwsCounts, AwsCustomer, AwsFake, AwsRecord};
+pub use aws_saas::{AwsSaasCustomer, AwsSaasFake, FakeAwsEntitlement, FakeEntitlementValue};
 pub use azure::{AzureConfig, AzureCounts, AzureEvent, AzureFake, AzureResource, AzureStatus};
 pub use clock::FakeClock;
 pub use faults::{Fault, FaultConfig};
-pub use aws_saas::{AwsSaasCustomer, AwsSaasFake, FakeAwsEntitlement, FakeEntitlementValue};
 pub use fulfillment::{FulfillmentConfig, FulfillmentFake};
 pub use gcp::{
     Continuity, GcpConfig, GcpConsumerState, GcpCounts, GcpFake, GcpUsage, GcpValueType,
@@ -174,7 +174,8 @@ impl FakeMarketplaces {
         let (aws_entitlement_addr, entitlement_task) =
             server::spawn("aws-entitlement", entitlement_router, receiver.clone()).await?;
         let (aws_sns_addr, sns_task) = server::spawn("aws-sns", sns_router, receiver).await?;
-        aws.saas().set_sns_cert_base(&format!("http://{aws_sns_addr}"));
+        aws.saas()
+            .set_sns_cert_base(&format!("http://{aws_sns_addr}"));
         Ok(Self {
             aws,
             aws_addr,

@@ -146,7 +146,10 @@ impl ProcurementFake {
     /// Publishes every later notification to `topic` (`projects/{p}/topics/{t}`) of the
     /// Pub/Sub REST API at `pubsub_url` (the emulator's URL).
     pub fn connect_pubsub(&self, pubsub_url: &str, topic: &str) {
-        self.ledger().topic = Some((pubsub_url.trim_end_matches('/').to_owned(), topic.to_owned()));
+        self.ledger().topic = Some((
+            pubsub_url.trim_end_matches('/').to_owned(),
+            topic.to_owned(),
+        ));
     }
 
     /// Every notification published, in order (the decoded JSON).
@@ -224,8 +227,11 @@ impl ProcurementFake {
             );
             id
         };
-        self.publish("ENTITLEMENT_CREATION_REQUESTED", Subject::Entitlement(id.clone()))
-            .await?;
+        self.publish(
+            "ENTITLEMENT_CREATION_REQUESTED",
+            Subject::Entitlement(id.clone()),
+        )
+        .await?;
         Ok(id)
     }
 
@@ -257,7 +263,8 @@ impl ProcurementFake {
             entitlement.update_time = now;
             change(entitlement);
         }
-        self.publish(event, Subject::Entitlement(id.to_owned())).await
+        self.publish(event, Subject::Entitlement(id.to_owned()))
+            .await
     }
 
     /// The customer asks for another plan: ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL,

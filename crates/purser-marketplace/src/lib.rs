@@ -349,12 +349,24 @@ pub mod testing {
     pub fn procurement_bodies() -> Vec<(&'static str, serde_json::Value)> {
         use crate::procurement::*;
         vec![
-            ("accounts.approve", approve_account_body("signup", Some("signed up"))),
+            (
+                "accounts.approve",
+                approve_account_body("signup", Some("signed up")),
+            ),
             ("accounts.reject", reject_account_body("signup", "no")),
             ("entitlements.approve", serde_json::json!({})),
-            ("entitlements.reject", reject_entitlement_body("not eligible")),
-            ("entitlements.approvePlanChange", plan_change_body("gold", None)),
-            ("entitlements.rejectPlanChange", plan_change_body("gold", Some("no"))),
+            (
+                "entitlements.reject",
+                reject_entitlement_body("not eligible"),
+            ),
+            (
+                "entitlements.approvePlanChange",
+                plan_change_body("gold", None),
+            ),
+            (
+                "entitlements.rejectPlanChange",
+                plan_change_body("gold", Some("no")),
+            ),
         ]
     }
 

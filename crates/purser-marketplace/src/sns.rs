@@ -16,6 +16,7 @@
 //!   Amazon SNS's (`https://sns.<region>.amazonaws.com/...`, `.amazonaws.com.cn` in
 //!   China); never trust a certificate just because a message points at it; reject
 //!   messages from unexpected topics.
+//!
 //! Marketplace messages: docs.aws.amazon.com/marketplace/latest/userguide/saas-notification.html.
 
 use std::collections::{BTreeMap, HashMap};
@@ -263,11 +264,7 @@ impl SnsVerifier {
     /// Verifies `envelope`: topic, certificate URL, certificate validity, signature.
     pub async fn verify(&self, envelope: &SnsEnvelope) -> Result<(), SnsError> {
         if !self.trust.topic_arns.is_empty()
-            && !self
-                .trust
-                .topic_arns
-                .iter()
-                .any(|t| *t == envelope.topic_arn)
+            && !self.trust.topic_arns.contains(&envelope.topic_arn)
         {
             return Err(SnsError::UnexpectedTopic(envelope.topic_arn.clone()));
         }
