@@ -263,8 +263,7 @@ impl SnsVerifier {
 
     /// Verifies `envelope`: topic, certificate URL, certificate validity, signature.
     pub async fn verify(&self, envelope: &SnsEnvelope) -> Result<(), SnsError> {
-        if !self.trust.topic_arns.is_empty()
-            && !self.trust.topic_arns.contains(&envelope.topic_arn)
+        if !self.trust.topic_arns.is_empty() && !self.trust.topic_arns.contains(&envelope.topic_arn)
         {
             return Err(SnsError::UnexpectedTopic(envelope.topic_arn.clone()));
         }
