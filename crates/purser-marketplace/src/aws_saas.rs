@@ -28,6 +28,8 @@ use crate::{ClientError, Clock, system_clock};
 const SIGNING_NAME: &str = "aws-marketplace";
 const RESOLVE_TARGET: &str = "AWSMPMeteringService.ResolveCustomer";
 const ENTITLEMENTS_TARGET: &str = "AWSMPEntitlementService.GetEntitlements";
+/// (ResolveCustomer's target, GetEntitlements' target, signing name), for contract tests.
+pub(crate) const TARGETS: (&str, &str, &str) = (RESOLVE_TARGET, ENTITLEMENTS_TARGET, SIGNING_NAME);
 /// `PageSizeInteger` max.
 const MAX_RESULTS: u32 = 25;
 /// More pages than this is a loop.

@@ -22,6 +22,26 @@ use crate::{ClientError, MalformedNotification};
 
 const API_VERSION: &str = "2018-08-31";
 
+/// The contract's paths (under its server, `https://marketplaceapi.microsoft.com/api`).
+pub(crate) const RESOLVE: &str = "/saas/subscriptions/resolve";
+pub(crate) const SUBSCRIPTIONS: &str = "/saas/subscriptions/";
+pub(crate) const SUBSCRIPTION: &str = "/saas/subscriptions/{subscriptionId}";
+pub(crate) const ACTIVATE: &str = "/saas/subscriptions/{subscriptionId}/activate";
+pub(crate) const OPERATIONS: &str = "/saas/subscriptions/{subscriptionId}/operations";
+pub(crate) const OPERATION: &str = "/saas/subscriptions/{subscriptionId}/operations/{operationId}";
+
+/// A contract path with its parameters filled in (GUIDs: nothing to escape).
+fn fill(template: &str, subscription_id: Option<Uuid>, operation_id: Option<Uuid>) -> String {
+    let mut path = template.to_owned();
+    if let Some(id) = subscription_id {
+        path = path.replace("{subscriptionId}", &id.to_string());
+    }
+    if let Some(id) = operation_id {
+        path = path.replace("{operationId}", &id.to_string());
+    }
+    path
+}
+
 open_enum! {
     /// `saasSubscriptionStatus` (the contract's SubscriptionStatusEnum).
     SaasSubscriptionStatus {
@@ -237,7 +257,7 @@ impl FulfillmentClient {
                 message: "the marketplace token is empty".into(),
             });
         }
-        let url = format!("{}/saas/subscriptions/resolve", self.base);
+        let url = format!("{}{RESOLVE}", self.base);
         let body = self
             .call(
                 "resolve",
@@ -260,8 +280,9 @@ impl FulfillmentClient {
         quantity: Option<u64>,
     ) -> Result<(), ClientError> {
         let url = format!(
-            "{}/saas/subscriptions/{subscription_id}/activate",
-            self.base
+            "{}{}",
+            self.base,
+            fill(ACTIVATE, Some(subscription_id), None)
         );
         self.call(
             "activate",
@@ -280,7 +301,11 @@ impl FulfillmentClient {
         &self,
         subscription_id: Uuid,
     ) -> Result<SaasSubscription, ClientError> {
-        let url = format!("{}/saas/subscriptions/{subscription_id}", self.base);
+        let url = format!(
+            "{}{}",
+            self.base,
+            fill(SUBSCRIPTION, Some(subscription_id), None)
+        );
         let body = self
             .call("getSubscription", Method::GET, &url, &[], None, true)
             .await?;
@@ -292,7 +317,7 @@ impl FulfillmentClient {
     /// own endpoint, so the bearer token never goes elsewhere.
     pub async fn list_subscriptions(&self) -> Result<Vec<SaasSubscription>, ClientError> {
         let mut all = Vec::new();
-        let mut url = format!("{}/saas/subscriptions/", self.base);
+        let mut url = format!("{}{SUBSCRIPTIONS}", self.base);
         let mut with_version = true;
         for _ in 0..MAX_PAGES {
             let body = self
@@ -336,8 +361,9 @@ impl FulfillmentClient {
         subscription_id: Uuid,
     ) -> Result<Vec<SaasOperation>, ClientError> {
         let url = format!(
-            "{}/saas/subscriptions/{subscription_id}/operations",
-            self.base
+            "{}{}",
+            self.base,
+            fill(OPERATIONS, Some(subscription_id), None)
         );
         let body = self
             .call("listOperations", Method::GET, &url, &[], None, true)
@@ -353,8 +379,9 @@ impl FulfillmentClient {
         operation_id: Uuid,
     ) -> Result<SaasOperation, ClientError> {
         let url = format!(
-            "{}/saas/subscriptions/{subscription_id}/operations/{operation_id}",
-            self.base
+            "{}{}",
+            self.base,
+            fill(OPERATION, Some(subscription_id), Some(operation_id))
         );
         let body = self
             .call("getOperation", Method::GET, &url, &[], None, true)
@@ -374,8 +401,9 @@ impl FulfillmentClient {
         quantity: Option<u64>,
     ) -> Result<(), ClientError> {
         let url = format!(
-            "{}/saas/subscriptions/{subscription_id}/operations/{operation_id}",
-            self.base
+            "{}{}",
+            self.base,
+            fill(OPERATION, Some(subscription_id), Some(operation_id))
         );
         self.call(
             "updateOperation",

@@ -370,6 +370,115 @@ pub mod testing {
         ]
     }
 
+    /// The Partner Procurement methods the client calls: (method id, HTTP method, path
+    /// template as the client builds it).
+    pub fn procurement_paths() -> Vec<(&'static str, &'static str, String)> {
+        use crate::procurement::path;
+        let name = "{+name}";
+        vec![
+            ("accounts.get", "GET", path(name, None)),
+            ("accounts.approve", "POST", path(name, Some("approve"))),
+            ("accounts.reject", "POST", path(name, Some("reject"))),
+            ("entitlements.get", "GET", path(name, None)),
+            ("entitlements.approve", "POST", path(name, Some("approve"))),
+            ("entitlements.reject", "POST", path(name, Some("reject"))),
+            (
+                "entitlements.approvePlanChange",
+                "POST",
+                path(name, Some("approvePlanChange")),
+            ),
+            (
+                "entitlements.rejectPlanChange",
+                "POST",
+                path(name, Some("rejectPlanChange")),
+            ),
+        ]
+    }
+
+    /// The Pub/Sub calls: (resource.method, HTTP method, path template, request schema,
+    /// body as sent).
+    pub fn pubsub_requests() -> Vec<(
+        &'static str,
+        &'static str,
+        String,
+        &'static str,
+        serde_json::Value,
+    )> {
+        use crate::pubsub::{path, pull_body};
+        use serde_json::json;
+        let sub = "{+subscription}";
+        vec![
+            (
+                "subscriptions.pull",
+                "POST",
+                path(sub, Some("pull")),
+                "PullRequest",
+                pull_body(10, false),
+            ),
+            (
+                "subscriptions.pull",
+                "POST",
+                path(sub, Some("pull")),
+                "PullRequest",
+                pull_body(10, true),
+            ),
+            (
+                "subscriptions.acknowledge",
+                "POST",
+                path(sub, Some("acknowledge")),
+                "AcknowledgeRequest",
+                json!({ "ackIds": ["a"] }),
+            ),
+            (
+                "subscriptions.modifyAckDeadline",
+                "POST",
+                path(sub, Some("modifyAckDeadline")),
+                "ModifyAckDeadlineRequest",
+                json!({ "ackIds": ["a"], "ackDeadlineSeconds": 0 }),
+            ),
+            (
+                "subscriptions.create",
+                "PUT",
+                path("{+name}", None),
+                "Subscription",
+                json!({ "topic": "projects/p/topics/t", "ackDeadlineSeconds": 10 }),
+            ),
+            (
+                "topics.create",
+                "PUT",
+                path("{+name}", None),
+                "Topic",
+                json!({}),
+            ),
+            (
+                "topics.publish",
+                "POST",
+                path("{+topic}", Some("publish")),
+                "PublishRequest",
+                json!({ "messages": [{ "data": "aGk=", "attributes": {} }] }),
+            ),
+        ]
+    }
+
+    /// The SaaS Fulfillment calls: (HTTP method, the contract's path).
+    pub fn fulfillment_paths() -> Vec<(&'static str, &'static str)> {
+        use crate::fulfillment::*;
+        vec![
+            ("post", RESOLVE),
+            ("get", SUBSCRIPTIONS),
+            ("get", SUBSCRIPTION),
+            ("post", ACTIVATE),
+            ("get", OPERATIONS),
+            ("get", OPERATION),
+            ("patch", OPERATION),
+        ]
+    }
+
+    /// The X-Amz-Target values and signing name of the AWS SaaS calls.
+    pub fn aws_saas_targets() -> (&'static str, &'static str, &'static str) {
+        crate::aws_saas::TARGETS
+    }
+
     /// SaaS Fulfillment bodies by the contract's schema name.
     pub fn fulfillment_bodies() -> Vec<(&'static str, serde_json::Value)> {
         use crate::fulfillment::*;

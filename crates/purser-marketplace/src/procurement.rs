@@ -354,11 +354,7 @@ impl ProcurementClient {
     }
 
     fn url(&self, name: &str, method: Option<&str>) -> String {
-        // The discovery document's paths: `v1/{+name}` and `v1/{+name}:approve`.
-        match method {
-            Some(m) => format!("{}/v1/{name}:{m}", self.base),
-            None => format!("{}/v1/{name}", self.base),
-        }
+        format!("{}/{}", self.base, path(name, method))
     }
 
     /// `accounts.get`.
@@ -525,6 +521,14 @@ impl ProcurementClient {
             })
             .await
             .map(|_| ())
+    }
+}
+
+/// A method's path as the discovery document writes it: `v1/{+name}`, `v1/{+name}:approve`.
+pub(crate) fn path(name: &str, method: Option<&str>) -> String {
+    match method {
+        Some(m) => format!("v1/{name}:{m}"),
+        None => format!("v1/{name}"),
     }
 }
 

@@ -147,7 +147,7 @@ impl PubSubClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<String, ClientError> {
-        let url = format!("{}/v1/{path}", self.base);
+        let url = format!("{}/{path}", self.base);
         self.api
             .call(Request {
                 operation,
@@ -172,16 +172,12 @@ impl PubSubClient {
         return_immediately: bool,
     ) -> Result<Vec<ReceivedMessage>, ClientError> {
         resource("pull", "subscription", subscription, "subscriptions")?;
-        let body = json!({
-            "maxMessages": max_messages.max(1),
-            "returnImmediately": return_immediately,
-        });
         let text = self
             .call(
                 "pull",
                 Method::POST,
-                &format!("{subscription}:pull"),
-                Some(body),
+                &path(subscription, Some("pull")),
+                Some(pull_body(max_messages, return_immediately)),
             )
             .await?;
         let response: PullResponse = api::decode("pull", &text)?;
@@ -226,7 +222,7 @@ impl PubSubClient {
         self.call(
             "acknowledge",
             Method::POST,
-            &format!("{subscription}:acknowledge"),
+            &path(subscription, Some("acknowledge")),
             Some(json!({ "ackIds": ack_ids })),
         )
         .await
@@ -260,7 +256,7 @@ impl PubSubClient {
         self.call(
             "modifyAckDeadline",
             Method::POST,
-            &format!("{subscription}:modifyAckDeadline"),
+            &path(subscription, Some("modifyAckDeadline")),
             Some(json!({ "ackIds": ack_ids, "ackDeadlineSeconds": ack_deadline_seconds })),
         )
         .await
@@ -270,7 +266,10 @@ impl PubSubClient {
     /// `projects.topics.create` (`PUT v1/{name}`); an existing topic is not an error.
     pub async fn create_topic(&self, topic: &str) -> Result<(), ClientError> {
         resource("topics.create", "topic", topic, "topics")?;
-        match self.call("topics.create", Method::PUT, topic, None).await {
+        match self
+            .call("topics.create", Method::PUT, &path(topic, None), None)
+            .await
+        {
             Err(e) if e.code() == Some("ALREADY_EXISTS") => Ok(()),
             other => other.map(|_| ()),
         }
@@ -296,7 +295,7 @@ impl PubSubClient {
             .call(
                 "subscriptions.create",
                 Method::PUT,
-                subscription,
+                &path(subscription, None),
                 Some(body),
             )
             .await
@@ -322,13 +321,32 @@ impl PubSubClient {
             .call(
                 "publish",
                 Method::POST,
-                &format!("{topic}:publish"),
+                &path(topic, Some("publish")),
                 Some(json!({ "messages": messages })),
             )
             .await?;
         let response: PublishResponse = api::decode("publish", &text)?;
         Ok(response.message_ids)
     }
+}
+
+/// A method's path under the root, as the discovery document (contracts/gcp/pubsub.v1.json,
+/// revision 20261027) writes it: `v1/{+subscription}:pull`, `v1/{+name}`.
+pub(crate) fn path(resource: &str, verb: Option<&str>) -> String {
+    match verb {
+        Some(verb) => format!("v1/{resource}:{verb}"),
+        None => format!("v1/{resource}"),
+    }
+}
+
+/// `PullRequest`. `returnImmediately` is deprecated: sent only when asked for (tests
+/// against the emulator), never as `false`.
+pub(crate) fn pull_body(max_messages: u32, return_immediately: bool) -> serde_json::Value {
+    let mut body = json!({ "maxMessages": max_messages.max(1) });
+    if return_immediately {
+        body["returnImmediately"] = json!(true);
+    }
+    body
 }
 
 /// `projects/{project}/{collection}/{name}`, each part one path segment.
