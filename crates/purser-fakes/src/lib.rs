@@ -377,3 +377,77 @@ pub fn seed_demo(fakes: &FakeMarketplaces) -> DemoRegistry {
         .add_consumer(&demo.gcp_service, &demo.gcp_consumer_id);
     demo
 }
+
+/// What [`seed_demo_subscriptions`] created, for printing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoSubscriptions {
+    /// A Google entitlement waiting for approval, and its account.
+    pub gcp_provider_id: String,
+    pub gcp_account_id: String,
+    pub gcp_entitlement_id: String,
+    /// An Azure purchase waiting for activation and its landing-page token
+    /// (`/landing?token=…`).
+    pub azure_subscription_id: String,
+    pub azure_landing_token: String,
+    /// An AWS registration token (`x-amzn-marketplace-token`) and what it resolves to.
+    pub aws_registration_token: String,
+    pub aws_product_code: String,
+    pub aws_account_id: String,
+    pub aws_license_arn: String,
+}
+
+/// One new subscription per marketplace, for `purser dev fake-marketplaces` and demos:
+/// a Google entitlement in ENTITLEMENT_ACTIVATION_REQUESTED (its notifications go to the
+/// Pub/Sub topic connected with [`ProcurementFake::connect_pubsub`], if any), an Azure
+/// purchase in PendingFulfillmentStart with its landing token, and an AWS registration
+/// token with the license's entitlements.
+pub async fn seed_demo_subscriptions(
+    fakes: &FakeMarketplaces,
+) -> Result<DemoSubscriptions, FakeError> {
+    let gcp_entitlement_id = fakes
+        .procurement()
+        .order(EntitlementOrder {
+            account_id: "demo-gcp-account".into(),
+            product: "purser-storage".into(),
+            plan: "standard".into(),
+            usage_reporting_id: Some("project_number:123456789012".into()),
+            offer: Some("projects/purser-demo/services/purser-storage/privateOffers/demo".into()),
+            offer_end_time: None,
+        })
+        .await?;
+    let (azure_subscription_id, azure_landing_token) =
+        fakes
+            .fulfillment()
+            .purchase("purser-storage", "purser-standard", None);
+    let product_code = "purserdemo0002".to_owned();
+    let account_id = "210987654322".to_owned();
+    let license_arn = "arn:aws:license-manager::210987654322:license:l-purserdemo0002".to_owned();
+    for dimension in ["storage_gb_hours", "requests"] {
+        fakes.aws_saas().add_entitlement(FakeAwsEntitlement {
+            product_code: product_code.clone(),
+            dimension: dimension.into(),
+            customer_identifier: None,
+            customer_aws_account_id: Some(account_id.clone()),
+            license_arn: Some(license_arn.clone()),
+            value: FakeEntitlementValue::Integer(1000),
+            expiration_date: None,
+        });
+    }
+    let aws_registration_token = fakes.aws_saas().issue_registration_token(AwsSaasCustomer {
+        product_code: product_code.clone(),
+        customer_aws_account_id: account_id.clone(),
+        license_arn: Some(license_arn.clone()),
+        customer_identifier: None,
+    });
+    Ok(DemoSubscriptions {
+        gcp_provider_id: fakes.procurement().provider_id().to_owned(),
+        gcp_account_id: "demo-gcp-account".into(),
+        gcp_entitlement_id,
+        azure_subscription_id: azure_subscription_id.to_string(),
+        azure_landing_token,
+        aws_registration_token,
+        aws_product_code: product_code,
+        aws_account_id: account_id,
+        aws_license_arn: license_arn,
+    })
+}

@@ -110,6 +110,11 @@ impl PubSubEmulator {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The gcloud process's id, which is also its process group's.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `127.0.0.1:PORT`, as `PUBSUB_EMULATOR_HOST` takes it.
     pub fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -1044,3 +1044,54 @@ async fn demo_registry_accepts_usage() {
 fn hour_of_now(fakes: &FakeMarketplaces) -> i64 {
     fakes.clock().now().as_second() / 3600 * 3600
 }
+
+/// The emulator harness leaves nothing behind: gcloud and its Java child are gone once
+/// the harness is dropped, and the port no longer answers.
+#[tokio::test]
+async fn pubsub_emulator_is_killed_with_its_children_on_drop() {
+    let emulator = purser_fakes::PubSubEmulator::start()
+        .await
+        .expect("emulator");
+    let url = emulator.url();
+    let pid = emulator.pid();
+    let answer = reqwest::get(&url).await.expect("answers");
+    assert!(answer.status().is_success());
+    drop(emulator);
+    // The whole process group: `kill -0 -PGID` fails once no member is left.
+    let mut gone = false;
+    for _ in 0..50 {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", "--", &format!("-{pid}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("kill")
+            .success();
+        if !alive {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "processes of group {pid} are still running");
+    assert!(reqwest::get(&url).await.is_err(), "the port still answers");
+}
+
+/// The demo subscriptions can be taken up by the clients' calls.
+#[tokio::test]
+async fn demo_subscriptions_are_seeded() {
+    let fakes = start(FakeConfig::default()).await;
+    let demo = purser_fakes::seed_demo_subscriptions(&fakes)
+        .await
+        .expect("seed");
+    let entitlement = fakes
+        .procurement()
+        .entitlement(&demo.gcp_entitlement_id)
+        .expect("ent");
+    assert_eq!(entitlement.state, "ENTITLEMENT_ACTIVATION_REQUESTED");
+    let id: uuid::Uuid = demo.azure_subscription_id.parse().expect("uuid");
+    assert_eq!(
+        fakes.fulfillment().subscription(id).expect("sub").status,
+        "PendingFulfillmentStart"
+    );
+    assert!(!demo.aws_registration_token.is_empty());
+}

@@ -330,6 +330,48 @@ impl PubSubClient {
     }
 }
 
+/// A push delivery: Pub/Sub POSTs `{"message": {data, attributes, messageId,
+/// publishTime}, "subscription": "projects/…/subscriptions/…", "deliveryAttempt"}` to the
+/// push endpoint, and a 2xx answer acknowledges it
+/// (https://cloud.google.com/pubsub/docs/push, read 2026-12-01). Verifying the OIDC token
+/// Pub/Sub can attach is the endpoint's business, not this parser's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushDelivery {
+    pub subscription: String,
+    pub message_id: String,
+    pub data: Vec<u8>,
+    pub attributes: BTreeMap<String, String>,
+    pub publish_time: Option<Timestamp>,
+    pub delivery_attempt: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePush {
+    message: WireMessage,
+    subscription: String,
+    delivery_attempt: Option<u32>,
+}
+
+/// Reads a push delivery's body; anything else is malformed, with its bytes kept.
+pub fn parse_push(body: &[u8]) -> Result<PushDelivery, crate::MalformedNotification> {
+    let malformed = |reason: String| crate::MalformedNotification::new("pubsub push", reason, body);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let push: WirePush = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| malformed(format!("{} (at {})", e.inner(), e.path())))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(push.message.data.as_bytes())
+        .map_err(|e| malformed(format!("message.data is not base64: {e}")))?;
+    Ok(PushDelivery {
+        subscription: push.subscription,
+        message_id: push.message.message_id,
+        data,
+        attributes: push.message.attributes,
+        publish_time: push.message.publish_time,
+        delivery_attempt: push.delivery_attempt,
+    })
+}
+
 /// A method's path under the root, as the discovery document (contracts/gcp/pubsub.v1.json,
 /// revision 20261027) writes it: `v1/{+subscription}:pull`, `v1/{+name}`.
 pub(crate) fn path(resource: &str, verb: Option<&str>) -> String {
@@ -366,5 +408,53 @@ fn resource(
             operation,
             message: format!("{what} {name:?} is not projects/{{project}}/{collection}/{{name}}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_deliveries_are_read() {
+        let body = br#"{"message":{"attributes":{"k":"v"},"data":"eyJldmVudElkIjoiZS0xIn0=","messageId":"136969346945","publishTime":"2026-12-01T10:00:00.000Z"},"subscription":"projects/p/subscriptions/s","deliveryAttempt":2}"#;
+        let push = parse_push(body).expect("push");
+        assert_eq!(push.data, br#"{"eventId":"e-1"}"#);
+        assert_eq!(push.subscription, "projects/p/subscriptions/s");
+        assert_eq!(push.delivery_attempt, Some(2));
+        let err = parse_push(br#"{"message":{"data":"***","messageId":"1"},"subscription":"s"}"#)
+            .expect_err("not base64");
+        assert!(err.reason.contains("base64"));
+        assert!(
+            parse_push(b"{}")
+                .expect_err("empty")
+                .reason
+                .contains("message")
+        );
+    }
+
+    #[test]
+    fn names_are_checked_before_use() {
+        assert!(
+            resource(
+                "pull",
+                "subscription",
+                "projects/p/subscriptions/s",
+                "subscriptions"
+            )
+            .is_ok()
+        );
+        for bad in [
+            "p/s",
+            "projects/p/topics/s",
+            "projects/p/subscriptions/s/x",
+            "projects//subscriptions/s",
+        ] {
+            assert!(
+                resource("pull", "subscription", bad, "subscriptions").is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(pull_body(0, false), json!({"maxMessages": 1}));
     }
 }
