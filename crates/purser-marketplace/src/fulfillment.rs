@@ -89,6 +89,30 @@ open_enum! {
     }
 }
 
+/// Azure's times: RFC 3339 with or without an offset, or a date alone (the subscription
+/// API page's examples write `term.startDate` as `2019-05-31`), read as UTC.
+mod azure_time {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) if text.is_empty() => Ok(None),
+            Some(text) => crate::azure::parse_azure_time(&text)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a date or time"))),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(t) => s.serialize_str(&t.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// A publisher's answer to an operation (`UpdateOperation.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum OperationOutcome {
@@ -111,7 +135,9 @@ pub struct AadIdentifier {
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionTerm {
     pub term_unit: Option<TermUnit>,
+    #[serde(default, with = "azure_time")]
     pub start_date: Option<jiff::Timestamp>,
+    #[serde(default, with = "azure_time")]
     pub end_date: Option<jiff::Timestamp>,
     pub charge_duration: Option<String>,
 }
@@ -137,6 +163,7 @@ pub struct SaasSubscription {
     #[serde(default)]
     pub allowed_customer_operations: Vec<String>,
     pub sandbox_type: Option<String>,
+    #[serde(default, with = "azure_time")]
     pub created: Option<jiff::Timestamp>,
     pub session_mode: Option<String>,
 }
@@ -166,6 +193,7 @@ pub struct SaasOperation {
     pub plan_id: Option<String>,
     pub quantity: Option<u64>,
     pub action: Option<OperationAction>,
+    #[serde(default, with = "azure_time")]
     pub time_stamp: Option<jiff::Timestamp>,
     pub status: Option<OperationStatus>,
 }
@@ -464,6 +492,7 @@ pub struct WebhookNotification {
     pub offer_id: Option<String>,
     pub plan_id: Option<String>,
     pub quantity: Option<u64>,
+    #[serde(default, with = "azure_time")]
     pub time_stamp: Option<jiff::Timestamp>,
     /// An action this version does not know is kept as `Other`.
     pub action: OperationAction,
@@ -487,6 +516,7 @@ struct WireWebhook {
     offer_id: Option<String>,
     plan_id: Option<String>,
     quantity: Option<u64>,
+    #[serde(default, with = "azure_time")]
     time_stamp: Option<jiff::Timestamp>,
     action: OperationAction,
     status: Option<OperationStatus>,
@@ -530,6 +560,10 @@ mod tests {
         assert_eq!(w.action, OperationAction::ChangeQuantity);
         assert_eq!(w.quantity, Some(20));
         assert_eq!(w.status, Some(OperationStatus::InProgress));
+        assert_eq!(
+            w.time_stamp,
+            Some("2026-12-01T10:05:29.9799053Z".parse().expect("t"))
+        );
         let other = String::from_utf8_lossy(body).replace("ChangeQuantity", "Transmogrify");
         let w = parse_webhook(other.as_bytes()).expect("unknown action kept");
         assert_eq!(w.action, OperationAction::Other("Transmogrify".into()));
@@ -547,6 +581,28 @@ mod tests {
             assert_eq!(err.raw, body);
             assert!(err.reason.contains(needle), "{needle}: {}", err.reason);
         }
+    }
+
+    #[test]
+    fn subscriptions_take_dates_alone_and_unknown_statuses() {
+        let s: SaasSubscription = serde_json::from_str(
+            r#"{"id":"6c7b9f52-5a7e-4b7e-9d3c-2f0c1b1a0d01","saasSubscriptionStatus":"Frozen","term":{"termUnit":"P1M","startDate":"2019-05-31","endDate":"2019-06-29T00:00:00"},"created":"2019-05-31T10:00:00.1234567Z","newField":1}"#,
+        )
+        .expect("parsed");
+        assert_eq!(
+            s.saas_subscription_status,
+            Some(SaasSubscriptionStatus::Other("Frozen".into()))
+        );
+        let term = s.term.expect("term");
+        assert_eq!(
+            term.start_date,
+            Some("2019-05-31T00:00:00Z".parse().expect("t"))
+        );
+        assert_eq!(term.term_unit, Some(TermUnit::Month));
+        let bad = serde_json::from_str::<SaasSubscription>(
+            r#"{"id":"6c7b9f52-5a7e-4b7e-9d3c-2f0c1b1a0d01","created":"yesterday"}"#,
+        );
+        assert!(bad.expect_err("bad").to_string().contains("yesterday"));
     }
 
     #[test]

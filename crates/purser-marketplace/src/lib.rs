@@ -136,6 +136,31 @@ impl ClientError {
         }
     }
 
+    /// Whether sending the same call again later may succeed: no answer, a 5xx, a 429,
+    /// or a refusal the marketplace calls throttling or an internal error. Anything else
+    /// (a refusal of the call itself) will be refused again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Refused { status, code, .. } => {
+                *status == 429
+                    || *status >= 500
+                    || matches!(
+                        code.as_str(),
+                        "ThrottlingException"
+                            | "InternalServiceErrorException"
+                            | "RESOURCE_EXHAUSTED"
+                            | "UNAVAILABLE"
+                            | "ABORTED"
+                    )
+            }
+            ClientError::Decode { .. } => false,
+            ClientError::Auth(_) => true,
+            ClientError::Config(_) | ClientError::InvalidArgument { .. } => false,
+        }
+    }
+
     /// The HTTP status of the answer, when one came.
     pub fn status(&self) -> Option<u16> {
         match self {
