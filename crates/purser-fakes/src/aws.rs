@@ -361,6 +361,46 @@ pub(crate) fn check_signature(
     }
 }
 
+/// ResolveCustomer: the protocol's content type, the body limit and SigV4 as for
+/// BatchMeterUsage, then the SaaS fake answers.
+fn resolve(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let content_type = format!("application/x-amz-json-{}", state.contract.json_version);
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with(&content_type) {
+        return bad(
+            "UnknownOperationException",
+            &format!("Content-Type must be {content_type}."),
+        );
+    }
+    if body.len() >= MAX_BODY_BYTES {
+        return bad(
+            "ValidationException",
+            "Request size must be less than 1 MB.",
+        );
+    }
+    if let Err(response) = check_signature(
+        &state.config,
+        &state.contract.signing_name,
+        &state.clock,
+        method,
+        uri,
+        headers,
+        body,
+    ) {
+        return response;
+    }
+    crate::aws_saas::resolve_customer(state.fake.saas(), body)
+}
+
 async fn handle(
     State(state): State<AppState>,
     method: Method,
@@ -389,15 +429,16 @@ async fn answer(
     body: &Bytes,
 ) -> Response {
     let contract = state.contract;
-    state.fake.ledger().counts.requests += 1;
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let expected_target = format!("{}.BatchMeterUsage", contract.target_prefix);
-    // ResolveCustomer is an operation of the same service (the model's operations).
+    // ResolveCustomer is an operation of the same service (the model's operations); it
+    // is not metering, so it is not counted with BatchMeterUsage.
     let resolve_target = format!("{}.ResolveCustomer", contract.target_prefix);
-    if method != Method::POST
-        || uri.path() != "/"
-        || (target != Some(expected_target.as_str()) && target != Some(resolve_target.as_str()))
-    {
+    if method == Method::POST && uri.path() == "/" && target == Some(resolve_target.as_str()) {
+        return resolve(state, method, uri, headers, body);
+    }
+    state.fake.ledger().counts.requests += 1;
+    let expected_target = format!("{}.BatchMeterUsage", contract.target_prefix);
+    if method != Method::POST || uri.path() != "/" || target != Some(expected_target.as_str()) {
         return refused(
             state,
             bad(
@@ -439,9 +480,6 @@ async fn answer(
         body,
     ) {
         return refused(state, response);
-    }
-    if target == Some(resolve_target.as_str()) {
-        return crate::aws_saas::resolve_customer(state.fake.saas(), body);
     }
     if let Some(bucket) = &state.bucket
         && bucket.take().is_err()
