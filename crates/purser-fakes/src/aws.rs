@@ -164,6 +164,7 @@ struct Ledger {
 pub struct AwsFake {
     ledger: Arc<Mutex<Ledger>>,
     faults: FaultInjector,
+    saas: crate::aws_saas::AwsSaasFake,
 }
 
 impl AwsFake {
@@ -241,6 +242,12 @@ impl AwsFake {
     pub fn set_faults(&self, faults: FaultConfig) {
         self.faults.set(faults);
     }
+
+    /// The SaaS side of the same seller account: registration tokens (ResolveCustomer,
+    /// served on this endpoint), entitlements and SNS notifications.
+    pub fn saas(&self) -> &crate::aws_saas::AwsSaasFake {
+        &self.saas
+    }
 }
 
 #[derive(Clone)]
@@ -263,6 +270,7 @@ pub(crate) fn build(
     let fake = AwsFake {
         ledger: Arc::new(Mutex::new(Ledger::default())),
         faults: FaultInjector::new(faults, 1),
+        saas: crate::aws_saas::AwsSaasFake::new(clock.clone()),
     };
     let bucket = TokenBucket::new(config.requests_per_second, config.burst);
     let state = AppState {
@@ -284,7 +292,7 @@ pub(crate) fn build(
 /// AWS answers "under 1 MB"; the stricter reading, 1,000,000 bytes, protects clients.
 const MAX_BODY_BYTES: usize = 1_000_000;
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     let mut response = (
         status,
         [("content-type", "application/x-amz-json-1.1")],
@@ -297,8 +305,100 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     response
 }
 
-fn bad(kind: &str, message: &str) -> Response {
+pub(crate) fn bad(kind: &str, message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, kind, message)
+}
+
+/// SigV4 as AWS checks it, with AWS's refusals (403): shared by every operation of the
+/// fake AWS services.
+pub(crate) fn check_signature(
+    config: &AwsConfig,
+    service: &str,
+    clock: &FakeClock,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Response> {
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let signed = sigv4::verify(
+        &sigv4::Request {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers: &header_list,
+            body,
+        },
+        &sigv4::Expected {
+            access_key_id: &config.access_key_id,
+            secret_access_key: &config.secret_access_key,
+            region: &config.region,
+            service,
+            now: clock.now(),
+            max_skew: SignedDuration::from_mins(5),
+        },
+    );
+    match signed {
+        Ok(()) => Ok(()),
+        Err(sigv4::SigError::Missing) => Err(error(
+            StatusCode::FORBIDDEN,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        )),
+        Err(sigv4::SigError::UnknownKey) => Err(error(
+            StatusCode::FORBIDDEN,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )),
+        Err(sigv4::SigError::Invalid(message)) => Err(error(
+            StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            &message,
+        )),
+    }
+}
+
+/// ResolveCustomer: the protocol's content type, the body limit and SigV4 as for
+/// BatchMeterUsage, then the SaaS fake answers.
+fn resolve(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let content_type = format!("application/x-amz-json-{}", state.contract.json_version);
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with(&content_type) {
+        return bad(
+            "UnknownOperationException",
+            &format!("Content-Type must be {content_type}."),
+        );
+    }
+    if body.len() >= MAX_BODY_BYTES {
+        return bad(
+            "ValidationException",
+            "Request size must be less than 1 MB.",
+        );
+    }
+    if let Err(response) = check_signature(
+        &state.config,
+        &state.contract.signing_name,
+        &state.clock,
+        method,
+        uri,
+        headers,
+        body,
+    ) {
+        return response;
+    }
+    crate::aws_saas::resolve_customer(state.fake.saas(), body)
 }
 
 async fn handle(
@@ -329,8 +429,14 @@ async fn answer(
     body: &Bytes,
 ) -> Response {
     let contract = state.contract;
-    state.fake.ledger().counts.requests += 1;
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    // ResolveCustomer is an operation of the same service (the model's operations); it
+    // is not metering, so it is not counted with BatchMeterUsage.
+    let resolve_target = format!("{}.ResolveCustomer", contract.target_prefix);
+    if method == Method::POST && uri.path() == "/" && target == Some(resolve_target.as_str()) {
+        return resolve(state, method, uri, headers, body);
+    }
+    state.fake.ledger().counts.requests += 1;
     let expected_target = format!("{}.BatchMeterUsage", contract.target_prefix);
     if method != Method::POST || uri.path() != "/" || target != Some(expected_target.as_str()) {
         return refused(
@@ -364,55 +470,16 @@ async fn answer(
             ),
         );
     }
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let signed = sigv4::verify(
-        &sigv4::Request {
-            method: method.as_str(),
-            path: uri.path(),
-            query: uri.query().unwrap_or(""),
-            headers: &header_list,
-            body,
-        },
-        &sigv4::Expected {
-            access_key_id: &state.config.access_key_id,
-            secret_access_key: &state.config.secret_access_key,
-            region: &state.config.region,
-            service: &contract.signing_name,
-            now: state.clock.now(),
-            max_skew: SignedDuration::from_mins(5),
-        },
-    );
-    match signed {
-        Ok(()) => {}
-        Err(sigv4::SigError::Missing) => {
-            return refused(
-                state,
-                error(
-                    StatusCode::FORBIDDEN,
-                    "MissingAuthenticationTokenException",
-                    "Missing Authentication Token",
-                ),
-            );
-        }
-        Err(sigv4::SigError::UnknownKey) => {
-            return refused(
-                state,
-                error(
-                    StatusCode::FORBIDDEN,
-                    "UnrecognizedClientException",
-                    "The security token included in the request is invalid.",
-                ),
-            );
-        }
-        Err(sigv4::SigError::Invalid(message)) => {
-            return refused(
-                state,
-                error(StatusCode::FORBIDDEN, "InvalidSignatureException", &message),
-            );
-        }
+    if let Err(response) = check_signature(
+        &state.config,
+        &contract.signing_name,
+        &state.clock,
+        method,
+        uri,
+        headers,
+        body,
+    ) {
+        return refused(state, response);
     }
     if let Some(bucket) = &state.bucket
         && bucket.take().is_err()

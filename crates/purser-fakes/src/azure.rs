@@ -158,6 +158,16 @@ impl AzureFake {
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the fake Entra endpoint issued `token` and it has not expired. The SaaS
+    /// Fulfillment fake takes the same tokens: both APIs take tokens for the same
+    /// resource id.
+    pub(crate) fn issued_token(&self, token: &str, now: Timestamp) -> bool {
+        self.ledger()
+            .tokens
+            .get(token)
+            .is_some_and(|exp| *exp > now)
+    }
+
     pub fn add_resource(&self, resource: AzureResource) {
         self.ledger()
             .resources

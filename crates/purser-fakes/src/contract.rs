@@ -5,6 +5,9 @@
 //! - AWS: botocore's service model `aws/meteringmarketplace.service-2.json` (2016-01-14).
 //! - Azure: the OpenAPI document `azure/meteringapi.v1.json` (2018-08-31).
 //! - Google: the discovery document `gcp/servicecontrol.v1.json`.
+//! - Subscriptions: `gcp/cloudcommerceprocurement.v1.json` (Partner Procurement),
+//!   `azure/saasapi.v2.json` (SaaS Fulfillment v2), and ResolveCustomer in the metering
+//!   model with `aws/marketplace-entitlement.service-2.json` (GetEntitlements).
 
 use std::sync::OnceLock;
 
@@ -16,6 +19,11 @@ use crate::FakeError;
 const AWS_MODEL: &str = include_str!("../../../contracts/aws/meteringmarketplace.service-2.json");
 const AZURE_OPENAPI: &str = include_str!("../../../contracts/azure/meteringapi.v1.json");
 const GCP_DISCOVERY: &str = include_str!("../../../contracts/gcp/servicecontrol.v1.json");
+const PROCUREMENT_DISCOVERY: &str =
+    include_str!("../../../contracts/gcp/cloudcommerceprocurement.v1.json");
+const SAAS_OPENAPI: &str = include_str!("../../../contracts/azure/saasapi.v2.json");
+const ENTITLEMENT_MODEL: &str =
+    include_str!("../../../contracts/aws/marketplace-entitlement.service-2.json");
 
 /// A botocore string shape's constraints: `min`/`max` are lengths in characters, `pattern`
 /// a regular expression the whole value must match (botocore anchors its own patterns).
@@ -128,11 +136,88 @@ pub struct GcpContract {
     pub check_error_codes: Vec<String>,
 }
 
+/// What the fake Partner Procurement takes from its discovery document.
+#[derive(Debug, Clone)]
+pub struct ProcurementContract {
+    pub revision: String,
+    /// `parameters.name.pattern` of entitlements.get (`^providers/[^/]+/entitlements/[^/]+$`).
+    pub entitlement_name: Regex,
+    /// Of accounts.get (`^providers/[^/]+/accounts/[^/]+$`).
+    pub account_name: Regex,
+    /// `Entitlement.state`, `Account.state`, `Approval.state` enums.
+    pub entitlement_states: Vec<String>,
+    pub account_states: Vec<String>,
+    pub approval_states: Vec<String>,
+    /// The properties each request schema allows (Google refuses unknown names:
+    /// "Invalid JSON payload received. Unknown name").
+    pub request_properties: std::collections::BTreeMap<String, Vec<String>>,
+    /// Method name (`entitlements.approve`) → its request schema (`ApproveEntitlementRequest`).
+    pub method_requests: std::collections::BTreeMap<String, String>,
+    /// The `Entitlement` and `Account` schemas' property names (what a GET may answer).
+    pub entitlement_properties: Vec<String>,
+    pub account_properties: Vec<String>,
+}
+
+/// What the fake SaaS Fulfillment API takes from the OpenAPI document.
+#[derive(Debug, Clone)]
+pub struct FulfillmentContract {
+    pub base_path: String,
+    pub api_versions: Vec<String>,
+    /// `Subscription.saasSubscriptionStatus` enum.
+    pub subscription_statuses: Vec<String>,
+    /// `SaaSOperation.action` and `.status` enums.
+    pub operation_actions: Vec<String>,
+    pub operation_statuses: Vec<String>,
+    /// `UpdateOperation.status` enum (Success, Failure).
+    pub update_statuses: Vec<String>,
+    /// Property names of `SubscriberPlan`, `UpdateOperation`, `Subscription`,
+    /// `SaaSOperation`, `ResolvedSubscription`.
+    pub subscriber_plan: Vec<String>,
+    pub update_operation: Vec<String>,
+    pub subscription: Vec<String>,
+    pub operation: Vec<String>,
+    pub resolved: Vec<String>,
+    /// Every path of the document (`/saas/subscriptions/{subscriptionId}/activate`, …).
+    pub paths: Vec<String>,
+}
+
+/// What the fake AWS SaaS services take from botocore's models.
+#[derive(Debug, Clone)]
+pub struct AwsSaasContract {
+    /// `AWSMPMeteringService` (ResolveCustomer lives in the metering service).
+    pub metering_target_prefix: String,
+    /// `AWSMPEntitlementService`.
+    pub entitlement_target_prefix: String,
+    /// Both services' `signingName`.
+    pub entitlement_signing_name: String,
+    pub entitlement_json_version: String,
+    /// `ResolveCustomerRequest.required`, `ResolveCustomerResult` members.
+    pub resolve_required: Vec<String>,
+    pub resolve_result_members: Vec<String>,
+    /// `NonEmptyString` of the metering model (the RegistrationToken).
+    pub registration_token: StringShape,
+    /// ResolveCustomer's error shapes.
+    pub resolve_errors: Vec<String>,
+    /// `GetEntitlementsRequest.required`, members, `GetEntitlementFilterName` enum,
+    /// `PageSizeInteger` min/max, `ProductCode` (entitlement model).
+    pub entitlements_required: Vec<String>,
+    pub entitlements_members: Vec<String>,
+    pub filter_names: Vec<String>,
+    pub page_min: usize,
+    pub page_max: usize,
+    pub product_code: StringShape,
+    /// `Entitlement` members (what an answer may hold).
+    pub entitlement_members: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Contracts {
     pub aws: AwsContract,
     pub azure: AzureContract,
     pub gcp: GcpContract,
+    pub procurement: ProcurementContract,
+    pub fulfillment: FulfillmentContract,
+    pub aws_saas: AwsSaasContract,
 }
 
 /// The contracts, parsed once.
@@ -145,10 +230,154 @@ pub fn contracts() -> Result<&'static Contracts, FakeError> {
 }
 
 fn load() -> Result<Contracts, FakeError> {
+    let metering_model = parse(AWS_MODEL, "aws")?;
     Ok(Contracts {
-        aws: load_aws(&parse(AWS_MODEL, "aws")?)?,
+        aws: load_aws(&metering_model)?,
         azure: load_azure(&parse(AZURE_OPENAPI, "azure")?)?,
         gcp: load_gcp(&parse(GCP_DISCOVERY, "gcp")?)?,
+        procurement: load_procurement(&parse(PROCUREMENT_DISCOVERY, "procurement")?)?,
+        fulfillment: load_fulfillment(&parse(SAAS_OPENAPI, "saas")?)?,
+        aws_saas: load_aws_saas(&metering_model, &parse(ENTITLEMENT_MODEL, "entitlement")?)?,
+    })
+}
+
+fn keys_at(doc: &Value, path: &[&str]) -> Result<Vec<String>, FakeError> {
+    match at(doc, path)? {
+        Value::Object(map) => Ok(map.keys().cloned().collect()),
+        _ => Err(FakeError::Contract(format!(
+            "{} is not an object",
+            path.join(".")
+        ))),
+    }
+}
+
+fn regex_at(doc: &Value, path: &[&str]) -> Result<Regex, FakeError> {
+    let pattern = str_at(doc, path)?;
+    Regex::new(&pattern).map_err(|e| FakeError::Contract(format!("{}: {e}", path.join("."))))
+}
+
+fn load_procurement(d: &Value) -> Result<ProcurementContract, FakeError> {
+    let providers = at(d, &["resources", "providers", "resources"])?;
+    let mut method_requests = std::collections::BTreeMap::new();
+    for collection in ["accounts", "entitlements"] {
+        if let Value::Object(methods) = at(providers, &[collection, "methods"])? {
+            for (name, method) in methods {
+                if let Some(request) = method
+                    .get("request")
+                    .and_then(|r| r.get("$ref"))
+                    .and_then(Value::as_str)
+                {
+                    method_requests.insert(format!("{collection}.{name}"), request.to_owned());
+                }
+            }
+        }
+    }
+    let mut request_properties = std::collections::BTreeMap::new();
+    for schema in method_requests.values() {
+        let props = match at(d, &["schemas", schema, "properties"]) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        request_properties.insert(schema.clone(), props);
+    }
+    Ok(ProcurementContract {
+        revision: str_at(d, &["revision"])?,
+        entitlement_name: regex_at(
+            providers,
+            &[
+                "entitlements",
+                "methods",
+                "get",
+                "parameters",
+                "name",
+                "pattern",
+            ],
+        )?,
+        account_name: regex_at(
+            providers,
+            &[
+                "accounts",
+                "methods",
+                "get",
+                "parameters",
+                "name",
+                "pattern",
+            ],
+        )?,
+        entitlement_states: strings_at(
+            d,
+            &["schemas", "Entitlement", "properties", "state", "enum"],
+        )?,
+        account_states: strings_at(d, &["schemas", "Account", "properties", "state", "enum"])?,
+        approval_states: strings_at(d, &["schemas", "Approval", "properties", "state", "enum"])?,
+        request_properties,
+        method_requests,
+        entitlement_properties: keys_at(d, &["schemas", "Entitlement", "properties"])?,
+        account_properties: keys_at(d, &["schemas", "Account", "properties"])?,
+    })
+}
+
+fn load_fulfillment(doc: &Value) -> Result<FulfillmentContract, FakeError> {
+    let server = str_at(doc, &["servers", "0", "url"])?;
+    let base_path = server
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+        .unwrap_or_default();
+    let schemas = at(doc, &["components", "schemas"])?;
+    Ok(FulfillmentContract {
+        base_path,
+        api_versions: strings_at(schemas, &["ApiVersion", "enum"])?,
+        subscription_statuses: strings_at(
+            schemas,
+            &[
+                "Subscription",
+                "properties",
+                "saasSubscriptionStatus",
+                "enum",
+            ],
+        )?,
+        operation_actions: strings_at(schemas, &["SaaSOperation", "properties", "action", "enum"])?,
+        operation_statuses: strings_at(
+            schemas,
+            &["SaaSOperation", "properties", "status", "enum"],
+        )?,
+        update_statuses: strings_at(
+            schemas,
+            &["UpdateOperation", "properties", "status", "enum"],
+        )?,
+        subscriber_plan: keys_at(schemas, &["SubscriberPlan", "properties"])?,
+        update_operation: keys_at(schemas, &["UpdateOperation", "properties"])?,
+        subscription: keys_at(schemas, &["Subscription", "properties"])?,
+        operation: keys_at(schemas, &["SaaSOperation", "properties"])?,
+        resolved: keys_at(schemas, &["ResolvedSubscription", "properties"])?,
+        paths: keys_at(doc, &["paths"])?,
+    })
+}
+
+fn load_aws_saas(metering: &Value, e: &Value) -> Result<AwsSaasContract, FakeError> {
+    let resolve_errors = match at(metering, &["operations", "ResolveCustomer", "errors"])? {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|e| e.get("shape").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(AwsSaasContract {
+        metering_target_prefix: str_at(metering, &["metadata", "targetPrefix"])?,
+        entitlement_target_prefix: str_at(e, &["metadata", "targetPrefix"])?,
+        entitlement_signing_name: str_at(e, &["metadata", "signingName"])?,
+        entitlement_json_version: str_at(e, &["metadata", "jsonVersion"])?,
+        resolve_required: strings_at(metering, &["shapes", "ResolveCustomerRequest", "required"])?,
+        resolve_result_members: keys_at(metering, &["shapes", "ResolveCustomerResult", "members"])?,
+        registration_token: aws_string(metering, "NonEmptyString")?,
+        resolve_errors,
+        entitlements_required: strings_at(e, &["shapes", "GetEntitlementsRequest", "required"])?,
+        entitlements_members: keys_at(e, &["shapes", "GetEntitlementsRequest", "members"])?,
+        filter_names: strings_at(e, &["shapes", "GetEntitlementFilterName", "enum"])?,
+        page_min: usize_at(e, &["shapes", "PageSizeInteger", "min"])?,
+        page_max: usize_at(e, &["shapes", "PageSizeInteger", "max"])?,
+        product_code: aws_string(e, "ProductCode")?,
+        entitlement_members: keys_at(e, &["shapes", "Entitlement", "members"])?,
     })
 }
 
@@ -363,5 +592,49 @@ mod tests {
         assert!(c.azure.statuses.iter().any(|s| s == "Duplicate"));
         assert_eq!(c.gcp.report_max_bytes, 1_000_000);
         assert_eq!(c.gcp.report_path, "v1/services/{serviceName}:report");
+    }
+
+    #[test]
+    fn subscription_contracts_load() {
+        let c = contracts().unwrap();
+        let p = &c.procurement;
+        assert!(
+            p.entitlement_name
+                .is_match("providers/acme/entitlements/e-1")
+        );
+        assert!(
+            !p.entitlement_name
+                .is_match("providers/acme/entitlements/e/1")
+        );
+        assert!(
+            p.entitlement_states
+                .iter()
+                .any(|s| s == "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL")
+        );
+        assert_eq!(
+            p.method_requests
+                .get("entitlements.approvePlanChange")
+                .map(String::as_str),
+            Some("ApproveEntitlementPlanChangeRequest")
+        );
+        assert_eq!(
+            p.request_properties["ApproveEntitlementPlanChangeRequest"],
+            vec!["pendingPlanName"]
+        );
+        let f = &c.fulfillment;
+        assert_eq!(f.base_path, "/api");
+        assert_eq!(f.update_statuses, vec!["Success", "Failure"]);
+        assert!(f.paths.iter().any(|p| p == "/saas/subscriptions/resolve"));
+        let a = &c.aws_saas;
+        assert_eq!(a.entitlement_target_prefix, "AWSMPEntitlementService");
+        assert_eq!(a.entitlement_signing_name, "aws-marketplace");
+        assert_eq!((a.page_min, a.page_max), (1, 25));
+        assert!(a.filter_names.iter().any(|f| f == "LICENSE_ARN"));
+        assert!(a.resolve_result_members.iter().any(|m| m == "LicenseArn"));
+        assert!(
+            a.resolve_errors
+                .iter()
+                .any(|e| e == "ExpiredTokenException")
+        );
     }
 }

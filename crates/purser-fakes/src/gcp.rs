@@ -162,6 +162,15 @@ impl GcpFake {
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the metadata server issued `token` and it has not expired (the fake
+    /// Partner Procurement takes the same tokens: one service account, one scope).
+    pub(crate) fn issued_token(&self, token: &str, now: Timestamp) -> bool {
+        self.ledger()
+            .tokens
+            .get(token)
+            .is_some_and(|exp| *exp > now)
+    }
+
     pub fn add_service(&self, service: &str) {
         self.ledger()
             .services
@@ -298,7 +307,7 @@ pub(crate) fn build(
 }
 
 /// Google's error JSON (google.rpc.Status in the JSON mapping).
-fn google_error(status: StatusCode, name: &str, message: &str) -> Response {
+pub(crate) fn google_error(status: StatusCode, name: &str, message: &str) -> Response {
     (
         status,
         Json(json!({"error": {"code": status.as_u16(), "message": message, "status": name}})),

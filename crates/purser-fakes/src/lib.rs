@@ -1,7 +1,11 @@
 //! Fake marketplace metering servers for tests: AWS Marketplace Metering (`BatchMeterUsage`),
 //! Azure Marketplace metering (usage events, with a fake Entra ID token endpoint) and Google
 //! Service Control (`services.check` / `services.report`, with a fake GCE metadata token
-//! endpoint).
+//! endpoint); and fakes of the subscription APIs: Google's Partner Procurement
+//! ([`procurement`], publishing its notifications to a Pub/Sub emulator, which
+//! [`pubsub_emulator`] starts and stops), Azure's SaaS Fulfillment API v2 and its webhook
+//! ([`fulfillment`]), and AWS's ResolveCustomer, GetEntitlements and signed SNS
+//! notifications ([`aws_saas`]).
 //!
 //! Each fake enforces its provider's published contract, reading the limits from the vendored
 //! machine-readable contracts in `/contracts` ([`contract`]), and records everything it
@@ -22,11 +26,15 @@
 #![allow(clippy::result_large_err)]
 
 pub mod aws;
+pub mod aws_saas;
 pub mod azure;
 pub mod clock;
 pub mod contract;
 pub mod faults;
+pub mod fulfillment;
 pub mod gcp;
+pub mod procurement;
+pub mod pubsub_emulator;
 mod server;
 mod sigv4;
 
@@ -38,12 +46,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use aws::{AwsConfig, AwsCounts, AwsCustomer, AwsFake, AwsRecord};
+pub use aws_saas::{AwsSaasCustomer, AwsSaasFake, FakeAwsEntitlement, FakeEntitlementValue};
 pub use azure::{AzureConfig, AzureCounts, AzureEvent, AzureFake, AzureResource, AzureStatus};
 pub use clock::FakeClock;
 pub use faults::{Fault, FaultConfig};
+pub use fulfillment::{FulfillmentConfig, FulfillmentFake};
 pub use gcp::{
     Continuity, GcpConfig, GcpConsumerState, GcpCounts, GcpFake, GcpUsage, GcpValueType,
 };
+pub use procurement::{EntitlementOrder, ProcurementConfig, ProcurementFake};
+pub use pubsub_emulator::PubSubEmulator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FakeError {
@@ -54,6 +66,14 @@ pub enum FakeError {
         name: &'static str,
         source: std::io::Error,
     },
+    #[error("the Pub/Sub emulator: {0}")]
+    Emulator(String),
+    /// A fake could not deliver a notification it publishes (Pub/Sub, webhook, SNS).
+    #[error("publishing a notification: {0}")]
+    Publish(String),
+    /// A test control asked for something the fake's state machine does not allow.
+    #[error("{0}")]
+    State(String),
 }
 
 /// How the fakes are started.
@@ -62,6 +82,10 @@ pub struct FakeConfig {
     pub aws: AwsConfig,
     pub azure: AzureConfig,
     pub gcp: GcpConfig,
+    /// Google's Partner Procurement (served on its own port).
+    pub procurement: ProcurementConfig,
+    /// Azure's SaaS Fulfillment API (served beside Azure metering, under `/api`).
+    pub fulfillment: FulfillmentConfig,
     /// Added before every answer of every fake (the benchmark uses 50 ms).
     pub latency: Duration,
     /// Faults for all three fakes; each draws from its own stream, so one marketplace's
@@ -82,6 +106,11 @@ pub struct FakeMarketplaces {
     gcp: GcpFake,
     gcp_addr: SocketAddr,
     gcp_metadata_addr: SocketAddr,
+    procurement: ProcurementFake,
+    procurement_addr: SocketAddr,
+    fulfillment: FulfillmentFake,
+    aws_entitlement_addr: SocketAddr,
+    aws_sns_addr: SocketAddr,
     clock: FakeClock,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -107,6 +136,13 @@ impl FakeMarketplaces {
             config.latency,
             config.faults.clone(),
         );
+        let (fulfillment, fulfillment_router) = fulfillment::build(
+            config.fulfillment.clone(),
+            &contracts.fulfillment,
+            config.clock.clone(),
+            azure.clone(),
+        );
+        let azure_router = azure_router.merge(fulfillment_router);
         let (azure_addr, azure_task) =
             server::spawn("azure", azure_router, receiver.clone()).await?;
         let (azure_login_addr, login_task) =
@@ -120,7 +156,26 @@ impl FakeMarketplaces {
         );
         let (gcp_addr, gcp_task) = server::spawn("gcp", gcp_router, receiver.clone()).await?;
         let (gcp_metadata_addr, metadata_task) =
-            server::spawn("gcp-metadata", metadata_router, receiver).await?;
+            server::spawn("gcp-metadata", metadata_router, receiver.clone()).await?;
+        let (procurement, procurement_router) = procurement::build(
+            config.procurement.clone(),
+            &contracts.procurement,
+            config.clock.clone(),
+            gcp.clone(),
+        );
+        let (procurement_addr, procurement_task) =
+            server::spawn("gcp-procurement", procurement_router, receiver.clone()).await?;
+        let (entitlement_router, sns_router) = aws_saas::build(
+            aws.saas().clone(),
+            config.aws.clone(),
+            &contracts.aws_saas,
+            config.clock.clone(),
+        );
+        let (aws_entitlement_addr, entitlement_task) =
+            server::spawn("aws-entitlement", entitlement_router, receiver.clone()).await?;
+        let (aws_sns_addr, sns_task) = server::spawn("aws-sns", sns_router, receiver).await?;
+        aws.saas()
+            .set_sns_cert_base(&format!("http://{aws_sns_addr}"));
         Ok(Self {
             aws,
             aws_addr,
@@ -131,9 +186,23 @@ impl FakeMarketplaces {
             gcp,
             gcp_addr,
             gcp_metadata_addr,
+            procurement,
+            procurement_addr,
+            fulfillment,
+            aws_entitlement_addr,
+            aws_sns_addr,
             clock: config.clock,
             shutdown,
-            tasks: vec![aws_task, azure_task, login_task, gcp_task, metadata_task],
+            tasks: vec![
+                aws_task,
+                azure_task,
+                login_task,
+                gcp_task,
+                metadata_task,
+                procurement_task,
+                entitlement_task,
+                sns_task,
+            ],
         })
     }
 
@@ -164,6 +233,43 @@ impl FakeMarketplaces {
     /// (the real one is `http://metadata.google.internal`).
     pub fn gcp_metadata_url(&self) -> String {
         format!("http://{}", self.gcp_metadata_addr)
+    }
+
+    /// Partner Procurement's root: `GET {procurement_url}/v1/providers/{p}/entitlements/{id}`
+    /// (the real one is `https://cloudcommerceprocurement.googleapis.com`). It takes the
+    /// GCP fake's token and the metadata server's.
+    pub fn procurement_url(&self) -> String {
+        format!("http://{}", self.procurement_addr)
+    }
+
+    /// The SaaS Fulfillment base is [`Self::azure_url`] (`…/api/saas/subscriptions/…`),
+    /// with tokens from [`Self::azure_login_url`].
+    pub fn fulfillment_url(&self) -> String {
+        self.azure_url()
+    }
+
+    /// The AWS Marketplace Entitlement Service endpoint (`POST /`), signed with the AWS
+    /// fake's key; ResolveCustomer is on [`Self::aws_url`].
+    pub fn aws_entitlement_url(&self) -> String {
+        format!("http://{}", self.aws_entitlement_addr)
+    }
+
+    /// The prefix of the fake SNS's SigningCertURL, to trust in a verifier under test.
+    pub fn aws_sns_cert_prefix(&self) -> String {
+        format!("http://{}/", self.aws_sns_addr)
+    }
+
+    pub fn procurement(&self) -> &ProcurementFake {
+        &self.procurement
+    }
+
+    pub fn fulfillment(&self) -> &FulfillmentFake {
+        &self.fulfillment
+    }
+
+    /// The AWS SaaS side (also `fakes.aws().saas()`).
+    pub fn aws_saas(&self) -> &AwsSaasFake {
+        self.aws.saas()
     }
 
     pub fn aws(&self) -> &AwsFake {
@@ -270,4 +376,78 @@ pub fn seed_demo(fakes: &FakeMarketplaces) -> DemoRegistry {
         .gcp()
         .add_consumer(&demo.gcp_service, &demo.gcp_consumer_id);
     demo
+}
+
+/// What [`seed_demo_subscriptions`] created, for printing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoSubscriptions {
+    /// A Google entitlement waiting for approval, and its account.
+    pub gcp_provider_id: String,
+    pub gcp_account_id: String,
+    pub gcp_entitlement_id: String,
+    /// An Azure purchase waiting for activation and its landing-page token
+    /// (`/landing?token=…`).
+    pub azure_subscription_id: String,
+    pub azure_landing_token: String,
+    /// An AWS registration token (`x-amzn-marketplace-token`) and what it resolves to.
+    pub aws_registration_token: String,
+    pub aws_product_code: String,
+    pub aws_account_id: String,
+    pub aws_license_arn: String,
+}
+
+/// One new subscription per marketplace, for `purser dev fake-marketplaces` and demos:
+/// a Google entitlement in ENTITLEMENT_ACTIVATION_REQUESTED (its notifications go to the
+/// Pub/Sub topic connected with [`ProcurementFake::connect_pubsub`], if any), an Azure
+/// purchase in PendingFulfillmentStart with its landing token, and an AWS registration
+/// token with the license's entitlements.
+pub async fn seed_demo_subscriptions(
+    fakes: &FakeMarketplaces,
+) -> Result<DemoSubscriptions, FakeError> {
+    let gcp_entitlement_id = fakes
+        .procurement()
+        .order(EntitlementOrder {
+            account_id: "demo-gcp-account".into(),
+            product: "purser-storage".into(),
+            plan: "standard".into(),
+            usage_reporting_id: Some("project_number:123456789012".into()),
+            offer: Some("projects/purser-demo/services/purser-storage/privateOffers/demo".into()),
+            offer_end_time: None,
+        })
+        .await?;
+    let (azure_subscription_id, azure_landing_token) =
+        fakes
+            .fulfillment()
+            .purchase("purser-storage", "purser-standard", None);
+    let product_code = "purserdemo0002".to_owned();
+    let account_id = "210987654322".to_owned();
+    let license_arn = "arn:aws:license-manager::210987654322:license:l-purserdemo0002".to_owned();
+    for dimension in ["storage_gb_hours", "requests"] {
+        fakes.aws_saas().add_entitlement(FakeAwsEntitlement {
+            product_code: product_code.clone(),
+            dimension: dimension.into(),
+            customer_identifier: None,
+            customer_aws_account_id: Some(account_id.clone()),
+            license_arn: Some(license_arn.clone()),
+            value: FakeEntitlementValue::Integer(1000),
+            expiration_date: None,
+        });
+    }
+    let aws_registration_token = fakes.aws_saas().issue_registration_token(AwsSaasCustomer {
+        product_code: product_code.clone(),
+        customer_aws_account_id: account_id.clone(),
+        license_arn: Some(license_arn.clone()),
+        customer_identifier: None,
+    });
+    Ok(DemoSubscriptions {
+        gcp_provider_id: fakes.procurement().provider_id().to_owned(),
+        gcp_account_id: "demo-gcp-account".into(),
+        gcp_entitlement_id,
+        azure_subscription_id: azure_subscription_id.to_string(),
+        azure_landing_token,
+        aws_registration_token,
+        aws_product_code: product_code,
+        aws_account_id: account_id,
+        aws_license_arn: license_arn,
+    })
 }

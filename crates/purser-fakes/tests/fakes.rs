@@ -50,12 +50,37 @@ async fn aws_try(
     sign_at: Timestamp,
     client: &reqwest::Client,
 ) -> Result<(u16, Value), reqwest::Error> {
-    let url = format!("{}/", fakes.aws_url());
-    let host = fakes.aws_url().trim_start_matches("http://").to_owned();
+    aws_try_at(
+        &fakes.aws_url(),
+        "AWSMPMeteringService.BatchMeterUsage",
+        body,
+        secret,
+        key,
+        tamper,
+        sign_at,
+        client,
+    )
+    .await
+}
+
+/// [`aws_try`] for any endpoint and operation of the fake AWS services.
+#[allow(clippy::too_many_arguments)]
+async fn aws_try_at(
+    endpoint: &str,
+    target: &str,
+    body: &[u8],
+    secret: &str,
+    key: &str,
+    tamper: bool,
+    sign_at: Timestamp,
+    client: &reqwest::Client,
+) -> Result<(u16, Value), reqwest::Error> {
+    let url = format!("{endpoint}/");
+    let host = endpoint.trim_start_matches("http://").to_owned();
     let headers = [
         ("host", host.as_str()),
         ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", "AWSMPMeteringService.BatchMeterUsage"),
+        ("x-amz-target", target),
     ];
     let credentials = aws_credential_types::Credentials::new(key, secret, None, None, "test");
     let identity = credentials.into();
@@ -1043,4 +1068,268 @@ async fn demo_registry_accepts_usage() {
 
 fn hour_of_now(fakes: &FakeMarketplaces) -> i64 {
     fakes.clock().now().as_second() / 3600 * 3600
+}
+
+/// The emulator harness leaves nothing behind: gcloud and its Java child are gone once
+/// the harness is dropped, and the port no longer answers.
+#[tokio::test]
+async fn pubsub_emulator_is_killed_with_its_children_on_drop() {
+    let emulator = purser_fakes::PubSubEmulator::start()
+        .await
+        .expect("emulator");
+    let url = emulator.url();
+    let pid = emulator.pid();
+    let answer = reqwest::get(&url).await.expect("answers");
+    assert!(answer.status().is_success());
+    drop(emulator);
+    // The whole process group: `kill -0 -PGID` fails once no member is left.
+    let mut gone = false;
+    for _ in 0..50 {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", "--", &format!("-{pid}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("kill")
+            .success();
+        if !alive {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "processes of group {pid} are still running");
+    assert!(reqwest::get(&url).await.is_err(), "the port still answers");
+}
+
+/// The demo subscriptions can be taken up by the clients' calls.
+#[tokio::test]
+async fn demo_subscriptions_are_seeded() {
+    let fakes = start(FakeConfig::default()).await;
+    let demo = purser_fakes::seed_demo_subscriptions(&fakes)
+        .await
+        .expect("seed");
+    let entitlement = fakes
+        .procurement()
+        .entitlement(&demo.gcp_entitlement_id)
+        .expect("ent");
+    assert_eq!(entitlement.state, "ENTITLEMENT_ACTIVATION_REQUESTED");
+    let id: uuid::Uuid = demo.azure_subscription_id.parse().expect("uuid");
+    assert_eq!(
+        fakes.fulfillment().subscription(id).expect("sub").status,
+        "PendingFulfillmentStart"
+    );
+    assert!(!demo.aws_registration_token.is_empty());
+}
+
+// ---------------------------------------------------------------- AWS SaaS
+
+async fn aws_saas_call(
+    fakes: &FakeMarketplaces,
+    endpoint: &str,
+    target: &str,
+    body: Value,
+) -> (u16, Value) {
+    let config = AwsConfig::default();
+    aws_try_at(
+        endpoint,
+        target,
+        body.to_string().as_bytes(),
+        &config.secret_access_key,
+        &config.access_key_id,
+        false,
+        fakes.clock().now(),
+        &client(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn aws_get_entitlements_enforces_the_model() {
+    let fakes = start(FakeConfig::default()).await;
+    let url = fakes.aws_entitlement_url();
+    let target = "AWSMPEntitlementService.GetEntitlements";
+    fakes.aws_saas().add_entitlement(FakeAwsEntitlement {
+        product_code: "prod-1".into(),
+        dimension: "storage".into(),
+        customer_identifier: Some("cust-1".into()),
+        customer_aws_account_id: Some("123456789012".into()),
+        license_arn: None,
+        value: FakeEntitlementValue::Integer(5),
+        expiration_date: None,
+    });
+    let (status, body) =
+        aws_saas_call(&fakes, &url, target, json!({"ProductCode": "prod-1"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Entitlements"][0]["Value"]["IntegerValue"], 5);
+    for bad in [
+        json!({}),
+        json!({"ProductCode": ""}),
+        json!({"ProductCode": "prod-1", "MaxResults": 26}),
+        json!({"ProductCode": "prod-1", "MaxResults": 0}),
+        json!({"ProductCode": "prod-1", "Filter": {"CUSTOMER_IDENTIFIER": ["c"], "CUSTOMER_AWS_ACCOUNT_ID": ["1"]}}),
+        json!({"ProductCode": "prod-1", "Filter": {"REGION": ["us-east-1"]}}),
+        json!({"ProductCode": "prod-1", "Filter": {"DIMENSION": []}}),
+        json!({"ProductCode": "prod-1", "NextToken": "forged"}),
+    ] {
+        let (status, answer) = aws_saas_call(&fakes, &url, target, bad.clone()).await;
+        assert_eq!(
+            (status, error_type(&answer)),
+            (400, "InvalidParameterException"),
+            "{bad}"
+        );
+    }
+    let (status, answer) =
+        aws_saas_call(&fakes, &url, "AWSMPEntitlementService.Other", json!({})).await;
+    assert_eq!(
+        (status, error_type(&answer)),
+        (400, "UnknownOperationException")
+    );
+    let unsigned = client()
+        .post(format!("{url}/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", target)
+        .body(json!({"ProductCode": "prod-1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
+    // A signature for another secret is refused.
+    let config = AwsConfig::default();
+    let (status, answer) = aws_try_at(
+        &url,
+        target,
+        json!({"ProductCode": "prod-1"}).to_string().as_bytes(),
+        "wrong-secret",
+        &config.access_key_id,
+        false,
+        fakes.clock().now(),
+        &client(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, error_type(&answer)),
+        (403, "InvalidSignatureException")
+    );
+}
+
+#[tokio::test]
+async fn aws_resolve_customer_refuses_missing_and_unknown_tokens() {
+    let fakes = start(FakeConfig::default()).await;
+    let url = fakes.aws_url();
+    let target = "AWSMPMeteringService.ResolveCustomer";
+    let (status, answer) = aws_saas_call(&fakes, &url, target, json!({})).await;
+    assert_eq!(
+        (status, error_type(&answer)),
+        (400, "InvalidTokenException")
+    );
+    let (status, answer) =
+        aws_saas_call(&fakes, &url, target, json!({"RegistrationToken": "x"})).await;
+    assert_eq!(
+        (status, error_type(&answer)),
+        (400, "InvalidTokenException")
+    );
+    // A token older than the fake's lifetime has expired.
+    let token = fakes.aws_saas().issue_registration_token(AwsSaasCustomer {
+        product_code: "prod-1".into(),
+        customer_aws_account_id: "123456789012".into(),
+        license_arn: None,
+        customer_identifier: Some("cust-1".into()),
+    });
+    fakes.clock().advance(SignedDuration::from_hours(2));
+    let (status, answer) =
+        aws_saas_call(&fakes, &url, target, json!({"RegistrationToken": token})).await;
+    assert_eq!(
+        (status, error_type(&answer)),
+        (400, "ExpiredTokenException")
+    );
+}
+
+#[tokio::test]
+async fn procurement_test_controls_follow_the_state_machine() {
+    let fakes = start(FakeConfig::default()).await;
+    let procurement = fakes.procurement();
+    let id = procurement
+        .order(EntitlementOrder {
+            account_id: "a".into(),
+            product: "p".into(),
+            plan: "standard".into(),
+            ..EntitlementOrder::default()
+        })
+        .await
+        .unwrap();
+    // Not active yet: no plan change, no cancellation revert.
+    assert!(matches!(
+        procurement.request_plan_change(&id, "premium").await,
+        Err(FakeError::State(_))
+    ));
+    assert!(matches!(
+        procurement.revert_cancellation(&id).await,
+        Err(FakeError::State(_))
+    ));
+    assert!(matches!(
+        procurement.delete_entitlement(&id).await,
+        Err(FakeError::State(_))
+    ));
+    let events: Vec<String> = procurement
+        .published()
+        .iter()
+        .map(|m| m["eventType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events,
+        vec!["ACCOUNT_ACTIVE", "ENTITLEMENT_CREATION_REQUESTED"]
+    );
+    assert_eq!(procurement.published()[1]["entitlement"]["id"], id.as_str());
+    // Without a connected topic nothing fails: notifications are only recorded.
+    assert!(procurement.publish_failures().is_empty());
+}
+
+#[tokio::test]
+async fn fulfillment_test_controls_follow_the_statuses() {
+    let fakes = start(FakeConfig::default()).await;
+    let saas = fakes.fulfillment();
+    let (id, _) = saas.purchase("o", "gold", None);
+    // Pending: no plan change, suspension or reinstatement; unsubscribing is allowed.
+    assert!(saas.change_plan(id, "silver").is_err());
+    assert!(saas.suspend(id).is_err());
+    assert!(saas.reinstate(id).is_err());
+    let op = saas.unsubscribe(id).unwrap();
+    assert_eq!(saas.operation(op).unwrap().status, "Succeeded");
+    assert_eq!(saas.subscription(id).unwrap().status, "Unsubscribed");
+    assert!(saas.renew(id).is_err());
+    // No webhook URL: no deliveries.
+    assert!(saas.deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn fulfillment_webhooks_give_up_after_the_configured_tries() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/webhook", closed.local_addr().unwrap());
+    drop(closed);
+    let fakes = start(FakeConfig {
+        fulfillment: FulfillmentConfig {
+            webhook_url: Some(url),
+            webhook_attempts: 3,
+            webhook_retry_interval: Duration::from_millis(5),
+            ..FulfillmentConfig::default()
+        },
+        ..FakeConfig::default()
+    })
+    .await;
+    let (id, _) = fakes.fulfillment().purchase("o", "gold", None);
+    fakes.fulfillment().unsubscribe(id).unwrap();
+    let deliveries = fakes
+        .fulfillment()
+        .wait_for_deliveries(1, Duration::from_secs(5))
+        .await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (deliveries[0].attempts, deliveries[0].delivered),
+        (3, false)
+    );
+    assert_eq!(deliveries[0].last_status, None);
+    assert_eq!(deliveries[0].body["action"], "Unsubscribe");
 }

@@ -93,18 +93,11 @@ impl AwsClient {
                 "aws: region and access_key_id are required".into(),
             ));
         }
-        let secret = config.secret_access_key.resolve("aws.secret_access_key")?;
-        let session = match &config.session_token {
-            Some(source) => Some(source.resolve("aws.session_token")?),
-            None => None,
-        };
-        let credentials = Credentials::new(
-            config.access_key_id.clone(),
-            secret.expose().to_owned(),
-            session.map(|s| s.expose().to_owned()),
-            None,
-            "purser-configuration",
-        );
+        let credentials = credentials(
+            &config.access_key_id,
+            &config.secret_access_key,
+            config.session_token.as_ref(),
+        )?;
         let rules = Rules::of(Marketplace::Aws)
             .ok_or_else(|| ClientError::Config("no rules for AWS".into()))?;
         let base = config.base_url.clone().unwrap_or_else(|| {
@@ -133,41 +126,20 @@ impl AwsClient {
 
     /// The request for `batch`, signed.
     fn request(&self, body: &str) -> Result<reqwest::Request, String> {
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", TARGET),
-        ];
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SIGNING_NAME)
+        signed_json_request(
+            &self.http,
+            &SigningTarget {
+                url: &self.url,
+                region: &self.region,
+                signing_name: SIGNING_NAME,
+                target: TARGET,
+            },
+            &self.credentials,
             // The client's clock (the system's, unless a test set it), so that the
             // signature's time and the expiry decisions agree.
-            .time(SystemTime::from((self.clock)()))
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| format!("signing parameters: {e}"))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            self.url.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
+            SystemTime::from((self.clock)()),
+            body,
         )
-        .map_err(|e| format!("signable request: {e}"))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| format!("signing: {e}"))?
-            .into_parts();
-        let mut builder = self.http.post(&self.url).body(body.to_owned());
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        // Authorization, X-Amz-Date and X-Amz-Security-Token: sent, never recorded.
-        for (name, value) in instructions.headers() {
-            builder = builder.header(name, value);
-        }
-        builder.build().map_err(|e| format!("request: {e}"))
     }
 
     /// One paced BatchMeterUsage call.
@@ -273,6 +245,84 @@ impl AwsClient {
             }
         }
     }
+}
+
+/// Where a JSON 1.1 request goes and under which SigV4 scope it is signed.
+pub(crate) struct SigningTarget<'a> {
+    pub url: &'a str,
+    pub region: &'a str,
+    /// The model's `metadata.signingName`.
+    pub signing_name: &'a str,
+    /// `X-Amz-Target`: the model's `targetPrefix` and the operation.
+    pub target: &'a str,
+}
+
+/// A `POST /` of the AWS JSON 1.1 protocol, signed with SigV4 by AWS's own signer, at
+/// `time`. Shared by every AWS Marketplace call (BatchMeterUsage, ResolveCustomer,
+/// GetEntitlements).
+pub(crate) fn signed_json_request(
+    http_client: &reqwest::Client,
+    to: &SigningTarget<'_>,
+    credentials: &Credentials,
+    time: SystemTime,
+    body: &str,
+) -> Result<reqwest::Request, String> {
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", to.target),
+    ];
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(to.region)
+        .name(to.signing_name)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing parameters: {e}"))?
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        to.url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .map_err(|e| format!("signable request: {e}"))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| format!("signing: {e}"))?
+        .into_parts();
+    let mut builder = http_client.post(to.url).body(body.to_owned());
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    // Authorization, X-Amz-Date and X-Amz-Security-Token: sent, never recorded.
+    for (name, value) in instructions.headers() {
+        builder = builder.header(name, value);
+    }
+    builder.build().map_err(|e| format!("request: {e}"))
+}
+
+/// The seller's credentials from configuration, for AWS's signer.
+pub(crate) fn credentials(
+    access_key_id: &str,
+    secret_access_key: &SecretSource,
+    session_token: Option<&SecretSource>,
+) -> Result<Credentials, ClientError> {
+    if access_key_id.is_empty() {
+        return Err(ClientError::Config("aws: access_key_id is required".into()));
+    }
+    let secret = secret_access_key.resolve("aws.secret_access_key")?;
+    let session = match session_token {
+        Some(source) => Some(source.resolve("aws.session_token")?),
+        None => None,
+    };
+    Ok(Credentials::new(
+        access_key_id.to_owned(),
+        secret.expose().to_owned(),
+        session.map(|s| s.expose().to_owned()),
+        None,
+        "purser-configuration",
+    ))
 }
 
 #[derive(Default)]

@@ -99,14 +99,34 @@ pub struct AzureClient {
     rules: Rules,
 }
 
+/// Entra ID client credentials for the marketplace's APIs. Metering and SaaS
+/// fulfillment take a token for the same resource, the marketplace API's application id
+/// [`METERING_RESOURCE`] (the ApiVersion notes of both contracts/azure documents;
+/// learn.microsoft.com/partner-center/marketplace/partner-center-portal/pc-saas-registration,
+/// read 2026-12-01).
+pub(crate) fn entra_token_source(
+    login_base: &str,
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: &SecretSource,
+    resource: &str,
+) -> Result<TokenSource, ClientError> {
+    let client_secret = client_secret.resolve("azure.client_secret")?;
+    if tenant_id.is_empty() || client_id.is_empty() {
+        return Err(ClientError::Config(
+            "azure: tenant_id and client_id are required".into(),
+        ));
+    }
+    Ok(TokenSource::Entra {
+        url: format!("{}/{tenant_id}/oauth2/token", http::trim_base(login_base)),
+        client_id: client_id.to_owned(),
+        client_secret,
+        resource: resource.to_owned(),
+    })
+}
+
 impl AzureClient {
     pub fn new(config: &AzureConfig) -> Result<AzureClient, ClientError> {
-        let client_secret = config.client_secret.resolve("azure.client_secret")?;
-        if config.tenant_id.is_empty() || config.client_id.is_empty() {
-            return Err(ClientError::Config(
-                "azure: tenant_id and client_id are required".into(),
-            ));
-        }
         let rules = Rules::of(Marketplace::Azure)
             .ok_or_else(|| ClientError::Config("no rules for Azure".into()))?;
         Ok(AzureClient {
@@ -114,16 +134,13 @@ impl AzureClient {
             base: http::trim_base(&config.base_url),
             token: BearerToken::new(
                 Marketplace::Azure,
-                TokenSource::Entra {
-                    url: format!(
-                        "{}/{}/oauth2/token",
-                        http::trim_base(&config.login_base),
-                        config.tenant_id
-                    ),
-                    client_id: config.client_id.clone(),
-                    client_secret,
-                    resource: config.resource.clone(),
-                },
+                entra_token_source(
+                    &config.login_base,
+                    &config.tenant_id,
+                    &config.client_id,
+                    &config.client_secret,
+                    &config.resource,
+                )?,
             ),
             rules,
         })

@@ -101,17 +101,24 @@ pub struct GcpClient {
     rules: Rules,
 }
 
+/// Where a Google client's bearer token comes from; shared by Service Control and the
+/// Partner Procurement API, which take the same OAuth scope (`cloud-platform`, both
+/// discovery documents' `auth.oauth2.scopes`).
+pub(crate) fn token_source(credentials: &GcpCredentials) -> Result<TokenSource, ClientError> {
+    Ok(match credentials {
+        GcpCredentials::Token { token } => TokenSource::Static(token.resolve("gcp.token")?),
+        GcpCredentials::Metadata { metadata_base } => TokenSource::GceMetadata {
+            url: format!(
+                "{}/computeMetadata/v1/instance/service-accounts/default/token",
+                http::trim_base(metadata_base)
+            ),
+        },
+    })
+}
+
 impl GcpClient {
     pub fn new(config: &GcpConfig) -> Result<GcpClient, ClientError> {
-        let source = match &config.credentials {
-            GcpCredentials::Token { token } => TokenSource::Static(token.resolve("gcp.token")?),
-            GcpCredentials::Metadata { metadata_base } => TokenSource::GceMetadata {
-                url: format!(
-                    "{}/computeMetadata/v1/instance/service-accounts/default/token",
-                    http::trim_base(metadata_base)
-                ),
-            },
-        };
+        let source = token_source(&config.credentials)?;
         let rules = Rules::of(Marketplace::Gcp)
             .ok_or_else(|| ClientError::Config("no rules for Google".into()))?;
         Ok(GcpClient {

@@ -8,17 +8,33 @@
 //! outcome means for the ledger is decided in `purser-core`; the clients only read
 //! the marketplaces' answers, each mapping commented with its source.
 //!
+//! Beside metering, the clients of the marketplaces' subscription APIs and the parsers
+//! of their notifications: Google's Partner Procurement ([`procurement`]) and the
+//! Pub/Sub subscription its notifications arrive on ([`pubsub`]), Azure's SaaS
+//! Fulfillment API v2 and its webhook ([`fulfillment`]), AWS's ResolveCustomer and
+//! GetEntitlements ([`aws_saas`]) and the SNS deliveries of its notifications, with
+//! their signatures verified ([`sns`]). An unknown event type or action is kept as
+//! such; a malformed notification is a [`MalformedNotification`] holding the bytes.
+//!
 //! Exchanges are Purser's evidence of what was sent and answered: the URL, the body
 //! and the answer, never a credential (no Authorization header, token, client secret
 //! or signature).
 
+#[macro_use]
+mod names;
+mod api;
 mod auth;
 pub mod aws;
+pub mod aws_saas;
 pub mod azure;
+pub mod fulfillment;
 pub mod gcp;
 mod http;
 pub mod limiter;
+pub mod procurement;
+pub mod pubsub;
 pub mod secret;
+pub mod sns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +109,95 @@ pub enum ClientError {
     },
     #[error("credentials: {0}")]
     Auth(String),
+    /// The marketplace answered and refused the call, with its own error code (Google's
+    /// `error.status`, Azure's `error.code`, AWS's `__type`): e.g. approving an
+    /// entitlement that is not pending, an unknown subscription, an expired token.
+    #[error("{operation}: refused (HTTP {status}, {code}): {message}")]
+    Refused {
+        operation: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// A call the marketplace's contract does not allow, refused before sending.
+    #[error("{operation}: {message} (not sent)")]
+    InvalidArgument {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The marketplace's error code, when it refused the call.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether sending the same call again later may succeed: no answer, a 5xx, a 429,
+    /// or a refusal the marketplace calls throttling or an internal error. Anything else
+    /// (a refusal of the call itself) will be refused again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Refused { status, code, .. } => {
+                *status == 429
+                    || *status >= 500
+                    || matches!(
+                        code.as_str(),
+                        "ThrottlingException"
+                            | "InternalServiceErrorException"
+                            | "RESOURCE_EXHAUSTED"
+                            | "UNAVAILABLE"
+                            | "ABORTED"
+                    )
+            }
+            ClientError::Decode { .. } => false,
+            ClientError::Auth(_) => true,
+            ClientError::Config(_) | ClientError::InvalidArgument { .. } => false,
+        }
+    }
+
+    /// The HTTP status of the answer, when one came.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } | ClientError::Status { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A notification that could not be read (not JSON, a required field missing or of the
+/// wrong type): kept whole, so it can be stored and shown rather than dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {source_name} notification: {reason}")]
+pub struct MalformedNotification {
+    /// Which kind of notification it was meant to be (`procurement`, `azure webhook`,
+    /// `sns`, `aws marketplace message`).
+    pub source_name: &'static str,
+    /// What is wrong and where (serde's path and position).
+    pub reason: String,
+    /// The bytes as received.
+    pub raw: Vec<u8>,
+}
+
+impl MalformedNotification {
+    pub(crate) fn new(
+        source_name: &'static str,
+        reason: impl Into<String>,
+        raw: &[u8],
+    ) -> MalformedNotification {
+        MalformedNotification {
+            source_name,
+            reason: reason.into(),
+            raw: raw.to_vec(),
+        }
+    }
 }
 
 /// Where a client reads the time, for deciding what has expired. Tests set it.
@@ -262,5 +367,173 @@ pub mod testing {
     /// The check body of the first record and the report body of all of them.
     pub fn gcp_bodies(records: &[UsageRecord]) -> (String, String) {
         crate::gcp::bodies(records)
+    }
+
+    /// Partner Procurement bodies by method id (`entitlements.approvePlanChange`), as the
+    /// client sends them.
+    pub fn procurement_bodies() -> Vec<(&'static str, serde_json::Value)> {
+        use crate::procurement::*;
+        vec![
+            (
+                "accounts.approve",
+                approve_account_body("signup", Some("signed up")),
+            ),
+            ("accounts.reject", reject_account_body("signup", "no")),
+            ("entitlements.approve", serde_json::json!({})),
+            (
+                "entitlements.reject",
+                reject_entitlement_body("not eligible"),
+            ),
+            (
+                "entitlements.approvePlanChange",
+                plan_change_body("gold", None),
+            ),
+            (
+                "entitlements.rejectPlanChange",
+                plan_change_body("gold", Some("no")),
+            ),
+        ]
+    }
+
+    /// The Partner Procurement methods the client calls: (method id, HTTP method, path
+    /// template as the client builds it).
+    pub fn procurement_paths() -> Vec<(&'static str, &'static str, String)> {
+        use crate::procurement::path;
+        let name = "{+name}";
+        vec![
+            ("accounts.get", "GET", path(name, None)),
+            ("accounts.approve", "POST", path(name, Some("approve"))),
+            ("accounts.reject", "POST", path(name, Some("reject"))),
+            ("entitlements.get", "GET", path(name, None)),
+            ("entitlements.approve", "POST", path(name, Some("approve"))),
+            ("entitlements.reject", "POST", path(name, Some("reject"))),
+            (
+                "entitlements.approvePlanChange",
+                "POST",
+                path(name, Some("approvePlanChange")),
+            ),
+            (
+                "entitlements.rejectPlanChange",
+                "POST",
+                path(name, Some("rejectPlanChange")),
+            ),
+        ]
+    }
+
+    /// The Pub/Sub calls: (resource.method, HTTP method, path template, request schema,
+    /// body as sent).
+    pub fn pubsub_requests() -> Vec<(
+        &'static str,
+        &'static str,
+        String,
+        &'static str,
+        serde_json::Value,
+    )> {
+        use crate::pubsub::{path, pull_body};
+        use serde_json::json;
+        let sub = "{+subscription}";
+        vec![
+            (
+                "subscriptions.pull",
+                "POST",
+                path(sub, Some("pull")),
+                "PullRequest",
+                pull_body(10, false),
+            ),
+            (
+                "subscriptions.pull",
+                "POST",
+                path(sub, Some("pull")),
+                "PullRequest",
+                pull_body(10, true),
+            ),
+            (
+                "subscriptions.acknowledge",
+                "POST",
+                path(sub, Some("acknowledge")),
+                "AcknowledgeRequest",
+                json!({ "ackIds": ["a"] }),
+            ),
+            (
+                "subscriptions.modifyAckDeadline",
+                "POST",
+                path(sub, Some("modifyAckDeadline")),
+                "ModifyAckDeadlineRequest",
+                json!({ "ackIds": ["a"], "ackDeadlineSeconds": 0 }),
+            ),
+            (
+                "subscriptions.create",
+                "PUT",
+                path("{+name}", None),
+                "Subscription",
+                json!({ "topic": "projects/p/topics/t", "ackDeadlineSeconds": 10 }),
+            ),
+            (
+                "topics.create",
+                "PUT",
+                path("{+name}", None),
+                "Topic",
+                json!({}),
+            ),
+            (
+                "topics.publish",
+                "POST",
+                path("{+topic}", Some("publish")),
+                "PublishRequest",
+                json!({ "messages": [{ "data": "aGk=", "attributes": {} }] }),
+            ),
+        ]
+    }
+
+    /// The SaaS Fulfillment calls: (HTTP method, the contract's path).
+    pub fn fulfillment_paths() -> Vec<(&'static str, &'static str)> {
+        use crate::fulfillment::*;
+        vec![
+            ("post", RESOLVE),
+            ("get", SUBSCRIPTIONS),
+            ("get", SUBSCRIPTION),
+            ("post", ACTIVATE),
+            ("get", OPERATIONS),
+            ("get", OPERATION),
+            ("patch", OPERATION),
+        ]
+    }
+
+    /// The X-Amz-Target values and signing name of the AWS SaaS calls.
+    pub fn aws_saas_targets() -> (&'static str, &'static str, &'static str) {
+        crate::aws_saas::TARGETS
+    }
+
+    /// SaaS Fulfillment bodies by the contract's schema name.
+    pub fn fulfillment_bodies() -> Vec<(&'static str, serde_json::Value)> {
+        use crate::fulfillment::*;
+        vec![
+            ("SubscriberPlan", subscriber_plan("gold", Some(5))),
+            ("SubscriberPlan", subscriber_plan("gold", None)),
+            (
+                "UpdateOperation",
+                update_operation_body(OperationOutcome::Success, Some("gold"), Some(5)),
+            ),
+            (
+                "UpdateOperation",
+                update_operation_body(OperationOutcome::Failure, None, None),
+            ),
+        ]
+    }
+
+    /// The ResolveCustomer body and a GetEntitlements body with every filter key and a
+    /// NextToken.
+    pub fn aws_saas_bodies() -> (String, String) {
+        let resolve = serde_json::json!({ "RegistrationToken": "token-1" }).to_string();
+        let filter = crate::aws_saas::EntitlementFilter {
+            customer_identifier: Vec::new(),
+            customer_aws_account_id: vec!["123456789012".into()],
+            license_arn: vec!["arn:aws:license-manager::123456789012:license:l-1".into()],
+            dimension: vec!["storage".into()],
+        };
+        let filter = filter.to_json().ok().flatten();
+        let entitlements =
+            crate::aws_saas::entitlements_body("prod-1", filter.as_ref(), Some("next"));
+        (resolve, entitlements)
     }
 }

@@ -117,6 +117,40 @@ fn check_shape(model: &Value, name: &str, value: &Value, at: &str, errors: &mut 
             if !value.is_number() {
                 errors.push(format!("{at}: not a number"));
             }
+            if let Some(n) = value.as_i64()
+                && (shape["min"].as_i64().is_some_and(|m| n < m)
+                    || shape["max"].as_i64().is_some_and(|m| n > m))
+            {
+                errors.push(format!("{at}: {n} out of range"));
+            }
+        }
+        "map" => {
+            let Some(obj) = value.as_object() else {
+                errors.push(format!("{at}: not a map"));
+                return;
+            };
+            let key_shape = shape["key"]["shape"].as_str().unwrap_or("");
+            for (k, v) in obj {
+                check_shape(
+                    model,
+                    key_shape,
+                    &Value::String(k.clone()),
+                    &format!("{at}.<key {k}>"),
+                    errors,
+                );
+                if let Some(allowed) = model["shapes"][key_shape]["enum"].as_array()
+                    && !allowed.iter().any(|a| a.as_str() == Some(k))
+                {
+                    errors.push(format!("{at}: key {k} not in the enum"));
+                }
+                check_shape(
+                    model,
+                    shape["value"]["shape"].as_str().unwrap_or(""),
+                    v,
+                    &format!("{at}.{k}"),
+                    errors,
+                );
+            }
         }
         other => errors.push(format!("{at}: unhandled shape type {other}")),
     }
@@ -307,4 +341,276 @@ fn gcp_requests_use_only_fields_the_discovery_document_defines() {
         )
     );
     assert!(report.contains("\"metricName\":\"product.endpoints.proj.cloud.goog/whole\""));
+}
+
+/// Walks `value` against an OpenAPI / discovery-style schema: only declared properties,
+/// and each property's JSON type and enum.
+fn check_json_schema(
+    schemas: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+    ref_prefix: &str,
+) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => &schemas[r.trim_start_matches(ref_prefix)],
+        None => schema,
+    };
+    match schema["type"].as_str().unwrap_or("object") {
+        "object" => {
+            let Some(obj) = value.as_object() else {
+                errors.push(format!("{at}: not an object"));
+                return;
+            };
+            let props = &schema["properties"];
+            if props.is_null() {
+                return;
+            }
+            for (k, v) in obj {
+                match props.get(k) {
+                    None => errors.push(format!("{at}.{k}: not in the schema")),
+                    Some(p) => {
+                        if p.get("deprecated").and_then(Value::as_bool) == Some(true)
+                            && v == &Value::Bool(false)
+                        {
+                            errors.push(format!("{at}.{k}: deprecated member sent at its default"));
+                        }
+                        check_json_schema(schemas, p, v, &format!("{at}.{k}"), errors, ref_prefix)
+                    }
+                }
+            }
+        }
+        "array" => match value.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    check_json_schema(
+                        schemas,
+                        &schema["items"],
+                        item,
+                        &format!("{at}[{i}]"),
+                        errors,
+                        ref_prefix,
+                    );
+                }
+            }
+            None => errors.push(format!("{at}: not an array")),
+        },
+        "string" => match value.as_str() {
+            None => errors.push(format!("{at}: not a string")),
+            Some(s) => {
+                if let Some(allowed) = schema["enum"].as_array()
+                    && !allowed.iter().any(|a| a.as_str() == Some(s))
+                {
+                    errors.push(format!("{at}: {s:?} not in {allowed:?}"));
+                }
+                if schema["format"] == "byte" && base64_is_invalid(s) {
+                    errors.push(format!("{at}: not base64"));
+                }
+            }
+        },
+        "integer" => {
+            if !(value.is_i64() || value.is_u64()) {
+                errors.push(format!("{at}: not an integer"));
+            }
+        }
+        "boolean" => {
+            if !value.is_boolean() {
+                errors.push(format!("{at}: not a boolean"));
+            }
+        }
+        other => errors.push(format!("{at}: unhandled type {other}")),
+    }
+}
+
+fn base64_is_invalid(s: &str) -> bool {
+    !s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+}
+
+#[test]
+fn procurement_requests_match_the_discovery_document() {
+    let doc = contract("gcp/cloudcommerceprocurement.v1.json");
+    let providers = &doc["resources"]["providers"]["resources"];
+    let method = |id: &str| {
+        let (collection, name) = id.split_once('.').expect("id");
+        providers[collection]["methods"][name].clone()
+    };
+    for (id, http_method, path) in testing::procurement_paths() {
+        let m = method(id);
+        assert_eq!(m["httpMethod"], http_method, "{id}");
+        assert_eq!(m["path"], path, "{id}");
+    }
+    let mut errors = Vec::new();
+    for (id, body) in testing::procurement_bodies() {
+        let m = method(id);
+        let schema_name = m["request"]["$ref"].as_str().expect("request schema");
+        let schema = &doc["schemas"][schema_name];
+        check_json_schema(&doc["schemas"], schema, &body, id, &mut errors, "");
+        // Members the schema calls "Required." are sent.
+        for (name, property) in schema["properties"].as_object().expect("properties") {
+            let required = property["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Required."));
+            if required && body.get(name).is_none() {
+                errors.push(format!("{id}.{name}: required"));
+            }
+        }
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+    // Names the client builds match the methods' name patterns.
+    let config = purser_marketplace::procurement::ProcurementConfig::new(
+        "acme",
+        purser_marketplace::gcp::GcpCredentials::Token {
+            token: purser_marketplace::SecretSource::Inline(purser_marketplace::Secret::new("t")),
+        },
+    );
+    let client = purser_marketplace::procurement::ProcurementClient::new(&config).expect("client");
+    let pattern = |collection: &str| {
+        Regex::new(
+            providers[collection]["methods"]["get"]["parameters"]["name"]["pattern"]
+                .as_str()
+                .expect("pattern"),
+        )
+        .expect("regex")
+    };
+    for name in [
+        client.entitlement_name("e-1").unwrap(),
+        client
+            .entitlement_name("providers/acme/entitlements/e-1")
+            .unwrap(),
+    ] {
+        assert!(pattern("entitlements").is_match(&name), "{name}");
+    }
+    for name in [
+        client.account_name("a-1").unwrap(),
+        client.account_name("accounts/a-1").unwrap(),
+    ] {
+        assert!(pattern("accounts").is_match(&name), "{name}");
+    }
+}
+
+#[test]
+fn pubsub_requests_match_the_discovery_document() {
+    let doc = contract("gcp/pubsub.v1.json");
+    let resources = &doc["resources"]["projects"]["resources"];
+    let mut errors = Vec::new();
+    for (id, http_method, path, schema, body) in testing::pubsub_requests() {
+        let (resource, name) = id.split_once('.').expect("id");
+        let m = &resources[resource]["methods"][name];
+        assert_eq!(m["httpMethod"], http_method, "{id}");
+        assert_eq!(m["path"], path, "{id}");
+        assert_eq!(m["request"]["$ref"], schema, "{id}");
+        check_json_schema(
+            &doc["schemas"],
+            &doc["schemas"][schema],
+            &body,
+            id,
+            &mut errors,
+            "",
+        );
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn fulfillment_requests_match_the_openapi_document() {
+    let doc = contract("azure/saasapi.v2.json");
+    for (method, path) in testing::fulfillment_paths() {
+        let operation = &doc["paths"][path][method];
+        assert!(
+            operation.is_object(),
+            "{method} {path} is not in the contract"
+        );
+        let params = operation["parameters"].as_array().expect("parameters");
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "api-version" && p["required"] == true),
+            "{path}"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    let mut errors = Vec::new();
+    for (schema, body) in testing::fulfillment_bodies() {
+        check_json_schema(
+            schemas,
+            &schemas[schema],
+            &body,
+            schema,
+            &mut errors,
+            "#/components/schemas/",
+        );
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+    // The activation and operation bodies are what the operations' requestBody names.
+    let body_schema = |path: &str, method: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        body_schema("/saas/subscriptions/{subscriptionId}/activate", "post"),
+        "#/components/schemas/SubscriberPlan"
+    );
+    assert_eq!(
+        body_schema(
+            "/saas/subscriptions/{subscriptionId}/operations/{operationId}",
+            "patch"
+        ),
+        "#/components/schemas/UpdateOperation"
+    );
+    // The token's resource is the one the contract's ApiVersion note names.
+    let note = schemas["ApiVersion"]["description"].as_str().expect("note");
+    assert!(note.contains(purser_marketplace::azure::METERING_RESOURCE));
+}
+
+#[test]
+fn aws_saas_requests_validate_against_the_botocore_models() {
+    let metering = contract("aws/meteringmarketplace.service-2.json");
+    let entitlement = contract("aws/marketplace-entitlement.service-2.json");
+    let (resolve_target, entitlements_target, signing_name) = testing::aws_saas_targets();
+    assert_eq!(
+        resolve_target,
+        format!(
+            "{}.ResolveCustomer",
+            metering["metadata"]["targetPrefix"].as_str().unwrap()
+        )
+    );
+    assert!(metering["operations"]["ResolveCustomer"].is_object());
+    assert_eq!(
+        entitlements_target,
+        format!(
+            "{}.GetEntitlements",
+            entitlement["metadata"]["targetPrefix"].as_str().unwrap()
+        )
+    );
+    assert_eq!(metering["metadata"]["signingName"], signing_name);
+    assert_eq!(entitlement["metadata"]["signingName"], signing_name);
+    assert!(
+        entitlement["metadata"]["protocols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "json"),
+        "the entitlement service must still take JSON"
+    );
+    let (resolve, entitlements) = testing::aws_saas_bodies();
+    let mut errors = Vec::new();
+    check_shape(
+        &metering,
+        "ResolveCustomerRequest",
+        &serde_json::from_str(&resolve).unwrap(),
+        "ResolveCustomer",
+        &mut errors,
+    );
+    check_shape(
+        &entitlement,
+        "GetEntitlementsRequest",
+        &serde_json::from_str(&entitlements).unwrap(),
+        "GetEntitlements",
+        &mut errors,
+    );
+    assert!(errors.is_empty(), "{errors:#?}");
 }
