@@ -8,6 +8,8 @@
 //! the HTTP intake before it answers; the job acts on them. Either way a notification
 //! is durable before it is acknowledged, and acted on once.
 
+pub mod gcp;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -219,62 +221,120 @@ impl SubscriptionProcessor {
                     continue;
                 }
             };
-            let mut decision = store
-                .settle_subscription(
+            let decision = self
+                .act(
+                    store,
+                    desk.as_ref(),
                     &actor,
-                    desk.marketplace(),
                     &external_id,
-                    &snapshot,
+                    snapshot,
                     Some(&notification.id),
+                    &mut report,
                 )
                 .await?;
             report.processed += 1;
-            for _ in 0..REREADS_AFTER_A_CALL {
-                let Some(call) = decision.call.clone() else {
-                    break;
-                };
-                let result = desk.call(&external_id, &call).await;
-                report.calls += 1;
-                if result.is_err() {
-                    report.failed_calls += 1;
-                }
-                let error = result.as_ref().err().map(ToString::to_string);
-                store
-                    .record_seller_call(
-                        desk.marketplace(),
-                        &external_id,
-                        &call,
-                        match &error {
-                            Some(error) => Err(error.as_str()),
-                            None => Ok(()),
-                        },
-                    )
-                    .await?;
-                if error.is_some() {
-                    // The next notification (or the marketplace's retry) re-reads.
-                    break;
-                }
-                match desk.snapshot(&external_id).await {
-                    Ok(snapshot) => {
-                        decision = store
-                            .settle_subscription(
-                                &actor,
-                                desk.marketplace(),
-                                &external_id,
-                                &snapshot,
-                                None,
-                            )
-                            .await?;
-                    }
-                    Err(_) => break,
-                }
-            }
             if decision.attention.is_some() {
                 report.needing_attention += 1;
             }
         }
         Ok(report)
     }
+}
+
+impl SubscriptionProcessor {
+    /// Re-reads one subscription and acts on it, without a notification: after a
+    /// person linked it to an account at registration, or to settle it on demand.
+    pub async fn refresh(
+        &self,
+        store: &Store,
+        marketplace: Marketplace,
+        external_id: &str,
+    ) -> Result<ProcessReport, RefreshError> {
+        let desk = self
+            .desks
+            .get(&marketplace)
+            .ok_or(RefreshError::NotConfigured(marketplace))?;
+        let actor = Actor::new("system:marketplace-subscriptions", None);
+        let snapshot = desk.snapshot(external_id).await?;
+        let mut report = ProcessReport::default();
+        let decision = self
+            .act(
+                store,
+                desk.as_ref(),
+                &actor,
+                external_id,
+                snapshot,
+                None,
+                &mut report,
+            )
+            .await?;
+        if decision.attention.is_some() {
+            report.needing_attention += 1;
+        }
+        Ok(report)
+    }
+
+    /// Settles a fresh read, then makes the seller call it asks for and settles what
+    /// the marketplace says after it.
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        store: &Store,
+        desk: &dyn SubscriptionDesk,
+        actor: &Actor,
+        external_id: &str,
+        snapshot: SubscriptionSnapshot,
+        notification_id: Option<&str>,
+        report: &mut ProcessReport,
+    ) -> Result<purser_core::marketplace::subscription::Decision, StoreError> {
+        let marketplace = desk.marketplace();
+        let mut decision = store
+            .settle_subscription(actor, marketplace, external_id, &snapshot, notification_id)
+            .await?;
+        for _ in 0..REREADS_AFTER_A_CALL {
+            let Some(call) = decision.call.clone() else {
+                break;
+            };
+            let result = desk.call(external_id, &call).await;
+            report.calls += 1;
+            let error = result.err().map(|e| e.to_string());
+            if error.is_some() {
+                report.failed_calls += 1;
+            }
+            store
+                .record_seller_call(
+                    marketplace,
+                    external_id,
+                    &call,
+                    error.as_deref().map_or(Ok(()), Err),
+                )
+                .await?;
+            if error.is_some() {
+                // The next notification (or the marketplace's retry) re-reads.
+                break;
+            }
+            match desk.snapshot(external_id).await {
+                Ok(snapshot) => {
+                    decision = store
+                        .settle_subscription(actor, marketplace, external_id, &snapshot, None)
+                        .await?;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(decision)
+    }
+}
+
+/// Why a refresh could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("{0} subscriptions are not configured")]
+    NotConfigured(Marketplace),
+    #[error(transparent)]
+    Desk(#[from] DeskError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// 30 s, doubling, at most an hour: the marketplace keeps the subscription, Purser

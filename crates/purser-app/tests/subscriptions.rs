@@ -1,0 +1,324 @@
+//! Google Cloud Marketplace subscriptions end to end, on SQLite and PostgreSQL: the
+//! fake Partner Procurement publishes to a real Pub/Sub emulator; Purser pulls,
+//! stores before acknowledging, re-reads each entitlement, approves it once the buyer
+//! is linked, approves a plan change to a plan it sells, and follows the cancellation;
+//! a redelivered event changes nothing; unknown and unreadable ones are kept aside.
+
+// Tests and their helpers fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use purser_app::subscriptions::gcp::{GcpDesk, GcpSubscriptionsConfig};
+use purser_app::subscriptions::{SubscriptionDesk, SubscriptionProcessor};
+use purser_core::audit::Actor;
+use purser_core::commercial::{
+    Commitment, DimensionKey, EntitlementStatus, OveragePolicy, OverageReporting,
+};
+use purser_core::marketplace::Binding;
+use purser_core::marketplace::subscription::{PlanTerms, SubscriptionState};
+use purser_core::money::{Currency, Money};
+use purser_core::{Marketplace, Role};
+use purser_fakes::procurement::EntitlementOrder;
+use purser_fakes::{FakeConfig, FakeMarketplaces, PubSubEmulator};
+use purser_marketplace::gcp::GcpCredentials;
+use purser_marketplace::procurement::ProcurementConfig;
+use purser_marketplace::pubsub::{PubSubClient, PubSubConfig};
+use purser_marketplace::{Secret, SecretSource};
+use purser_store::Store;
+use purser_store::subscriptions::NotificationStatus;
+use purser_testkit::marketplace as fixtures;
+use purser_testkit::{TestDatabase, both_backends, scope};
+use rust_decimal::Decimal;
+
+const PROJECT: &str = "purser-test";
+const SERVICE: &str = "purser-storage.endpoints.purser-test.cloud.goog";
+
+fn terms(offer_id: &str, committed: i64) -> PlanTerms {
+    let mut commitments = BTreeMap::new();
+    commitments.insert(
+        DimensionKey::parse("data_written_gib").unwrap(),
+        Commitment {
+            committed_per_period: Decimal::from(committed),
+            overage: OveragePolicy {
+                threshold: Decimal::ZERO,
+                price_per_unit: Money::new(Decimal::new(2, 2), Currency::parse("USD").unwrap()),
+                reporting: OverageReporting::Hourly,
+            },
+        },
+    );
+    PlanTerms {
+        offer_id: offer_id.into(),
+        commitments,
+        per_quantity: false,
+    }
+}
+
+struct World {
+    _emulator: PubSubEmulator,
+    fakes: FakeMarketplaces,
+    processor: SubscriptionProcessor,
+}
+
+async fn world() -> World {
+    let emulator = PubSubEmulator::start().await.expect("the Pub/Sub emulator");
+    let fakes = FakeMarketplaces::start(FakeConfig::default())
+        .await
+        .expect("fakes");
+    let pubsub_config = PubSubConfig::emulator(&emulator.url());
+    let pubsub = PubSubClient::new(&pubsub_config).expect("pubsub");
+    let topic = format!("projects/{PROJECT}/topics/procurement-events");
+    let subscription = format!("projects/{PROJECT}/subscriptions/purser-procurement");
+    pubsub.create_topic(&topic).await.expect("topic");
+    pubsub
+        .create_subscription(&subscription, &topic, 10)
+        .await
+        .expect("subscription");
+    fakes.procurement().connect_pubsub(&emulator.url(), &topic);
+    let mut procurement = ProcurementConfig::new(
+        fakes.procurement().provider_id(),
+        GcpCredentials::Token {
+            token: SecretSource::Inline(Secret::new(&purser_fakes::GcpConfig::default().token)),
+        },
+    );
+    procurement.base_url = fakes.procurement_url();
+    let desk = GcpDesk::new(&GcpSubscriptionsConfig {
+        procurement,
+        pubsub: pubsub_config,
+        subscription,
+        service_name: Some(SERVICE.into()),
+        pull_max_messages: 100,
+    })
+    .expect("desk");
+    let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
+    World {
+        _emulator: emulator,
+        fakes,
+        processor: SubscriptionProcessor::new(desks),
+    }
+}
+
+/// Runs processing until `done` holds (the emulator delivers within moments, not at
+/// once), at most ~10 s.
+async fn process_until(
+    world: &World,
+    store: &Store,
+    done: impl Fn(Store) -> futures::future::BoxFuture<'static, bool>,
+) {
+    for _ in 0..100 {
+        world
+            .processor
+            .run(store, Timestamp::now())
+            .await
+            .expect("a run");
+        if done(store.clone()).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("processing never reached the expected state");
+}
+
+fn state_is(
+    external_id: &str,
+    state: SubscriptionState,
+) -> impl Fn(Store) -> futures::future::BoxFuture<'static, bool> {
+    let external_id = external_id.to_string();
+    move |store: Store| {
+        let external_id = external_id.clone();
+        Box::pin(async move {
+            store
+                .subscription_for_processing(Marketplace::Gcp, &external_id)
+                .await
+                .unwrap()
+                .is_some_and(|s| s.subscription.state == state)
+        })
+    }
+}
+
+both_backends!(
+    google_subscriptions_flow_from_pubsub_to_entitlements,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        let world = world().await;
+        let actor = Actor::new("system:test", None);
+        let meter = fixtures::gib_meter(
+            "storage.written",
+            "com.polaris.io",
+            "bytes_written",
+            "data_written_gib",
+        );
+        let offer = fixtures::private_offer(Marketplace::Gcp, &[("data_written_gib", "written")]);
+        let offer = fixtures::define(&store, &[meter], offer).await;
+        store
+            .set_marketplace_plan(&actor, Marketplace::Gcp, "standard", &terms(&offer.id, 100))
+            .await
+            .unwrap();
+        store
+            .set_marketplace_plan(&actor, Marketplace::Gcp, "premium", &terms(&offer.id, 1000))
+            .await
+            .unwrap();
+        let account =
+            fixtures::account(&store, Marketplace::Gcp, "globex", "Globex", "standard", 3).await;
+        let admin = scope("root", &[Role::Admin], &[], Some("US"));
+
+        // The buyer orders through the marketplace: Purser learns of it, but waits for
+        // the buyer to be linked before approving.
+        let procurement = world.fakes.procurement();
+        let id = procurement
+            .order(EntitlementOrder {
+                account_id: "gcp-acct-1".into(),
+                product: SERVICE.into(),
+                plan: "standard".into(),
+                usage_reporting_id: Some("project_number:4417".into()),
+                offer: Some("projects/p/services/s/privateOffers/o-1".into()),
+                offer_end_time: None,
+            })
+            .await
+            .unwrap();
+        process_until(&world, &store, state_is(&id, SubscriptionState::Requested)).await;
+        assert_eq!(
+            procurement.entitlement(&id).unwrap().state,
+            "ENTITLEMENT_ACTIVATION_REQUESTED",
+            "not approved before the buyer is linked"
+        );
+        let record = store
+            .subscription_for_processing(Marketplace::Gcp, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.attention.unwrap().contains("not been linked"));
+
+        // Linked at registration: approved (the account's signup first), active,
+        // and an entitlement segment bound to the usage reporting id.
+        store
+            .link_subscription(
+                &admin,
+                Marketplace::Gcp,
+                &id,
+                &account,
+                serde_json::json!({"company": "Globex"}),
+            )
+            .await
+            .unwrap();
+        world
+            .processor
+            .refresh(&store, Marketplace::Gcp, &id)
+            .await
+            .unwrap();
+        assert_eq!(
+            procurement.entitlement(&id).unwrap().state,
+            "ENTITLEMENT_ACTIVE"
+        );
+        let signup = &procurement.account("gcp-acct-1").unwrap().approvals["signup"];
+        assert_eq!(signup.0, "APPROVED");
+        let segments = store.entitlements(&admin, &account).await.unwrap();
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].status, EntitlementStatus::Active);
+        assert_eq!(
+            segments[0].marketplace_binding,
+            Some(Binding::Gcp {
+                service_name: SERVICE.into(),
+                usage_reporting_id: "project_number:4417".into()
+            })
+        );
+
+        // The buyer asks for premium, which Purser sells: approved, and a new segment
+        // with premium's commitment.
+        procurement
+            .request_plan_change(&id, "premium")
+            .await
+            .unwrap();
+        process_until(&world, &store, |store: Store| {
+            let account = account.clone();
+            Box::pin(async move {
+                store
+                    .entitlements(&scope("root", &[Role::Admin], &[], Some("US")), &account)
+                    .await
+                    .unwrap()
+                    .len()
+                    == 2
+            })
+        })
+        .await;
+        let fake = procurement.entitlement(&id).unwrap();
+        assert_eq!(
+            (fake.state.as_str(), fake.plan.as_str()),
+            ("ENTITLEMENT_ACTIVE", "premium")
+        );
+        let segments = store.entitlements(&admin, &account).await.unwrap();
+        let committed: Vec<Decimal> = segments
+            .iter()
+            .map(|e| e.commitments.values().next().unwrap().committed_per_period)
+            .collect();
+        assert!(committed.contains(&Decimal::from(1000)));
+        assert!(committed.contains(&Decimal::from(100)));
+
+        // Cancelled: billed until the term ends, then over.
+        procurement.cancel(&id).await.unwrap();
+        process_until(
+            &world,
+            &store,
+            state_is(&id, SubscriptionState::PendingCancellation),
+        )
+        .await;
+        procurement.end_term(&id, "user-cancelled").await.unwrap();
+        process_until(&world, &store, state_is(&id, SubscriptionState::Cancelled)).await;
+        let record = store
+            .subscription_for_processing(Marketplace::Gcp, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!record.subscription.segment.as_ref().unwrap().open);
+
+        // A redelivered event (the same eventId) is stored once and changes nothing;
+        // an unknown event type and unreadable bytes are kept aside with the reason.
+        let events_before = store.subscription_events(&record.id).await.unwrap().len();
+        let published = procurement.published();
+        let last = published.last().unwrap().clone();
+        procurement
+            .publish_raw(serde_json::to_string(&last).unwrap().as_bytes())
+            .await
+            .unwrap();
+        procurement
+            .publish_raw(br#"{"eventId":"ev-new-kind","eventType":"ENTITLEMENT_TELEPORTED","entitlement":{"id":"ent-x"}}"#)
+            .await
+            .unwrap();
+        procurement.publish_raw(b"\xff not json").await.unwrap();
+        process_until(&world, &store, |store: Store| {
+            Box::pin(async move {
+                let kept = store.notifications(None, 100).await.unwrap();
+                kept.iter()
+                    .any(|n| n.status == NotificationStatus::Malformed)
+                    && kept
+                        .iter()
+                        .any(|n| n.kind.as_deref() == Some("ENTITLEMENT_TELEPORTED"))
+            })
+        })
+        .await;
+        let kept = store.notifications(None, 100).await.unwrap();
+        let unknown = kept
+            .iter()
+            .find(|n| n.kind.as_deref() == Some("ENTITLEMENT_TELEPORTED"))
+            .unwrap();
+        assert_eq!(unknown.status, NotificationStatus::Unrecognised);
+        let event_ids: Vec<&str> = kept.iter().map(|n| n.delivery_key.as_str()).collect();
+        let mut unique = event_ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            event_ids.len(),
+            "each delivery key is stored once"
+        );
+        assert_eq!(
+            store.subscription_events(&record.id).await.unwrap().len(),
+            events_before,
+            "the redelivery changed nothing"
+        );
+        assert_eq!(store.entitlements(&admin, &account).await.unwrap().len(), 2);
+    }
+);
