@@ -177,7 +177,7 @@ impl SubscriptionDesk for GcpDesk {
                 if let Some(account_id) = entitlement.account_id() {
                     let account = self
                         .procurement
-                        .get_account(&account_id)
+                        .get_account(account_id)
                         .await
                         .map_err(desk_error)?;
                     let pending = account
@@ -185,7 +185,7 @@ impl SubscriptionDesk for GcpDesk {
                         .is_some_and(|a| a.state == ApprovalState::Pending);
                     if pending {
                         self.procurement
-                            .approve_account(&account_id, SIGNUP_APPROVAL, None)
+                            .approve_account(account_id, SIGNUP_APPROVAL, None)
                             .await
                             .map_err(desk_error)?;
                     }
