@@ -37,6 +37,8 @@ pub struct Config {
     pub metering: MeteringConfig,
     /// Endpoints and credentials of the marketplaces usage is reported to.
     pub marketplaces: crate::marketplace::MarketplacesConfig,
+    /// Where subscriptions come from: each marketplace's subscription API and channel.
+    pub subscriptions: crate::subscriptions::SubscriptionsConfig,
 }
 
 /// Usage events: how long hours stay open and which events are too old or too new.
@@ -98,6 +100,8 @@ pub struct JobsConfig {
     pub close_hours_seconds: i64,
     /// Period of `marketplace.submit`.
     pub marketplace_submit_seconds: i64,
+    /// Period of `marketplace.subscriptions` (pull notifications, act on stored ones).
+    pub marketplace_subscriptions_seconds: i64,
 }
 
 impl Default for Config {
@@ -115,6 +119,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             metering: MeteringConfig::default(),
             marketplaces: crate::marketplace::MarketplacesConfig::default(),
+            subscriptions: crate::subscriptions::SubscriptionsConfig::default(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl Default for JobsConfig {
             audit_verify_seconds: 3_600,
             close_hours_seconds: 60,
             marketplace_submit_seconds: 60,
+            marketplace_subscriptions_seconds: 30,
         }
     }
 }

@@ -37,8 +37,24 @@ pub fn standard_jobs(
     config: &crate::config::JobsConfig,
     metering: purser_store::metering::MeteringSettings,
     submitter: crate::marketplace::Submitter,
+    subscriptions: crate::subscriptions::SubscriptionProcessor,
 ) -> Vec<Job> {
     vec![
+        Job {
+            name: "marketplace.subscriptions",
+            period_seconds: config.marketplace_subscriptions_seconds,
+            run: Arc::new(move |store: Store| {
+                let subscriptions = subscriptions.clone();
+                Box::pin(async move {
+                    let now = store.now().await.map_err(|e| e.to_string())?;
+                    let report = subscriptions
+                        .run(&store, now)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(report.summary())
+                })
+            }),
+        },
         Job {
             name: "marketplace.submit",
             period_seconds: config.marketplace_submit_seconds,

@@ -122,10 +122,17 @@ pub async fn serve(
     let owner = jobs::owner_name();
     let submitter = marketplace::Submitter::from_config(&config.marketplaces, owner.clone())?;
     tracing::info!(marketplaces = ?submitter.marketplaces(), "marketplace submission is configured for these marketplaces");
+    let subscriptions = subscriptions::SubscriptionProcessor::from_config(&config.subscriptions)?;
+    tracing::info!(marketplaces = ?subscriptions.marketplaces(), "subscriptions are taken from these marketplaces");
     let scheduler = config.jobs.enabled.then(|| {
         let scheduler = jobs::Scheduler {
             store: store.clone(),
-            jobs: jobs::standard_jobs(&config.jobs, config.metering.settings(), submitter),
+            jobs: jobs::standard_jobs(
+                &config.jobs,
+                config.metering.settings(),
+                submitter,
+                subscriptions,
+            ),
             owner,
             lease: jiff::SignedDuration::from_secs(config.jobs.lease_seconds),
         };

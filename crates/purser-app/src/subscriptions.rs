@@ -19,7 +19,35 @@ use purser_core::audit::Actor;
 use purser_core::marketplace::subscription::{SellerCall, SubscriptionSnapshot};
 use purser_store::subscriptions::{NewNotification, NotificationStatus};
 use purser_store::{Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// `[subscriptions]`: the marketplaces Purser takes subscriptions from. A marketplace
+/// left out has no desk: its notifications (pushed ones included) are stored and
+/// wait, shown, until it is configured.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionsConfig {
+    pub gcp: Option<gcp::GcpSubscriptionsConfig>,
+}
+
+/// Secrets never leave through the configuration's display: only what is configured.
+impl Serialize for SubscriptionsConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("SubscriptionsConfig", 1)?;
+        s.serialize_field("gcp", &self.gcp.as_ref().map(|_| "configured"))?;
+        s.end()
+    }
+}
+
+impl PartialEq for SubscriptionsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Compared in tests of the layering only: which marketplaces are configured.
+        self.gcp.is_some() == other.gcp.is_some()
+    }
+}
+
+impl Eq for SubscriptionsConfig {}
 
 /// Why a desk could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +172,24 @@ const NOTIFICATIONS_PER_RUN: usize = 500;
 const REREADS_AFTER_A_CALL: usize = 2;
 
 impl SubscriptionProcessor {
+    /// The desks of the configured marketplaces.
+    pub fn from_config(config: &SubscriptionsConfig) -> Result<Self, crate::AppError> {
+        let mut desks: Vec<Arc<dyn SubscriptionDesk>> = Vec::new();
+        if let Some(gcp) = &config.gcp {
+            desks.push(Arc::new(gcp::GcpDesk::new(gcp).map_err(|e| {
+                crate::AppError::Invalid(format!("subscriptions.gcp: {e}"))
+            })?));
+        }
+        Ok(Self::new(desks))
+    }
+
+    /// Which marketplaces subscriptions come from.
+    pub fn marketplaces(&self) -> Vec<Marketplace> {
+        let mut marketplaces: Vec<Marketplace> = self.desks.keys().copied().collect();
+        marketplaces.sort_by_key(|m| m.as_str());
+        marketplaces
+    }
+
     pub fn new(desks: Vec<Arc<dyn SubscriptionDesk>>) -> Self {
         Self {
             desks: desks.into_iter().map(|d| (d.marketplace(), d)).collect(),
@@ -242,38 +288,6 @@ impl SubscriptionProcessor {
 }
 
 impl SubscriptionProcessor {
-    /// Re-reads one subscription and acts on it, without a notification: after a
-    /// person linked it to an account at registration, or to settle it on demand.
-    pub async fn refresh(
-        &self,
-        store: &Store,
-        marketplace: Marketplace,
-        external_id: &str,
-    ) -> Result<ProcessReport, RefreshError> {
-        let desk = self
-            .desks
-            .get(&marketplace)
-            .ok_or(RefreshError::NotConfigured(marketplace))?;
-        let actor = Actor::new("system:marketplace-subscriptions", None);
-        let snapshot = desk.snapshot(external_id).await?;
-        let mut report = ProcessReport::default();
-        let decision = self
-            .act(
-                store,
-                desk.as_ref(),
-                &actor,
-                external_id,
-                snapshot,
-                None,
-                &mut report,
-            )
-            .await?;
-        if decision.attention.is_some() {
-            report.needing_attention += 1;
-        }
-        Ok(report)
-    }
-
     /// Settles a fresh read, then makes the seller call it asks for and settles what
     /// the marketplace says after it.
     #[allow(clippy::too_many_arguments)]
@@ -324,17 +338,6 @@ impl SubscriptionProcessor {
         }
         Ok(decision)
     }
-}
-
-/// Why a refresh could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
-    #[error("{0} subscriptions are not configured")]
-    NotConfigured(Marketplace),
-    #[error(transparent)]
-    Desk(#[from] DeskError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// 30 s, doubling, at most an hour: the marketplace keeps the subscription, Purser

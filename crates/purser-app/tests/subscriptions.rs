@@ -204,11 +204,8 @@ both_backends!(
             )
             .await
             .unwrap();
-        world
-            .processor
-            .refresh(&store, Marketplace::Gcp, &id)
-            .await
-            .unwrap();
+        // The link is durable like a delivery: the next run approves.
+        process_until(&world, &store, state_is(&id, SubscriptionState::Active)).await;
         assert_eq!(
             procurement.entitlement(&id).unwrap().state,
             "ENTITLEMENT_ACTIVE"

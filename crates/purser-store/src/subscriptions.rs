@@ -43,6 +43,9 @@ pub enum Channel {
     Sns,
     /// The registration page a buyer landed on.
     Landing,
+    /// Purser itself, after a person linked the subscription to an account: the next
+    /// run re-reads it and makes the approval the marketplace waits for.
+    Registration,
 }
 
 impl Channel {
@@ -52,6 +55,7 @@ impl Channel {
             Self::Webhook => "webhook",
             Self::Sns => "sns",
             Self::Landing => "landing",
+            Self::Registration => "registration",
         }
     }
 }
@@ -695,6 +699,22 @@ impl Store {
             Some(&state),
             None,
             json!({ "account_id": account.id.0, "buyer": buyer }),
+        )
+        .await?;
+        // Durable like any delivery: the next run re-reads the subscription and
+        // approves it, whichever process runs it.
+        tx.execute(
+            "INSERT INTO marketplace_notifications (id, marketplace, delivery_key, channel, received_at, body, kind, external_id, status, attempts, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'linked', $7, 'received', 0, $5)",
+            &[
+                Uuid::now_v7().to_string().into(),
+                marketplace.as_str().into(),
+                format!("linked:{id}").into(),
+                Channel::Registration.as_str().into(),
+                Value::Int(now.as_microsecond()),
+                json_text(&json!({ "linked_to": account.id.0, "by": scope.actor.name }))?.into(),
+                external_id.into(),
+            ],
         )
         .await?;
         append(

@@ -296,6 +296,12 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             Access::Session,
             get(subscriptions::detail),
         )
+        .add(
+            Method::POST,
+            "/subscriptions/{subscription_id}/link",
+            Access::Session,
+            post(subscriptions::link),
+        )
         .add(Method::GET, "/users", Access::Session, get(admin::users))
         .add(
             Method::POST,

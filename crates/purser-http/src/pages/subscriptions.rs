@@ -12,8 +12,8 @@ use axum::response::Response;
 use purser_core::Permission;
 use purser_store::subscriptions::{Notification, SubscriptionView};
 
-use super::{Chrome, render, when};
-use crate::auth::{Caller, PageCaller};
+use super::{Chrome, render, see_other, when};
+use crate::auth::{Caller, CsrfForm, PageCaller};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -120,6 +120,8 @@ struct DetailPage {
     billed_party: String,
     events: Vec<EventRow>,
     notifications: Vec<NotificationRow>,
+    /// Whether the caller may link it to an account (registration).
+    can_link: bool,
 }
 
 /// `/subscriptions/{subscription_id}`: where it stands, its lifecycle, its notifications.
@@ -166,7 +168,117 @@ pub async fn detail(
             })
             .collect(),
         notifications: notifications.iter().map(notification_row).collect(),
+        can_link: unlinked && record.subscription.account_id.is_none(),
     }))
+}
+
+/// The registration form: which Purser account the buyer is, and what sales knows.
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkForm {
+    /// The account's id or external id.
+    pub account: String,
+    #[serde(default)]
+    pub crm_account_id: String,
+    #[serde(default)]
+    pub private_offer: String,
+    #[serde(default)]
+    pub company: String,
+    #[serde(default)]
+    pub contact_email: String,
+}
+
+/// `POST /subscriptions/{subscription_id}/link`: links the subscription to an account
+/// the caller may see; the next `marketplace.subscriptions` run re-reads it and makes
+/// the approval the marketplace waits for.
+pub async fn link(
+    State(state): State<AppState>,
+    Path(subscription_id): Path<String>,
+    CsrfForm { caller, form }: CsrfForm<LinkForm>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ManageCommercial).await?;
+    let scope = caller.scope(&state).await?;
+    let view = state
+        .store
+        .subscription_in_scope(&scope, true, &subscription_id)
+        .await
+        .map_err(crate::error::or_not_found("subscription"))?;
+    let wanted = form.account.trim();
+    if wanted.is_empty() {
+        return Err(ApiError::field(
+            "account",
+            "name the account: its id or external id",
+        ));
+    }
+    let account = match state.store.account(&scope, wanted).await {
+        Ok(account) => account,
+        Err(purser_store::StoreError::NotFound) => {
+            let page = state
+                .store
+                .list_accounts(
+                    &scope,
+                    &purser_store::AccountFilter {
+                        q: Some(wanted.to_string()),
+                        ..Default::default()
+                    },
+                    &purser_store::PageRequest {
+                        after: None,
+                        limit: Some(50),
+                    },
+                )
+                .await?;
+            page.items
+                .into_iter()
+                .find(|a| a.fields.external_id == wanted)
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "account",
+                        format!("no account you may see has the id or external id `{wanted}`"),
+                    )
+                })?
+        }
+        Err(other) => return Err(other.into()),
+    };
+    if account.fields.marketplace != view.record.subscription.marketplace {
+        return Err(ApiError::field(
+            "account",
+            format!(
+                "{} is sold through {}, this subscription comes from {}",
+                account.fields.name,
+                account.fields.marketplace.as_str(),
+                view.record.subscription.marketplace.as_str()
+            ),
+        ));
+    }
+    let crm = form.crm_account_id.trim();
+    if let Some(known) = &account.fields.crm_account_id
+        && !crm.is_empty()
+        && known.as_str() != crm
+    {
+        return Err(ApiError::field(
+            "crm_account_id",
+            format!(
+                "{} has CRM account {known} in Purser; fix the CRM or the account first",
+                account.fields.name
+            ),
+        ));
+    }
+    let buyer = serde_json::json!({
+        "crm_account_id": (!crm.is_empty()).then_some(crm),
+        "private_offer": Some(form.private_offer.trim()).filter(|s| !s.is_empty()),
+        "company": Some(form.company.trim()).filter(|s| !s.is_empty()),
+        "contact_email": Some(form.contact_email.trim()).filter(|s| !s.is_empty()),
+    });
+    state
+        .store
+        .link_subscription(
+            &scope,
+            view.record.subscription.marketplace,
+            &view.record.subscription.external_id,
+            &account.id.0,
+            buyer,
+        )
+        .await?;
+    Ok(see_other(&format!("/subscriptions/{subscription_id}")))
 }
 
 /// One line about a lifecycle entry's detail: the decision's change, call and
