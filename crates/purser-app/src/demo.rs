@@ -301,7 +301,228 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
     }
     seed_commercial(store, &actor, &scope, &accounts).await?;
     seed_usage(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
+    seed_subscriptions(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
     Ok(true)
+}
+
+/// Subscriptions as the marketplaces would have sent them over the last weeks: plans
+/// Purser sells, buyers linked at registration (one still waiting), a plan change, a
+/// plan not mapped yet, a suspension, a sovereign buyer, and a notification of a kind
+/// Purser does not act on. Segments start after the demo's usage, so the usage already
+/// rated keeps its terms. No binding is given: the demo reports to no marketplace.
+async fn seed_subscriptions(
+    store: &Store,
+    actor: &Actor,
+    scope: &AccountScope,
+    accounts: &[purser_core::Account],
+    now: jiff::Timestamp,
+) -> Result<(), StoreError> {
+    use purser_core::Marketplace;
+    use purser_core::commercial::{Commitment, DimensionKey, OveragePolicy, OverageReporting};
+    use purser_core::marketplace::subscription::{
+        PlanTerms, SubscriptionSnapshot, SubscriptionState,
+    };
+    use purser_core::money::{Currency, Money};
+    use purser_store::subscriptions::{Channel, NewNotification, NotificationStatus};
+    let terms = |offer_id: &str, committed: i64, per_quantity: bool| {
+        let key = DimensionKey::parse("capacity_tib_hours").map_err(StoreError::Backend)?;
+        let currency = Currency::parse("USD").map_err(StoreError::Backend)?;
+        Ok::<_, StoreError>(PlanTerms {
+            offer_id: offer_id.into(),
+            commitments: [(
+                key,
+                Commitment {
+                    committed_per_period: committed.into(),
+                    overage: OveragePolicy {
+                        threshold: 500.into(),
+                        price_per_unit: Money::new(rust_decimal::Decimal::new(125, 4), currency),
+                        reporting: OverageReporting::Hourly,
+                    },
+                },
+            )]
+            .into(),
+            per_quantity,
+        })
+    };
+    store
+        .set_marketplace_plan(
+            actor,
+            Marketplace::Gcp,
+            "capacity-standard",
+            &terms("demo-offer-gcp", 150_000, false)?,
+        )
+        .await?;
+    store
+        .set_marketplace_plan(
+            actor,
+            Marketplace::Gcp,
+            "capacity-premium",
+            &terms("demo-offer-gcp", 400_000, false)?,
+        )
+        .await?;
+    store
+        .set_marketplace_plan(
+            actor,
+            Marketplace::Azure,
+            "capacity-seats",
+            &terms("demo-offer-azure", 10_000, true)?,
+        )
+        .await?;
+    store
+        .set_marketplace_plan(
+            actor,
+            Marketplace::Aws,
+            "capacity-committed",
+            &terms("demo-offer-aws", 200_000, false)?,
+        )
+        .await?;
+    let named = |name: &str| {
+        accounts
+            .iter()
+            .find(|a| a.fields.name == name)
+            .map(|a| a.id.0.clone())
+            .ok_or_else(|| StoreError::Backend(format!("the demo has no account {name}")))
+    };
+    let days_ago = |days: i64| now - jiff::SignedDuration::from_hours(24 * days);
+    let snapshot = |state, plan: &str, quantity: Option<i64>, at| SubscriptionSnapshot {
+        state,
+        plan: plan.into(),
+        quantity: quantity.map(Into::into),
+        pending_plan: None,
+        binding: None,
+        effective_at: at,
+        term_end: None,
+    };
+    // (marketplace, subscription id, account (None: waiting for registration), its story)
+    let stories: Vec<(Marketplace, &str, Option<&str>, Vec<SubscriptionSnapshot>)> = vec![
+        (
+            Marketplace::Gcp,
+            "ent-7f3a91c2",
+            Some("Juniper Robotics"),
+            vec![
+                snapshot(
+                    SubscriptionState::Requested,
+                    "capacity-standard",
+                    None,
+                    days_ago(21),
+                ),
+                snapshot(SubscriptionState::Active, "capacity-standard", None, now),
+            ],
+        ),
+        (
+            Marketplace::Gcp,
+            "ent-2b8e4d10",
+            Some("Meridian Bank"),
+            vec![
+                snapshot(
+                    SubscriptionState::Requested,
+                    "capacity-standard",
+                    None,
+                    days_ago(30),
+                ),
+                snapshot(SubscriptionState::Active, "capacity-standard", None, now),
+                snapshot(SubscriptionState::Active, "capacity-premium", None, now),
+            ],
+        ),
+        (
+            Marketplace::Gcp,
+            "ent-c4d20e77",
+            None,
+            vec![snapshot(
+                SubscriptionState::Requested,
+                "capacity-standard",
+                None,
+                days_ago(1),
+            )],
+        ),
+        (
+            Marketplace::Gcp,
+            "ent-91aa03f5",
+            Some("Defense Logistics Office"),
+            vec![
+                snapshot(
+                    SubscriptionState::Requested,
+                    "capacity-standard",
+                    None,
+                    days_ago(14),
+                ),
+                snapshot(SubscriptionState::Active, "capacity-standard", None, now),
+            ],
+        ),
+        (
+            Marketplace::Azure,
+            "6c1f2d4e-8b3a-4f5e-9d7c-1a2b3c4d5e6f",
+            Some("Redwood Insurance"),
+            vec![
+                snapshot(
+                    SubscriptionState::Requested,
+                    "capacity-seats",
+                    Some(3),
+                    days_ago(25),
+                ),
+                snapshot(SubscriptionState::Active, "capacity-seats", Some(3), now),
+                snapshot(SubscriptionState::Active, "capacity-seats-eu", Some(3), now),
+            ],
+        ),
+        (
+            Marketplace::Aws,
+            "arn:aws:license-manager::294406891311:license:l-0d1e2f3a4b5c6d7e8",
+            Some("Cedar Logistics"),
+            vec![
+                snapshot(
+                    SubscriptionState::Requested,
+                    "capacity-committed",
+                    None,
+                    days_ago(18),
+                ),
+                snapshot(SubscriptionState::Active, "capacity-committed", None, now),
+                snapshot(
+                    SubscriptionState::Suspended,
+                    "capacity-committed",
+                    None,
+                    now,
+                ),
+            ],
+        ),
+    ];
+    for (marketplace, external_id, account, snapshots) in stories {
+        let mut snapshots = snapshots.into_iter();
+        if let Some(first) = snapshots.next() {
+            store
+                .settle_subscription(actor, marketplace, external_id, &first, None)
+                .await?;
+        }
+        if let Some(name) = account {
+            let account_id = named(name)?;
+            store
+                .link_subscription(
+                    scope,
+                    marketplace,
+                    external_id,
+                    &account_id,
+                    serde_json::json!({ "company": name }),
+                )
+                .await?;
+        }
+        for next in snapshots {
+            store
+                .settle_subscription(actor, marketplace, external_id, &next, None)
+                .await?;
+        }
+    }
+    store
+        .store_notification(NewNotification {
+            marketplace: Marketplace::Gcp,
+            delivery_key: "demo-ev-offer-preview".into(),
+            channel: Channel::Pubsub,
+            body: r#"{"eventId":"demo-ev-offer-preview","eventType":"ENTITLEMENT_OFFER_PREVIEWED","providerId":"vendor","entitlement":{"id":"ent-c4d20e77"}}"#.into(),
+            kind: Some("ENTITLEMENT_OFFER_PREVIEWED".into()),
+            external_id: None,
+            status: NotificationStatus::Unrecognised,
+            error: Some("event type ENTITLEMENT_OFFER_PREVIEWED is not one Purser acts on".into()),
+        })
+        .await?;
+    Ok(())
 }
 
 /// The meters the platform's telemetry feeds, as the demo (and the benchmark's

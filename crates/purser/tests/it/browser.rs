@@ -812,3 +812,75 @@ async fn finance_sees_marketplace_hours_records_and_reconciliation_without_the_s
     }
     assert!(server.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_links_a_waiting_subscription_and_never_sees_the_sovereign_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+    let browser = driver.browser(&profiles.path().join("finance")).await;
+    sign_in(&browser, &base, "finance", "finance-demo-pass").await;
+
+    click_link_when(&browser, "Subscriptions", |_| true).await;
+    let list = text_when(&browser, Locator::Id("subscriptions"), |t| {
+        t.contains("Juniper Robotics")
+    })
+    .await;
+    assert!(
+        list.contains("Juniper Robotics")
+            && list.contains("Redwood Insurance")
+            && list.contains("not linked")
+            && list.contains("capacity-seats-eu"),
+        "{list}"
+    );
+    assert!(
+        list.contains("not mapped to a Purser offer"),
+        "the unmapped plan needs attention: {list}"
+    );
+    let set_aside = text(&browser, Locator::Id("set-aside")).await;
+    assert!(
+        set_aside.contains("ENTITLEMENT_OFFER_PREVIEWED"),
+        "{set_aside}"
+    );
+    let page = browser.source().await.expect("source");
+    assert!(
+        !page.contains("Defense Logistics Office") && !page.contains("ent-91aa03f5"),
+        "the uncleared never see the us-gov buyer's subscription"
+    );
+
+    // The buyer waiting for registration is linked to its account.
+    click_link_when(&browser, "ent-c4d20e77", |u| u.path() == "/subscriptions").await;
+    browser
+        .wait()
+        .for_element(Locator::Id("link-form"))
+        .await
+        .expect("the registration form");
+    type_into(&browser, "account", "halcyon-health").await;
+    type_into(&browser, "private_offer", "privateOffers/halcyon-2026").await;
+    click(&browser, "link").await;
+    let lifecycle = text_when(&browser, Locator::Id("lifecycle"), |t| t.contains("linked")).await;
+    assert!(
+        lifecycle.contains("linked to account"),
+        "the lifecycle shows the link: {lifecycle}"
+    );
+    let facts = text(&browser, Locator::Id("subscription")).await;
+    assert!(facts.contains("Halcyon Health"), "{facts}");
+    let notifications = text(&browser, Locator::Id("notifications")).await;
+    assert!(
+        notifications.contains("registration"),
+        "the link waits, durable, for the next run: {notifications}"
+    );
+    assert!(
+        browser.find(Locator::Id("link-form")).await.is_err(),
+        "a linked subscription offers no second link"
+    );
+}
