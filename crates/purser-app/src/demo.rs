@@ -578,6 +578,7 @@ async fn seed_commercial(
                     overage_threshold: Some("500".into()),
                     overage_price: "0.0125".into(),
                     overage_reporting: Some(reporting.into()),
+                    committed_fee: Some((committed / 100).to_string()),
                 };
                 (key.to_string(), commitment)
             })
