@@ -1092,32 +1092,16 @@ pub fn plan_import(
                 boundary,
                 message,
             };
-        if held_accounts.contains(&record.account_external_id) {
-            let declared = validated
-                .iter()
-                .find(|(_, f)| f.external_id == record.account_external_id)
-                .map(|(_, f)| (f.boundary.clone(), f.name.clone()))
-                .unwrap_or((BoundaryName::standard(), String::new()));
-            let boundary = plan
-                .findings
-                .iter()
-                .find(|f| f.record_external_id == record.account_external_id)
-                .map_or(declared.0, |f| f.boundary.clone());
-            plan.findings.push(held(
-                FindingKind::AccountHeldBack,
-                boundary,
-                &declared.1,
-                format!(
-                    "its account `{}` was held back; import it once its finding is fixed",
-                    record.account_external_id
-                ),
-            ));
-            continue;
-        }
+        // An entitlement of a held-back account is validated all the same (a bad record
+        // is an error whatever else is wrong), then held back with it.
+        let account_held = held_accounts.contains(&record.account_external_id);
         let Some((account_id, boundary, account_name)) = resolved
             .get(&record.account_external_id)
             .filter(|(_, boundary, _)| importer.permits(boundary))
             .cloned()
+            .or_else(|| {
+                account_held.then(|| (String::new(), BoundaryName::standard(), String::new()))
+            })
         else {
             if !record.account_external_id.is_empty() {
                 errors.add(
@@ -1164,6 +1148,28 @@ pub fn plan_import(
                     continue;
                 }
             };
+        if account_held {
+            let declared = validated
+                .iter()
+                .find(|(_, f)| f.external_id == record.account_external_id)
+                .map(|(_, f)| (f.boundary.clone(), f.name.clone()))
+                .unwrap_or((BoundaryName::standard(), String::new()));
+            let boundary = plan
+                .findings
+                .iter()
+                .find(|f| f.record_external_id == record.account_external_id)
+                .map_or(declared.0, |f| f.boundary.clone());
+            plan.findings.push(held(
+                FindingKind::AccountHeldBack,
+                boundary,
+                &declared.1,
+                format!(
+                    "its account `{}` was held back; import it once its finding is fixed",
+                    record.account_external_id
+                ),
+            ));
+            continue;
+        }
         let mut findings = Vec::new();
         if offer.marketplace != crate::Marketplace::Direct
             && entitlement.marketplace_binding.is_none()

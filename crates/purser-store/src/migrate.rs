@@ -57,6 +57,20 @@ pub const MIGRATIONS: &[Migration] = &[
             include_str!("../migrations/postgres/0005_marketplace_triggers.sql")
         ),
     },
+    // Version 6 is marketplace subscriptions (another branch); versions apply in order
+    // above the database's current one, so the gap is harmless.
+    Migration {
+        version: 7,
+        name: "erp_crm",
+        sqlite: concat!(
+            include_str!("../migrations/common/0007_erp_crm.sql"),
+            include_str!("../migrations/sqlite/0007_erp_triggers.sql")
+        ),
+        postgres: concat!(
+            include_str!("../migrations/common/0007_erp_crm.sql"),
+            include_str!("../migrations/postgres/0007_erp_triggers.sql")
+        ),
+    },
 ];
 
 pub fn latest_version() -> i64 {
