@@ -37,6 +37,31 @@ pub struct Config {
     pub metering: MeteringConfig,
     /// Endpoints and credentials of the marketplaces usage is reported to.
     pub marketplaces: crate::marketplace::MarketplacesConfig,
+    /// The ERP export.
+    pub erp: ErpConfig,
+}
+
+/// The ERP export: what each marketplace keeps of the charges it bills.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErpConfig {
+    /// Marketplace (`gcp`, `azure`, `aws`) → the share it keeps, a decimal string
+    /// (`"0.03"` for 3%). A marketplace not listed has no fee line.
+    pub marketplace_fee: std::collections::BTreeMap<String, String>,
+}
+
+impl ErpConfig {
+    pub fn fee_rates(&self) -> Result<purser_core::invoice::FeeRates, ConfigError> {
+        purser_core::invoice::FeeRates::parse(&self.marketplace_fee).map_err(|e| {
+            ConfigError(
+                e.errors
+                    .iter()
+                    .map(|f| format!("erp.{}: {}", f.field, f.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+    }
 }
 
 /// Usage events: how long hours stay open and which events are too old or too new.
@@ -98,6 +123,8 @@ pub struct JobsConfig {
     pub close_hours_seconds: i64,
     /// Period of `marketplace.submit`.
     pub marketplace_submit_seconds: i64,
+    /// Period of `erp.export` (keeps each month's export once its last hour is closed).
+    pub erp_export_seconds: i64,
 }
 
 impl Default for Config {
@@ -115,6 +142,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             metering: MeteringConfig::default(),
             marketplaces: crate::marketplace::MarketplacesConfig::default(),
+            erp: ErpConfig::default(),
         }
     }
 }
@@ -128,6 +156,7 @@ impl Default for JobsConfig {
             audit_verify_seconds: 3_600,
             close_hours_seconds: 60,
             marketplace_submit_seconds: 60,
+            erp_export_seconds: 3_600,
         }
     }
 }
@@ -235,10 +264,14 @@ impl Config {
             ("jobs.lease_seconds", jobs.lease_seconds),
             ("jobs.session_prune_seconds", jobs.session_prune_seconds),
             ("jobs.audit_verify_seconds", jobs.audit_verify_seconds),
+            ("jobs.erp_export_seconds", jobs.erp_export_seconds),
         ] {
             if value < 1 {
                 problems.push(format!("{name}: must be at least 1"));
             }
+        }
+        if let Err(ConfigError(problem)) = self.erp.fee_rates() {
+            problems.push(problem);
         }
         if problems.is_empty() {
             Ok(self)
