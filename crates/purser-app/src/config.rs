@@ -365,6 +365,30 @@ mod tests {
     }
 
     #[test]
+    fn marketplace_fees_are_read_exactly_and_checked() {
+        let f = file("[erp.marketplace_fee]\ngcp = \"0.03\"\naws = \"0.015\"\n");
+        let config =
+            Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[])).expect("valid");
+        let rates = config.erp.fee_rates().expect("rates");
+        assert_eq!(
+            rates
+                .rate(purser_core::Marketplace::Aws)
+                .map(|r| r.to_string()),
+            Some("0.015".into())
+        );
+        assert_eq!(rates.rate(purser_core::Marketplace::Azure), None);
+        let f = file("[erp.marketplace_fee]\ndirect = \"0.1\"\ngcp = \"3%\"\n");
+        let error = Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[]))
+            .expect_err("invalid");
+        let message = error.to_string();
+        assert!(
+            message.contains("erp.marketplace_fee.direct")
+                && message.contains("erp.marketplace_fee.gcp"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors_wherever_they_come_from() {
         let f = file("listen = \"127.0.0.1:1000\"\nlisten_port = 9\n");
         let error = Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[]))

@@ -79,7 +79,7 @@ pub async fn export(
     caller.require(&state, Permission::SyncCrm).await?;
     let period = match crate::extract::nonempty(&query.month) {
         None => purser_core::commercial::BillingPeriod::containing(jiff::Timestamp::now()),
-        Some(_) => super::erp::month(&query.month)?,
+        Some(value) => super::erp::month(&value)?,
     };
     let scope = caller.scope(&state).await?;
     Ok(axum::Json(CrmExport {

@@ -19,7 +19,8 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceQuery {
-    /// The calendar month (UTC), `2026-11`; required.
+    /// The calendar month (UTC), `2026-11`; by default the newest kept export's, or
+    /// this month when none is kept yet.
     pub month: Option<String>,
     /// Only this account, by its external id.
     pub account: Option<String>,
@@ -58,14 +59,23 @@ impl Format {
 }
 
 /// The month a person names, or a field error.
-pub fn month(value: &Option<String>) -> Result<BillingPeriod, ApiError> {
-    let Some(value) = nonempty(value) else {
-        return Err(ApiError::field(
-            "month",
-            "is required (YYYY-MM, e.g. 2026-11)",
-        ));
-    };
-    BillingPeriod::parse_month(&value).map_err(|reason| ApiError::field("month", reason))
+pub fn month(value: &str) -> Result<BillingPeriod, ApiError> {
+    BillingPeriod::parse_month(value).map_err(|reason| ApiError::field("month", reason))
+}
+
+/// The month asked for; without one, the newest kept export's (what finance last
+/// booked), or this month when none is kept yet.
+pub async fn month_or_latest(
+    state: &AppState,
+    value: &Option<String>,
+) -> Result<BillingPeriod, ApiError> {
+    if let Some(value) = nonempty(value) {
+        return month(&value);
+    }
+    match state.store.erp_exports().await?.first() {
+        Some(kept) => month(&kept.month),
+        None => Ok(BillingPeriod::containing(jiff::Timestamp::now())),
+    }
 }
 
 /// Lines as CSV, the columns of [`InvoiceLine`].
@@ -119,7 +129,7 @@ pub async fn invoices(
     ApiQuery(query): ApiQuery<InvoiceQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(&state, Permission::ExportInvoices).await?;
-    let period = month(&query.month)?;
+    let period = month_or_latest(&state, &query.month).await?;
     let format = Format::parse(query.format.as_deref())
         .map_err(|reason| ApiError::field("format", reason))?;
     let scope = caller.scope(&state).await?;

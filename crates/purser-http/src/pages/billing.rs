@@ -7,17 +7,16 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use purser_core::Permission;
-use purser_core::commercial::BillingPeriod;
 use purser_core::invoice::account_totals;
 use purser_store::crm::StoredFinding;
 use serde::Deserialize;
 
 use super::{Chrome, render, when};
 use crate::api::crm::FindingsQuery;
-use crate::api::erp::{Format, month};
+use crate::api::erp::{Format, month_or_latest};
 use crate::auth::{Caller, PageCaller};
 use crate::error::ApiError;
-use crate::extract::{ApiQuery, nonempty};
+use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -74,7 +73,7 @@ pub async fn hygiene(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErpQuery {
-    /// `2026-11`; the previous month by default.
+    /// `2026-11`; the newest kept export's by default (this month before any).
     pub month: Option<String>,
     /// `csv` or `jsonl` to download the lines.
     pub format: Option<String>,
@@ -109,13 +108,7 @@ pub async fn export(
     ApiQuery(query): ApiQuery<ErpQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(&state, Permission::ExportInvoices).await?;
-    let period = match nonempty(&query.month) {
-        Some(_) => month(&query.month)?,
-        None => BillingPeriod::containing(
-            BillingPeriod::containing(jiff::Timestamp::now()).start
-                - jiff::SignedDuration::from_hours(1),
-        ),
-    };
+    let period = month_or_latest(&state, &query.month).await?;
     let format = Format::parse(query.format.as_deref())
         .map_err(|reason| ApiError::field("format", reason))?;
     let scope = caller.scope(&state).await?;
