@@ -324,13 +324,11 @@ pub fn print_accounts(accounts: &[Value]) {
 /// What a CRM import did, for a terminal: counts, then each record held back.
 pub fn print_import_report(report: &Value) {
     let n = |key: &str| report[key].as_u64().unwrap_or(0);
-    let verb = if report["dry_run"].as_bool().unwrap_or(false) {
-        "would be"
-    } else {
-        "were"
-    };
+    if report["dry_run"].as_bool().unwrap_or(false) {
+        println!("dry run: nothing was changed; importing would do this");
+    }
     println!(
-        "accounts: {} created, {} updated; offers: {} created; entitlements: {} created, {} updated; {} unchanged ({verb} so)",
+        "accounts: {} created, {} updated; offers: {} created; entitlements: {} created, {} updated; {} unchanged",
         n("accounts_created"),
         n("accounts_updated"),
         n("offers_created"),
