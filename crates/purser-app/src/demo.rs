@@ -301,7 +301,24 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
     }
     seed_commercial(store, &actor, &scope, &accounts).await?;
     seed_usage(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
+    seed_crm_findings(store, &scope).await?;
     Ok(true)
+}
+
+/// A CRM import whose records are all held back, so that the hygiene report has
+/// something for Sales Operations to fix: a near-duplicate of a customer, and an
+/// account in a GovCloud region outside the us-gov boundary (shown to the cleared only).
+async fn seed_crm_findings(store: &Store, scope: &AccountScope) -> Result<(), StoreError> {
+    let records = purser_core::crm::parse_records(
+        r#"{"records": [
+          {"attributes": {"type": "Account"}, "Id": "001Dn00000CrmDup01", "Name": "REDWOOD INSURANCE, Inc.",
+           "Purser_External_Id__c": "redwood-insurance-emea", "Marketplace__c": "direct", "Region__c": "westeurope"},
+          {"attributes": {"type": "Account"}, "Id": "001Dn00000CrmGov01", "Name": "Federal Records Service",
+           "Purser_External_Id__c": "federal-records", "Marketplace__c": "direct", "Region__c": "us-gov-east-1",
+           "Data_Boundary__c": "standard"}
+        ]}"#,
+    )?;
+    store.import_crm(scope, &records, false).await.map(drop)
 }
 
 /// The meters the platform's telemetry feeds, as the demo (and the benchmark's

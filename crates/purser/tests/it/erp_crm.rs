@@ -106,9 +106,15 @@ async fn finance_imports_from_the_crm_and_exports_to_the_erp_from_the_command_li
     let (ok, stdout, stderr) = run(crm(&["export"]), None).await;
     assert!(ok, "{stderr}");
     let export: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
-    assert_eq!(export["records"][0]["Purser_External_Id__c"], "acme-storage");
+    assert_eq!(
+        export["records"][0]["Purser_External_Id__c"],
+        "acme-storage"
+    );
     // Numbers stay exact on the way out too.
-    assert!(stdout.contains("\"Purser_Committed_This_Period__c\":100"), "{stdout}");
+    assert!(
+        stdout.contains("\"Purser_Committed_This_Period__c\":100"),
+        "{stdout}"
+    );
 
     // The ERP export, read-only beside the server: the committed fee, exactly.
     let month = purser_core::commercial::BillingPeriod::containing(Timestamp::now()).month_label();
@@ -120,18 +126,28 @@ async fn finance_imports_from_the_crm_and_exports_to_the_erp_from_the_command_li
     assert!(ok, "{stderr}");
     let mut lines = stdout.lines();
     assert!(
-        lines.next().is_some_and(|h| h.starts_with("month,account_id,account_external_id")),
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("month,account_id,account_external_id")),
         "{stdout}"
     );
     let line = lines.next().expect("the committed line");
     assert!(
         line.contains(",acme-storage,Acme Storage,001Dn00000AbCdEfGH,direct,")
-            && line.contains(",committed,capacity,month,1,1234.5678901234,1234.5678901234,USD,100,"),
+            && line
+                .contains(",committed,capacity,month,1,1234.5678901234,1234.5678901234,USD,100,"),
         "{line}"
     );
     assert!(stderr.contains("not kept yet"), "{stderr}");
     let (ok, _, stderr) = run(
-        purser(&["erp", "export", "--month", "2026-13", "--data-dir", &data_dir]),
+        purser(&[
+            "erp",
+            "export",
+            "--month",
+            "2026-13",
+            "--data-dir",
+            &data_dir,
+        ]),
         None,
     )
     .await;
