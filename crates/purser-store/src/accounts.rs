@@ -270,6 +270,7 @@ impl Store {
         self.audit_restricted_reads(
             scope,
             "account.list",
+            "restricted_accounts_shown",
             items.iter().map(|a| (a.id.0.as_str(), &a.fields.boundary)),
         )
         .await?;
@@ -304,6 +305,7 @@ impl Store {
         &self,
         scope: &AccountScope,
         action: &str,
+        shown_key: &str,
         shown: impl IntoIterator<Item = (&'a str, &'a BoundaryName)>,
     ) -> Result<(), StoreError> {
         let mut restricted: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
@@ -319,7 +321,7 @@ impl Store {
                     .actor
                     .draft(action)
                     .boundary(boundary)
-                    .details(json!({ "restricted_accounts_shown": ids })),
+                    .details(json!({ shown_key: ids })),
             )
             .await?;
         }

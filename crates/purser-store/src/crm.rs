@@ -293,27 +293,21 @@ impl Store {
             .map(finding_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         // A finding names its account: shown from a restricted boundary is a read of it.
-        let mut restricted: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        for finding in &findings {
-            if let Ok(boundary) = purser_core::BoundaryName::parse(&finding.boundary)
-                && scope.is_restricted(&boundary)
-            {
-                restricted
-                    .entry(finding.boundary.as_str())
-                    .or_default()
-                    .push(finding.key.as_str());
-            }
-        }
-        for (boundary, keys) in restricted {
-            self.record(
-                scope
-                    .actor
-                    .draft("crm.findings_read")
-                    .boundary(boundary)
-                    .details(json!({ "restricted_findings_shown": keys })),
-            )
-            .await?;
-        }
+        let boundaries = findings
+            .iter()
+            .map(|f| purser_core::BoundaryName::parse(&f.boundary))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("crm_findings.boundary: {e}")))?;
+        self.audit_restricted_reads(
+            scope,
+            "crm.findings_read",
+            "restricted_findings_shown",
+            findings
+                .iter()
+                .zip(&boundaries)
+                .map(|(f, b)| (f.key.as_str(), b)),
+        )
+        .await?;
         Ok(findings)
     }
 

@@ -156,6 +156,7 @@ impl Store {
             self.audit_restricted_reads(
                 scope,
                 "erp.read",
+                "restricted_accounts_shown",
                 accounts
                     .iter()
                     .map(|a| (a.id.0.as_str(), &a.fields.boundary)),
@@ -251,6 +252,7 @@ impl Store {
             self.audit_restricted_reads(
                 scope,
                 "erp.read",
+                "restricted_accounts_shown",
                 shown.iter().map(|(id, b)| (id.as_str(), b)),
             )
             .await?;
@@ -383,23 +385,27 @@ async fn insert_lines(
     lines: &[InvoiceLine],
     boundaries: &std::collections::BTreeMap<&str, &str>,
 ) -> Result<(), StoreError> {
+    let mut rows = Vec::with_capacity(lines.len());
     for (line_no, line) in lines.iter().enumerate() {
         let boundary = boundaries
             .get(line.account_id.as_str())
             .ok_or_else(|| StoreError::Corrupt(format!("account {} vanished", line.account_id)))?;
-        tx.execute(
-            "INSERT INTO erp_export_lines (month, line_no, account_id, boundary, line) VALUES ($1, $2, $3, $4, $5)",
-            &[
-                month.into(),
-                Value::Int(line_no as i64),
-                line.account_id.as_str().into(),
-                (*boundary).into(),
-                line.json_line().into(),
-            ],
-        )
-        .await?;
+        rows.push(vec![
+            month.into(),
+            Value::Int(line_no as i64),
+            line.account_id.as_str().into(),
+            (*boundary).into(),
+            line.json_line().into(),
+        ]);
     }
-    Ok(())
+    // Many rows at once: COPY on PostgreSQL, multi-row statements on SQLite.
+    crate::metering::insert_rows(
+        tx,
+        "erp_export_lines",
+        &["month", "line_no", "account_id", "boundary", "line"],
+        rows,
+    )
+    .await
 }
 
 /// `id, name, …` as `a.id, a.name, …`.
