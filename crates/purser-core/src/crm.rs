@@ -855,6 +855,26 @@ fn finding_boundary(
     fallback
 }
 
+/// An account a record may duplicate, and where it is (in Purser, or `records[i]`).
+struct Candidate<'a> {
+    fields: &'a NewAccount,
+    place: String,
+}
+
+/// `` `Name` (external-id, where)``, for each.
+fn describe(others: &[&Candidate<'_>]) -> String {
+    others
+        .iter()
+        .map(|c| {
+            format!(
+                "`{}` ({}, {})",
+                c.fields.name, c.fields.external_id, c.place
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Decides what importing `records` does. Invalid records are errors (the whole
 /// import then changes nothing); records that would corrupt billing are held back as
 /// findings; the rest become changes. `new_id` gives a new account's id.
@@ -911,6 +931,33 @@ pub fn plan_import(
             )
         })
         .collect();
+    // Every account a record could duplicate: stored, and the file's own.
+    let mut candidates: Vec<Candidate<'_>> = existing
+        .accounts
+        .iter()
+        .map(|a| Candidate {
+            fields: &a.fields,
+            place: "an account in Purser".to_owned(),
+        })
+        .collect();
+    candidates.extend(validated.iter().map(|(r, f)| Candidate {
+        fields: f,
+        place: format!("records[{}]", r.index),
+    }));
+    let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut by_buyer: BTreeMap<(crate::Marketplace, &str), Vec<usize>> = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        by_name
+            .entry(normalised_name(&c.fields.name))
+            .or_default()
+            .push(i);
+        if let Some(buyer) = c.fields.marketplace_account_id.as_deref() {
+            by_buyer
+                .entry((c.fields.marketplace, buyer))
+                .or_default()
+                .push(i);
+        }
+    }
     let mut held_accounts = BTreeSet::new();
     for (record, fields) in &validated {
         let at = format!("records[{}]", record.index);
@@ -936,43 +983,51 @@ pub fn plan_import(
                 message,
             });
         };
-        // Duplicates among the stored accounts (other than this one) and the batch.
-        let others_stored = existing
-            .accounts
-            .iter()
-            .filter(|a| a.fields.external_id != fields.external_id)
-            .map(|a| (&a.fields, "an account in Purser".to_owned()));
-        let others_batch = validated
-            .iter()
-            .filter(|(r, f)| r.index != record.index && f.external_id != fields.external_id)
-            .map(|(r, f)| (f, format!("records[{}]", r.index)));
-        for (other, where_) in others_stored.chain(others_batch) {
-            if fields.marketplace_account_id.is_some()
-                && other.marketplace == fields.marketplace
-                && other.marketplace_account_id == fields.marketplace_account_id
-            {
-                finding(
-                    FindingKind::DuplicateMarketplaceId,
-                    vec![other.boundary.clone()],
-                    format!(
-                        "{} buyer id `{}` is also that of `{}` ({}, {where_})",
-                        fields.marketplace,
-                        fields.marketplace_account_id.as_deref().unwrap_or(""),
-                        other.name,
-                        other.external_id
-                    ),
-                );
-            }
-            if normalised_name(&other.name) == normalised_name(&fields.name) {
-                finding(
-                    FindingKind::DuplicateName,
-                    vec![other.boundary.clone()],
-                    format!(
-                        "`{}` is the same name as `{}` ({}, {where_})",
-                        fields.name, other.name, other.external_id
-                    ),
-                );
-            }
+        // Duplicates among the stored accounts (other than this one) and the batch,
+        // found through the indexes: one finding per kind, naming every other.
+        let others = |keyed: Option<&Vec<usize>>| -> Vec<&Candidate<'_>> {
+            keyed
+                .into_iter()
+                .flatten()
+                .filter_map(|&i| candidates.get(i))
+                .filter(|c| c.fields.external_id != fields.external_id)
+                .collect()
+        };
+        let same_buyer = others(
+            fields
+                .marketplace_account_id
+                .as_deref()
+                .and_then(|id| by_buyer.get(&(fields.marketplace, id))),
+        );
+        if !same_buyer.is_empty() {
+            finding(
+                FindingKind::DuplicateMarketplaceId,
+                same_buyer
+                    .iter()
+                    .map(|c| c.fields.boundary.clone())
+                    .collect(),
+                format!(
+                    "{} buyer id `{}` is also that of {}",
+                    fields.marketplace,
+                    fields.marketplace_account_id.as_deref().unwrap_or(""),
+                    describe(&same_buyer)
+                ),
+            );
+        }
+        let same_name = others(by_name.get(&normalised_name(&fields.name)));
+        if !same_name.is_empty() {
+            finding(
+                FindingKind::DuplicateName,
+                same_name
+                    .iter()
+                    .map(|c| c.fields.boundary.clone())
+                    .collect(),
+                format!(
+                    "`{}` is the same name as {}",
+                    fields.name,
+                    describe(&same_name)
+                ),
+            );
         }
         if let Some(reason) = boundary_region_mismatch(&fields.boundary, &fields.region, rules) {
             finding(FindingKind::BoundaryRegionMismatch, vec![], reason);
