@@ -1123,7 +1123,14 @@ pub fn plan_import(
     }
 
     // ---- entitlements ----
-    let mut accepted: Vec<Entitlement> = existing.entitlements.to_vec();
+    // Entitlements by account and offer: what a new one may overlap.
+    let mut accepted: BTreeMap<(String, String), Vec<Entitlement>> = BTreeMap::new();
+    for e in existing.entitlements {
+        accepted
+            .entry((e.account_id.clone(), e.offer_id.clone()))
+            .or_default()
+            .push(e.clone());
+    }
     let mut seen_entitlements = BTreeSet::new();
     for record in &records.entitlements {
         let at = format!("records[{}]", record.index);
@@ -1246,7 +1253,11 @@ pub fn plan_import(
             )
         };
         if live(&entitlement) {
-            for other in accepted.iter().filter(|o| {
+            let same = accepted
+                .get(&(entitlement.account_id.clone(), entitlement.offer_id.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for other in same.iter().filter(|o| {
                 o.id != entitlement.id
                     && o.account_id == entitlement.account_id
                     && o.offer_id == entitlement.offer_id
@@ -1294,7 +1305,10 @@ pub fn plan_import(
                 ),
             ),
             None => {
-                accepted.push(entitlement.clone());
+                accepted
+                    .entry((entitlement.account_id.clone(), entitlement.offer_id.clone()))
+                    .or_default()
+                    .push(entitlement.clone());
                 plan.entitlements.push(EntitlementChange::Create(entitlement));
             }
         }
