@@ -236,12 +236,28 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, AppError> {
+        let text = self
+            .send_text(method, path, body.map(Value::to_string))
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// As [`ApiClient::send`], with the JSON bodies as text both ways: numbers travel
+    /// exactly as written, never through floating point.
+    pub async fn send_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, AppError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token);
         if let Some(body) = body {
-            request = request.json(body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         let response = request.send().await.map_err(|e| {
             AppError::Failed(format!(
@@ -254,10 +270,10 @@ impl ApiClient {
             .text()
             .await
             .map_err(|e| AppError::Failed(e.to_string()))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            Ok(value)
+            Ok(text)
         } else {
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             Err(AppError::Failed(describe_api_error(
                 &value,
                 status.as_u16(),
@@ -302,5 +318,43 @@ pub fn print_accounts(accounts: &[Value]) {
             field("boundary"),
             field("status")
         );
+    }
+}
+
+/// What a CRM import did, for a terminal: counts, then each record held back.
+pub fn print_import_report(report: &Value) {
+    let n = |key: &str| report[key].as_u64().unwrap_or(0);
+    if report["dry_run"].as_bool().unwrap_or(false) {
+        println!("dry run: nothing was changed; importing would do this");
+    }
+    println!(
+        "accounts: {} created, {} updated; offers: {} created; entitlements: {} created, {} updated; {} unchanged",
+        n("accounts_created"),
+        n("accounts_updated"),
+        n("offers_created"),
+        n("entitlements_created"),
+        n("entitlements_updated"),
+        n("unchanged"),
+    );
+    let held = report["held_back"].as_array().cloned().unwrap_or_default();
+    if !held.is_empty() || n("held_back_elsewhere") > 0 {
+        println!(
+            "held back, not imported: {} (and {} concerning boundaries you are not cleared for)",
+            held.len(),
+            n("held_back_elsewhere")
+        );
+    }
+    for record in held {
+        println!(
+            "  {} {} {}: {} — {}",
+            record["record"].as_str().unwrap_or(""),
+            record["record_type"].as_str().unwrap_or(""),
+            record["record_external_id"].as_str().unwrap_or(""),
+            record["kind"].as_str().unwrap_or(""),
+            record["message"].as_str().unwrap_or("")
+        );
+    }
+    if n("findings_resolved") > 0 {
+        println!("findings resolved: {}", n("findings_resolved"));
     }
 }

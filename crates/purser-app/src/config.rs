@@ -39,6 +39,31 @@ pub struct Config {
     pub marketplaces: crate::marketplace::MarketplacesConfig,
     /// Where subscriptions come from: each marketplace's subscription API and channel.
     pub subscriptions: crate::subscriptions::SubscriptionsConfig,
+    /// The ERP export.
+    pub erp: ErpConfig,
+}
+
+/// The ERP export: what each marketplace keeps of the charges it bills.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErpConfig {
+    /// Marketplace (`gcp`, `azure`, `aws`) → the share it keeps, a decimal string
+    /// (`"0.03"` for 3%). A marketplace not listed has no fee line.
+    pub marketplace_fee: std::collections::BTreeMap<String, String>,
+}
+
+impl ErpConfig {
+    pub fn fee_rates(&self) -> Result<purser_core::invoice::FeeRates, ConfigError> {
+        purser_core::invoice::FeeRates::parse(&self.marketplace_fee).map_err(|e| {
+            ConfigError(
+                e.errors
+                    .iter()
+                    .map(|f| format!("erp.{}: {}", f.field, f.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+    }
 }
 
 /// Usage events: how long hours stay open and which events are too old or too new.
@@ -102,6 +127,8 @@ pub struct JobsConfig {
     pub marketplace_submit_seconds: i64,
     /// Period of `marketplace.subscriptions` (pull notifications, act on stored ones).
     pub marketplace_subscriptions_seconds: i64,
+    /// Period of `erp.export` (keeps each month's export once its last hour is closed).
+    pub erp_export_seconds: i64,
 }
 
 impl Default for Config {
@@ -120,6 +147,7 @@ impl Default for Config {
             metering: MeteringConfig::default(),
             marketplaces: crate::marketplace::MarketplacesConfig::default(),
             subscriptions: crate::subscriptions::SubscriptionsConfig::default(),
+            erp: ErpConfig::default(),
         }
     }
 }
@@ -134,6 +162,7 @@ impl Default for JobsConfig {
             close_hours_seconds: 60,
             marketplace_submit_seconds: 60,
             marketplace_subscriptions_seconds: 30,
+            erp_export_seconds: 3_600,
         }
     }
 }
@@ -241,10 +270,14 @@ impl Config {
             ("jobs.lease_seconds", jobs.lease_seconds),
             ("jobs.session_prune_seconds", jobs.session_prune_seconds),
             ("jobs.audit_verify_seconds", jobs.audit_verify_seconds),
+            ("jobs.erp_export_seconds", jobs.erp_export_seconds),
         ] {
             if value < 1 {
                 problems.push(format!("{name}: must be at least 1"));
             }
+        }
+        if let Err(ConfigError(problem)) = self.erp.fee_rates() {
+            problems.push(problem);
         }
         if problems.is_empty() {
             Ok(self)
@@ -334,6 +367,30 @@ mod tests {
         assert_eq!(
             config.jobs.session_prune_seconds, 300,
             "defaults fill the rest"
+        );
+    }
+
+    #[test]
+    fn marketplace_fees_are_read_exactly_and_checked() {
+        let f = file("[erp.marketplace_fee]\ngcp = \"0.03\"\naws = \"0.015\"\n");
+        let config =
+            Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[])).expect("valid");
+        let rates = config.erp.fee_rates().expect("rates");
+        assert_eq!(
+            rates
+                .rate(purser_core::Marketplace::Aws)
+                .map(|r| r.to_string()),
+            Some("0.015".into())
+        );
+        assert_eq!(rates.rate(purser_core::Marketplace::Azure), None);
+        let f = file("[erp.marketplace_fee]\ndirect = \"0.1\"\ngcp = \"3%\"\n");
+        let error = Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[]))
+            .expect_err("invalid");
+        let message = error.to_string();
+        assert!(
+            message.contains("erp.marketplace_fee.direct")
+                && message.contains("erp.marketplace_fee.gcp"),
+            "{message}"
         );
     }
 

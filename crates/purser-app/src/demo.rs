@@ -302,6 +302,7 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
     seed_commercial(store, &actor, &scope, &accounts).await?;
     seed_usage(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
     seed_subscriptions(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
+    seed_crm_findings(store, &scope).await?;
     Ok(true)
 }
 
@@ -333,6 +334,7 @@ async fn seed_subscriptions(
                 key,
                 Commitment {
                     committed_per_period: committed.into(),
+                    committed_fee: None,
                     overage: OveragePolicy {
                         threshold: 500.into(),
                         price_per_unit: Money::new(rust_decimal::Decimal::new(125, 4), currency),
@@ -523,6 +525,22 @@ async fn seed_subscriptions(
         })
         .await?;
     Ok(())
+}
+
+/// A CRM import whose records are all held back, so that the hygiene report has
+/// something for Sales Operations to fix: a near-duplicate of a customer, and an
+/// account in a GovCloud region outside the us-gov boundary (shown to the cleared only).
+async fn seed_crm_findings(store: &Store, scope: &AccountScope) -> Result<(), StoreError> {
+    let records = purser_core::crm::parse_records(
+        r#"{"records": [
+          {"attributes": {"type": "Account"}, "Id": "001Dn00000CrmDup01", "Name": "REDWOOD INSURANCE, Inc.",
+           "Purser_External_Id__c": "redwood-insurance-emea", "Marketplace__c": "direct", "Region__c": "westeurope"},
+          {"attributes": {"type": "Account"}, "Id": "001Dn00000CrmGov01", "Name": "Federal Records Service",
+           "Purser_External_Id__c": "federal-records", "Marketplace__c": "direct", "Region__c": "us-gov-east-1",
+           "Data_Boundary__c": "standard"}
+        ]}"#,
+    )?;
+    store.import_crm(scope, &records, false).await.map(drop)
 }
 
 /// The meters the platform's telemetry feeds, as the demo (and the benchmark's
@@ -799,6 +817,7 @@ async fn seed_commercial(
                     overage_threshold: Some("500".into()),
                     overage_price: "0.0125".into(),
                     overage_reporting: Some(reporting.into()),
+                    committed_fee: Some((committed / 100).to_string()),
                 };
                 (key.to_string(), commitment)
             })

@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod erp;
 pub mod jobs;
 pub mod marketplace;
 pub mod metering;
@@ -99,6 +100,8 @@ fn http_settings(config: &Config) -> HttpSettings {
         cookie_secure: config.cookie_secure,
         token_max_days: config.token_max_days,
         metering: config.metering.settings(),
+        // Validated when the configuration was loaded.
+        erp_fees: config.erp.fee_rates().unwrap_or_default(),
     }
 }
 
@@ -127,12 +130,19 @@ pub async fn serve(
     let scheduler = config.jobs.enabled.then(|| {
         let scheduler = jobs::Scheduler {
             store: store.clone(),
-            jobs: jobs::standard_jobs(
-                &config.jobs,
-                config.metering.settings(),
-                submitter,
-                subscriptions,
-            ),
+            jobs: {
+                let mut jobs = jobs::standard_jobs(
+                    &config.jobs,
+                    config.metering.settings(),
+                    submitter,
+                    subscriptions,
+                );
+                jobs.push(erp::export_job(
+                    config.jobs.erp_export_seconds,
+                    config.erp.fee_rates().unwrap_or_default(),
+                ));
+                jobs
+            },
             owner,
             lease: jiff::SignedDuration::from_secs(config.jobs.lease_seconds),
         };

@@ -43,6 +43,7 @@ fn terms(offer_id: &str, committed: i64) -> PlanTerms {
         DimensionKey::parse("data_written_gib").unwrap(),
         Commitment {
             committed_per_period: Decimal::from(committed),
+            committed_fee: None,
             overage: OveragePolicy {
                 threshold: Decimal::ZERO,
                 price_per_unit: Money::new(Decimal::new(2, 2), Currency::parse("USD").unwrap()),

@@ -175,6 +175,11 @@ pub enum OverageReporting {
 pub struct Commitment {
     pub committed_per_period: Decimal,
     pub overage: OveragePolicy,
+    /// What the customer pays for the committed quantity each billing period, prorated
+    /// like the commitment in a month the entitlement starts or ends in. None: the
+    /// commitment is priced outside Purser (and invoiced by nobody here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_fee: Option<Money>,
 }
 
 /// One hour, rated against a commitment.
@@ -270,6 +275,29 @@ impl BillingPeriod {
     pub fn hours(&self) -> i64 {
         self.end.duration_since(self.start).as_hours()
     }
+
+    /// The calendar month a person names as `2026-11`.
+    pub fn parse_month(value: &str) -> Result<BillingPeriod, String> {
+        let refuse = || format!("`{value}` is not a month (YYYY-MM, e.g. 2026-11)");
+        let (year, month) = value.trim().split_once('-').ok_or_else(refuse)?;
+        if year.len() != 4 || month.len() != 2 {
+            return Err(refuse());
+        }
+        let year: i16 = year.parse().map_err(|_| refuse())?;
+        let month: i8 = month.parse().map_err(|_| refuse())?;
+        let first = Date::new(year, month, 1).map_err(|_| refuse())?;
+        let start = first
+            .to_zoned(TimeZone::UTC)
+            .map_err(|_| refuse())?
+            .timestamp();
+        Ok(BillingPeriod::containing(start))
+    }
+
+    /// `2026-11`: the month's name in exports and URLs.
+    pub fn month_label(&self) -> String {
+        let date = self.start.to_zoned(TimeZone::UTC).date();
+        format!("{:04}-{:02}", date.year(), date.month())
+    }
 }
 
 impl Entitlement {
@@ -286,22 +314,57 @@ impl Entitlement {
         period: BillingPeriod,
     ) -> Option<Decimal> {
         let commitment = self.commitments.get(dimension)?;
-        let covered_start = self.start.max(period.start);
-        let covered_end = self.end.min(period.end);
-        if covered_end <= covered_start {
-            return Some(Decimal::ZERO);
+        Some(match self.coverage(period) {
+            Coverage::None => Decimal::ZERO,
+            Coverage::Whole => commitment.committed_per_period,
+            Coverage::Part { covered, whole } => (commitment.committed_per_period
+                * (Decimal::from(covered.as_secs()) / Decimal::from(whole.as_secs().max(1))))
+            .round_dp_with_strategy(12, RoundingStrategy::MidpointAwayFromZero),
+        })
+    }
+
+    /// The share of `period` the entitlement's term covers, from 0 to 1, at 12 decimal
+    /// places: what a committed fee is prorated by.
+    pub fn share_of(&self, period: BillingPeriod) -> Decimal {
+        match self.coverage(period) {
+            Coverage::None => Decimal::ZERO,
+            Coverage::Whole => Decimal::ONE,
+            Coverage::Part { covered, whole } => (Decimal::from(covered.as_secs())
+                / Decimal::from(whole.as_secs().max(1)))
+            .round_dp_with_strategy(12, RoundingStrategy::MidpointAwayFromZero)
+            .normalize(),
         }
-        let covered: SignedDuration = covered_end.duration_since(covered_start);
+    }
+
+    /// The part of `period` within the entitlement's term, `[start, end)`; none when
+    /// they do not overlap.
+    pub fn covered_in(&self, period: BillingPeriod) -> Option<(Timestamp, Timestamp)> {
+        let start = self.start.max(period.start);
+        let end = self.end.min(period.end);
+        (start < end).then_some((start, end))
+    }
+
+    fn coverage(&self, period: BillingPeriod) -> Coverage {
+        let Some((start, end)) = self.covered_in(period) else {
+            return Coverage::None;
+        };
+        let covered: SignedDuration = end.duration_since(start);
         let whole: SignedDuration = period.end.duration_since(period.start);
         if covered >= whole {
-            return Some(commitment.committed_per_period);
+            Coverage::Whole
+        } else {
+            Coverage::Part { covered, whole }
         }
-        let share = Decimal::from(covered.as_secs()) / Decimal::from(whole.as_secs().max(1));
-        Some(
-            (commitment.committed_per_period * share)
-                .round_dp_with_strategy(12, RoundingStrategy::MidpointAwayFromZero),
-        )
     }
+}
+
+enum Coverage {
+    None,
+    Whole,
+    Part {
+        covered: SignedDuration,
+        whole: SignedDuration,
+    },
 }
 
 /// The running remainder of a whole-unit dimension within one period.
@@ -354,6 +417,7 @@ mod tests {
                 price_per_unit: usd(price),
                 reporting: OverageReporting::Hourly,
             },
+            committed_fee: None,
         }
     }
 
@@ -747,6 +811,10 @@ pub struct CommitmentDraft {
     /// `hourly` (default) or `true_up`.
     #[serde(default)]
     pub overage_reporting: Option<String>,
+    /// Decimal string, in the offer's currency: what the committed quantity costs per
+    /// billing period, prorated in a partial month. None when priced outside Purser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_fee: Option<String>,
 }
 
 impl EntitlementStatus {
@@ -847,6 +915,11 @@ impl EntitlementDraft {
                 &draft.overage_price,
                 false,
             );
+            let committed_fee = match draft.committed_fee.as_deref().map(str::trim) {
+                None | Some("") => Some(None),
+                Some(fee) => parse_decimal(&mut errors, &field("committed_fee"), fee, false)
+                    .map(|fee| Some(Money::new(fee, offer.currency))),
+            };
             let reporting = match draft.overage_reporting.as_deref().map(str::trim) {
                 None | Some("") | Some("hourly") => Some(OverageReporting::Hourly),
                 Some("true_up") => Some(OverageReporting::TrueUp),
@@ -858,8 +931,13 @@ impl EntitlementDraft {
                     None
                 }
             };
-            if let (Some(committed), Some(threshold), Some(price), Some(reporting)) =
-                (committed, threshold, price, reporting)
+            if let (
+                Some(committed),
+                Some(threshold),
+                Some(price),
+                Some(reporting),
+                Some(committed_fee),
+            ) = (committed, threshold, price, reporting, committed_fee)
             {
                 commitments.insert(
                     dimension,
@@ -870,6 +948,7 @@ impl EntitlementDraft {
                             price_per_unit: Money::new(price, offer.currency),
                             reporting,
                         },
+                        committed_fee,
                     },
                 );
             }
@@ -995,6 +1074,7 @@ mod draft_tests {
                     overage_threshold: None,
                     overage_price: "0.0125".into(),
                     overage_reporting: None,
+                    committed_fee: None,
                 },
             )]),
             marketplace_binding: None,

@@ -67,6 +67,10 @@ pub enum Permission {
     ReadMetering,
     /// Define meters and replay the quarantine.
     ManageMetering,
+    /// Read the ERP export: invoice lines and their totals.
+    ExportInvoices,
+    /// Import accounts, offers and entitlements from the CRM and export usage to it.
+    SyncCrm,
 }
 
 impl Role {
@@ -97,21 +101,31 @@ impl Role {
                 IngestUsage,
                 ReadMetering,
                 ManageMetering,
+                ExportInvoices,
+                SyncCrm,
             ],
             // Finance owns what was sold and what is billed: offers, entitlements,
-            // meters.
+            // meters, the ERP export, and the CRM sync that books what sales sold.
             Role::Finance => &[
                 ReadAccounts,
                 ManageOwnTokens,
                 ManageCommercial,
                 ReadMetering,
                 ManageMetering,
+                ExportInvoices,
+                SyncCrm,
             ],
             Role::Support => &[ReadAccounts, ManageOwnTokens],
             Role::Sre => &[ReadAccounts, ReadJobs, ManageOwnTokens, ReadMetering],
             // Customer success owns the lifecycle: owners, status, CRM links.
             Role::Csm => &[ReadAccounts, WriteAccounts, ManageOwnTokens, ReadMetering],
-            Role::Auditor => &[ReadAccounts, ReadAudit, ManageOwnTokens, ReadMetering],
+            Role::Auditor => &[
+                ReadAccounts,
+                ReadAudit,
+                ManageOwnTokens,
+                ReadMetering,
+                ExportInvoices,
+            ],
             Role::Viewer => &[ReadAccounts, ManageOwnTokens],
             // The platform's telemetry service (Polaris): sends usage for the
             // accounts its clearances reach, and reads nothing.

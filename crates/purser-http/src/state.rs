@@ -28,6 +28,8 @@ pub struct HttpSettings {
     pub token_max_days: i64,
     /// Grace and age limits of usage events.
     pub metering: purser_store::metering::MeteringSettings,
+    /// The marketplaces' fee rates on the ERP export.
+    pub erp_fees: purser_core::invoice::FeeRates,
 }
 
 impl Default for HttpSettings {
@@ -38,6 +40,7 @@ impl Default for HttpSettings {
             cookie_secure: false,
             token_max_days: 365,
             metering: purser_store::metering::MeteringSettings::default(),
+            erp_fees: purser_core::invoice::FeeRates::default(),
         }
     }
 }

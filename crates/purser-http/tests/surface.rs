@@ -248,6 +248,7 @@ async fn world(settings: HttpSettings) -> World {
     store.create_meter(&actor, &meter).await.expect("meter");
     seed_marketplace_records(&store, &restricted).await;
     let subscriptions = seed_subscriptions(&store, &restricted).await;
+    seed_erp_and_crm(&store, &restricted).await;
     let (router, table, _) = purser_http::build(AppState::new(store.clone(), settings));
     World {
         _db: db,
@@ -368,6 +369,80 @@ async fn seed_marketplace_records(store: &Store, restricted: &BTreeMap<&str, Acc
         )
         .await
         .expect("a marketplace record");
+    }
+    tx.commit().await.expect("commit");
+}
+
+/// A kept ERP export of this month with a line for each restricted account, and a CRM
+/// hygiene finding naming each, so that the ERP and CRM views have something of theirs
+/// to leak.
+async fn seed_erp_and_crm(store: &Store, restricted: &BTreeMap<&str, Account>) {
+    use purser_core::invoice::{InvoiceLine, LineKind};
+    use purser_store::db::Value;
+    let period = purser_core::commercial::BillingPeriod::containing(Timestamp::now());
+    let month = period.month_label();
+    let mut tx = store.db().begin().await.expect("begin");
+    tx.execute(
+        "INSERT INTO erp_exports (month, period_start, created_at, created_by, n_lines, lines_digest) \
+         VALUES ($1, $2, $2, 'system:test', $3, 'seeded')",
+        &[
+            month.as_str().into(),
+            Value::Int(period.start.as_microsecond()),
+            Value::Int(restricted.len() as i64),
+        ],
+    )
+    .await
+    .expect("an export");
+    for (line_no, (boundary, account)) in restricted.iter().enumerate() {
+        let line = InvoiceLine {
+            month: month.clone(),
+            account_id: account.id.0.clone(),
+            account_external_id: account.fields.external_id.clone(),
+            account_name: account.fields.name.clone(),
+            crm_account_id: None,
+            channel: purser_core::Marketplace::Direct,
+            marketplace_account_id: None,
+            entitlement_id: format!("ent-{}", account.id),
+            offer_id: "offer-walk".into(),
+            offer_name: "Private capacity".into(),
+            kind: LineKind::Overage,
+            dimension: Some("capacity".into()),
+            unit: "TiB-hour".into(),
+            quantity: rust_decimal::Decimal::ONE,
+            unit_price: rust_decimal::Decimal::ONE,
+            amount: rust_decimal::Decimal::ONE,
+            currency: purser_core::money::Currency::USD,
+            committed_quantity: None,
+            service_start: period.start,
+            service_end: period.end,
+        };
+        tx.execute(
+            "INSERT INTO erp_export_lines (month, line_no, account_id, boundary, line) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                month.as_str().into(),
+                Value::Int(line_no as i64),
+                account.id.0.as_str().into(),
+                (*boundary).into(),
+                line.json_line().into(),
+            ],
+        )
+        .await
+        .expect("a line");
+        tx.execute(
+            "INSERT INTO crm_findings (finding_key, kind, record_type, record_external_id, account_external_id, \
+             account_name, boundary, message, first_seen, last_seen) \
+             VALUES ($1, 'duplicate_name', 'Account', $2, $2, $3, $4, $5, $6, $6)",
+            &[
+                format!("duplicate_name:Account:{}", account.fields.external_id).into(),
+                account.fields.external_id.as_str().into(),
+                account.fields.name.as_str().into(),
+                (*boundary).into(),
+                format!("`{}` is the same name as another account", account.fields.name).into(),
+                Value::Int(Timestamp::now().as_microsecond()),
+            ],
+        )
+        .await
+        .expect("a finding");
     }
     tx.commit().await.expect("commit");
 }
@@ -774,6 +849,36 @@ async fn every_route_demands_authentication_and_hides_restricted_accounts_from_t
         );
     }
 
+    // The ERP and CRM views hold them too: the cleared see the us-gov account's line and
+    // finding, never the sg-gov one's.
+    for path in [
+        "/v1/erp/invoices",
+        "/v1/crm/findings",
+        "/erp",
+        "/crm/hygiene",
+    ] {
+        let mut request = Request::builder().uri(path);
+        request = if path.starts_with("/v1") {
+            request.header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", cleared_admin.token),
+            )
+        } else {
+            request.header(header::COOKIE, "purser_session=finance-fresh")
+        };
+        let response = send(&world.router, request.body(Body::empty()).expect("request")).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.body);
+        assert!(
+            leaks(&response.body, &world.restricted["us-gov"]),
+            "{path} shows the cleared the us-gov account's data: {}",
+            response.body
+        );
+        assert!(
+            !leaks(&response.body, &world.restricted["sg-gov"]),
+            "{path}"
+        );
+    }
+
     // The control: a cleared caller does see the account, so the walk above could fail.
     let cleared = world
         .callers
@@ -927,6 +1032,18 @@ async fn bad_input_gets_one_clear_error_shape_and_changes_nothing() {
         BadCase { name: "bad instant", method: Method::GET, path: "/v1/audit?from=yesterday",
             headers: vec![("authorization", bearer.clone())], body: vec![],
             status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("from") },
+        BadCase { name: "bad ERP month", method: Method::GET, path: "/v1/erp/invoices?month=2026-13",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("month") },
+        BadCase { name: "unknown ERP format", method: Method::GET, path: "/v1/erp/invoices?month=2026-11&format=pdf",
+            headers: vec![("authorization", bearer.clone())], body: vec![],
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("format") },
+        BadCase { name: "CRM record without its external id", method: Method::POST, path: "/v1/crm/import", headers: json(vec![]),
+            body: br#"{"records":[{"attributes":{"type":"Account"},"Name":"Acme","Marketplace__c":"direct","Region__c":"us-east-1"}]}"#.to_vec(),
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("records[0].Purser_External_Id__c") },
+        BadCase { name: "CRM record with a bad field", method: Method::POST, path: "/v1/crm/import", headers: json(vec![]),
+            body: br#"[{"attributes":{"type":"Account"},"Name":"Acme","Purser_External_Id__c":"acme-crm","Marketplace__c":"ibm","Region__c":"us-east-1"}]"#.to_vec(),
+            status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("records[0].Marketplace__c") },
         BadCase { name: "unknown marketplace", method: Method::GET, path: "/v1/marketplace/records?marketplace=ibm",
             headers: vec![("authorization", bearer.clone())], body: vec![],
             status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", field: Some("marketplace") },

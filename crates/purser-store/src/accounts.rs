@@ -7,8 +7,9 @@ use purser_core::{AccountScope, BoundaryName, ValidationErrors};
 use serde_json::json;
 
 use crate::audit::{append, escape_like, invalid_cursor, where_clause};
-use crate::db::{Row, Value};
+use crate::db::{Handle, Row, Value};
 use crate::{Store, StoreError, from_micros, placeholders};
+use purser_core::audit::Actor;
 
 /// A page of a list, and where the next one starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +47,10 @@ pub struct AccountFilter {
     pub status: Option<AccountStatus>,
 }
 
-const COLUMNS: &str = "id, name, external_id, marketplace, marketplace_account_id, crm_account_id, \
+pub(crate) const COLUMNS: &str = "id, name, external_id, marketplace, marketplace_account_id, crm_account_id, \
     boundary, region, owner_account_executive, owner_csm, owner_tam, status, created_at, updated_at";
 
-fn account_from_row(row: &Row) -> Result<Account, StoreError> {
+pub(crate) fn account_from_row(row: &Row) -> Result<Account, StoreError> {
     let corrupt =
         |field: &str, reason: String| StoreError::Corrupt(format!("accounts.{field}: {reason}"));
     Ok(Account {
@@ -125,36 +126,9 @@ impl Store {
         if !scope.permits(&fields.boundary) {
             return Err(not_cleared(&fields.boundary));
         }
-        let now = crate::now_micros();
         let id = uuid::Uuid::now_v7().to_string();
-        let mut params = vec![Value::from(&id)];
-        params.extend(field_values(&fields));
-        params.push(Value::Int(now.as_microsecond()));
         let mut tx = self.db.begin().await?;
-        tx.execute(
-            &format!(
-                "INSERT INTO accounts ({COLUMNS}) VALUES ({}, $13, $13)",
-                placeholders(1, 12)
-            ),
-            &params,
-        )
-        .await
-        .map_err(|e| conflict(e, &fields))?;
-        let account = Account {
-            id: AccountId(id),
-            fields,
-            created_at: now,
-            updated_at: now,
-        };
-        append(
-            &mut tx,
-            scope
-                .actor
-                .draft("account.create")
-                .account(&account.id.0, account.fields.boundary.as_str())
-                .details(json!({ "after": account.fields })),
-        )
-        .await?;
+        let account = insert_account(&mut tx, &scope.actor, id, fields).await?;
         tx.commit().await?;
         Ok(account)
     }
@@ -219,18 +193,14 @@ impl Store {
     ) -> Result<Page<Account>, StoreError> {
         let mut conditions = Vec::new();
         let mut params: Vec<Value> = Vec::new();
-        if let Some(boundaries) = scope.visible_boundaries() {
-            if boundaries.is_empty() {
+        match boundary_filter(scope, "boundary", &mut params) {
+            None => {
                 return Ok(Page {
                     items: vec![],
                     next_cursor: None,
                 });
             }
-            conditions.push(format!(
-                "boundary IN ({})",
-                placeholders(params.len() + 1, boundaries.len())
-            ));
-            params.extend(boundaries.iter().map(|b| Value::from(b.as_str())));
+            Some(condition) => conditions.push(condition),
         }
         if let Some(boundary) = &filter.boundary {
             if !scope.permits(boundary) {
@@ -297,28 +267,13 @@ impl Store {
         } else {
             None
         };
-        // One entry per restricted boundary shown, marked with it: the ids are that
-        // boundary's data, so the entry is visible only to those cleared for it.
-        let mut restricted: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        for account in items
-            .iter()
-            .filter(|a| scope.is_restricted(&a.fields.boundary))
-        {
-            restricted
-                .entry(account.fields.boundary.as_str())
-                .or_default()
-                .push(account.id.0.as_str());
-        }
-        for (boundary, ids) in restricted {
-            self.record(
-                scope
-                    .actor
-                    .draft("account.list")
-                    .boundary(boundary)
-                    .details(json!({ "restricted_accounts_shown": ids })),
-            )
-            .await?;
-        }
+        self.audit_restricted_reads(
+            scope,
+            "account.list",
+            "restricted_accounts_shown",
+            items.iter().map(|a| (a.id.0.as_str(), &a.fields.boundary)),
+        )
+        .await?;
         Ok(Page { items, next_cursor })
     }
 
@@ -336,45 +291,41 @@ impl Store {
         if !scope.permits(&fields.boundary) {
             return Err(not_cleared(&fields.boundary));
         }
-        let now = crate::now_micros().max(before.updated_at + jiff::SignedDuration::from_micros(1));
-        let mut params = field_values(&fields);
-        params.push(Value::Int(now.as_microsecond()));
-        params.push(id.into());
-        params.push(Value::Int(expected_updated_at.as_microsecond()));
         let mut tx = self.db.begin().await?;
-        let n = tx
-            .execute(
-                "UPDATE accounts SET name = $1, external_id = $2, marketplace = $3, \
-                 marketplace_account_id = $4, crm_account_id = $5, boundary = $6, region = $7, \
-                 owner_account_executive = $8, owner_csm = $9, owner_tam = $10, status = $11, \
-                 updated_at = $12 WHERE id = $13 AND updated_at = $14",
-                &params,
-            )
-            .await
-            .map_err(|e| conflict(e, &fields))?;
-        if n == 0 {
-            return Err(StoreError::Conflict {
-                field: None,
-                message: "the account was changed by someone else since you read it: reload and try again".into(),
-            });
-        }
-        let after = Account {
-            id: before.id.clone(),
-            fields,
-            created_at: before.created_at,
-            updated_at: now,
-        };
-        append(
-            &mut tx,
-            scope
-                .actor
-                .draft("account.update")
-                .account(id, after.fields.boundary.as_str())
-                .details(json!({ "before": before.fields, "after": after.fields })),
-        )
-        .await?;
+        let after =
+            update_account_in(&mut tx, &scope.actor, &before, expected_updated_at, fields).await?;
         tx.commit().await?;
         Ok(after)
+    }
+
+    /// One audit entry per restricted boundary among the accounts shown, marked with it:
+    /// the ids are that boundary's data, so the entry is visible only to those cleared
+    /// for it.
+    pub(crate) async fn audit_restricted_reads<'a>(
+        &self,
+        scope: &AccountScope,
+        action: &str,
+        shown_key: &str,
+        shown: impl IntoIterator<Item = (&'a str, &'a BoundaryName)>,
+    ) -> Result<(), StoreError> {
+        let mut restricted: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+            Default::default();
+        for (id, boundary) in shown {
+            if scope.is_restricted(boundary) {
+                restricted.entry(boundary.as_str()).or_default().insert(id);
+            }
+        }
+        for (boundary, ids) in restricted {
+            self.record(
+                scope
+                    .actor
+                    .draft(action)
+                    .boundary(boundary)
+                    .details(json!({ shown_key: ids })),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// How many accounts exist, across all boundaries (for the demo seeder and metrics;
@@ -385,6 +336,113 @@ impl Store {
             .query_one("SELECT COUNT(*) FROM accounts", &[])
             .await?
             .int(0)
+    }
+}
+
+/// Creates an account inside the caller's transaction, audited there. The caller has
+/// checked that the author may place it in its boundary.
+pub(crate) async fn insert_account(
+    tx: &mut Handle,
+    actor: &Actor,
+    id: String,
+    fields: NewAccount,
+) -> Result<Account, StoreError> {
+    let now = crate::now_micros();
+    let mut params = vec![Value::from(&id)];
+    params.extend(field_values(&fields));
+    params.push(Value::Int(now.as_microsecond()));
+    tx.execute(
+        &format!(
+            "INSERT INTO accounts ({COLUMNS}) VALUES ({}, $13, $13)",
+            placeholders(1, 12)
+        ),
+        &params,
+    )
+    .await
+    .map_err(|e| conflict(e, &fields))?;
+    let account = Account {
+        id: AccountId(id),
+        fields,
+        created_at: now,
+        updated_at: now,
+    };
+    append(
+        tx,
+        actor
+            .draft("account.create")
+            .account(&account.id.0, account.fields.boundary.as_str())
+            .details(json!({ "after": account.fields })),
+    )
+    .await?;
+    Ok(account)
+}
+
+/// Replaces an account's fields inside the caller's transaction, audited there, if
+/// nobody changed it since `expected_updated_at`.
+pub(crate) async fn update_account_in(
+    tx: &mut Handle,
+    actor: &Actor,
+    before: &Account,
+    expected_updated_at: jiff::Timestamp,
+    fields: NewAccount,
+) -> Result<Account, StoreError> {
+    let id = before.id.0.as_str();
+    let now = crate::now_micros().max(before.updated_at + jiff::SignedDuration::from_micros(1));
+    let mut params = field_values(&fields);
+    params.push(Value::Int(now.as_microsecond()));
+    params.push(id.into());
+    params.push(Value::Int(expected_updated_at.as_microsecond()));
+    let n = tx
+        .execute(
+            "UPDATE accounts SET name = $1, external_id = $2, marketplace = $3, \
+             marketplace_account_id = $4, crm_account_id = $5, boundary = $6, region = $7, \
+             owner_account_executive = $8, owner_csm = $9, owner_tam = $10, status = $11, \
+             updated_at = $12 WHERE id = $13 AND updated_at = $14",
+            &params,
+        )
+        .await
+        .map_err(|e| conflict(e, &fields))?;
+    if n == 0 {
+        return Err(StoreError::Conflict {
+            field: None,
+            message:
+                "the account was changed by someone else since you read it: reload and try again"
+                    .into(),
+        });
+    }
+    let after = Account {
+        id: before.id.clone(),
+        fields,
+        created_at: before.created_at,
+        updated_at: now,
+    };
+    append(
+        tx,
+        actor
+            .draft("account.update")
+            .account(id, after.fields.boundary.as_str())
+            .details(json!({ "before": before.fields, "after": after.fields })),
+    )
+    .await?;
+    Ok(after)
+}
+
+/// The SQL condition that keeps rows whose `column` (an account's boundary) the scope
+/// may see, its values appended to `params`: `None` when the scope sees nothing, so
+/// the caller answers with nothing without asking the database.
+pub(crate) fn boundary_filter(
+    scope: &AccountScope,
+    column: &str,
+    params: &mut Vec<Value>,
+) -> Option<String> {
+    match scope.visible_boundaries() {
+        None => Some("1 = 1".to_owned()),
+        Some(boundaries) if boundaries.is_empty() => None,
+        Some(boundaries) => {
+            let list = placeholders(params.len() + 1, boundaries.len());
+            params.extend(boundaries.iter().map(|b| Value::from(b.as_str())));
+            Some(format!("{column} IN ({list})"))
+        }
     }
 }
 

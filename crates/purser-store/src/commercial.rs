@@ -11,7 +11,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 use crate::audit::append;
-use crate::db::{Row, Value};
+use crate::db::{Handle, Row, Value};
 use crate::{Store, StoreError, corrupt, from_micros, json_text, now_micros};
 
 /// The nested part of an offer, stored as JSON.
@@ -21,9 +21,9 @@ struct OfferDefinition {
     pricing: Pricing,
 }
 
-const OFFER_COLUMNS: &str = "id, name, kind, marketplace, currency, definition";
+pub(crate) const OFFER_COLUMNS: &str = "id, name, kind, marketplace, currency, definition";
 
-fn offer_from_row(row: &Row) -> Result<Offer, StoreError> {
+pub(crate) fn offer_from_row(row: &Row) -> Result<Offer, StoreError> {
     let definition: OfferDefinition =
         serde_json::from_str(&row.text(5)?).map_err(|e| corrupt("offers.definition", e))?;
     Ok(Offer {
@@ -78,33 +78,8 @@ impl Store {
         actor: &purser_core::audit::Actor,
         offer: Offer,
     ) -> Result<Offer, StoreError> {
-        let now = now_micros().as_microsecond();
-        let definition = json_text(&OfferDefinition {
-            dimensions: offer.dimensions.clone(),
-            pricing: offer.pricing.clone(),
-        })?;
         let mut tx = self.db.begin().await?;
-        tx.execute(
-            &format!("INSERT INTO offers ({OFFER_COLUMNS}, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"),
-            &[
-                (&offer.id).into(),
-                (&offer.name).into(),
-                offer.kind.as_str().into(),
-                offer.marketplace.as_str().into(),
-                offer.currency.as_str().into(),
-                definition.into(),
-                Value::Int(now),
-            ],
-        )
-        .await?;
-        append(
-            &mut tx,
-            actor
-                .draft("offer.create")
-                .target(&offer.id)
-                .details(json!({ "after": offer })),
-        )
-        .await?;
+        insert_offer(&mut tx, actor, &offer).await?;
         tx.commit().await?;
         Ok(offer)
     }
@@ -139,38 +114,8 @@ impl Store {
         entitlement: Entitlement,
     ) -> Result<Entitlement, StoreError> {
         let account = self.account(scope, &entitlement.account_id).await?;
-        let now = now_micros().as_microsecond();
         let mut tx = self.db.begin().await?;
-        crate::metering::bump_catalogue(&mut tx).await?;
-        tx.execute(
-            "INSERT INTO entitlements (id, account_id, offer_id, start_at, end_at, status, commitments, created_at, updated_at, marketplace_binding) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
-            &[
-                (&entitlement.id).into(),
-                (&entitlement.account_id).into(),
-                (&entitlement.offer_id).into(),
-                Value::Int(entitlement.start.as_microsecond()),
-                Value::Int(entitlement.end.as_microsecond()),
-                entitlement.status.as_str().into(),
-                json_text(&entitlement.commitments)?.into(),
-                Value::Int(now),
-                match &entitlement.marketplace_binding {
-                    Some(binding) => json_text(binding)?.into(),
-                    None => Value::Null,
-                },
-            ],
-        )
-        .await?;
-        append(
-            &mut tx,
-            scope
-                .actor
-                .draft("entitlement.create")
-                .account(&account.id.0, account.fields.boundary.as_str())
-                .target(&entitlement.id)
-                .details(json!({ "after": entitlement })),
-        )
-        .await?;
+        insert_entitlement(&mut tx, &scope.actor, &account, &entitlement).await?;
         tx.commit().await?;
         Ok(entitlement)
     }
@@ -236,29 +181,118 @@ impl Store {
     ) -> Result<Entitlement, StoreError> {
         let (before, account) = self.entitlement_and_account(scope, id).await?;
         let mut tx = self.db.begin().await?;
-        crate::metering::bump_catalogue(&mut tx).await?;
-        tx.execute(
-            "UPDATE entitlements SET status = $1, updated_at = $2 WHERE id = $3",
-            &[
-                status.as_str().into(),
-                Value::Int(now_micros().as_microsecond()),
-                id.into(),
-            ],
-        )
-        .await?;
-        append(
-            &mut tx,
-            scope
-                .actor
-                .draft("entitlement.update")
-                .account(&account.id.0, account.fields.boundary.as_str())
-                .target(id)
-                .details(
-                    json!({ "before": { "status": before.status }, "after": { "status": status } }),
-                ),
-        )
-        .await?;
+        let after =
+            set_entitlement_status_in(&mut tx, &scope.actor, &account, before, status).await?;
         tx.commit().await?;
-        Ok(Entitlement { status, ..before })
+        Ok(after)
     }
+}
+
+/// Adds an offer to the catalogue inside the caller's transaction, audited there.
+pub(crate) async fn insert_offer(
+    tx: &mut Handle,
+    actor: &purser_core::audit::Actor,
+    offer: &Offer,
+) -> Result<(), StoreError> {
+    let now = now_micros().as_microsecond();
+    let definition = json_text(&OfferDefinition {
+        dimensions: offer.dimensions.clone(),
+        pricing: offer.pricing.clone(),
+    })?;
+    tx.execute(
+        &format!("INSERT INTO offers ({OFFER_COLUMNS}, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"),
+        &[
+            (&offer.id).into(),
+            (&offer.name).into(),
+            offer.kind.as_str().into(),
+            offer.marketplace.as_str().into(),
+            offer.currency.as_str().into(),
+            definition.into(),
+            Value::Int(now),
+        ],
+    )
+    .await?;
+    append(
+        tx,
+        actor
+            .draft("offer.create")
+            .target(&offer.id)
+            .details(json!({ "after": offer })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records an entitlement of `account` inside the caller's transaction, audited there.
+/// The caller has read the account through the author's scope.
+pub(crate) async fn insert_entitlement(
+    tx: &mut Handle,
+    actor: &purser_core::audit::Actor,
+    account: &purser_core::Account,
+    entitlement: &Entitlement,
+) -> Result<(), StoreError> {
+    // Closing re-reads entitlements before rating its next hour.
+    crate::metering::bump_catalogue(tx).await?;
+    let now = now_micros().as_microsecond();
+    tx.execute(
+        "INSERT INTO entitlements (id, account_id, offer_id, start_at, end_at, status, commitments, created_at, updated_at, marketplace_binding) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+        &[
+            (&entitlement.id).into(),
+            (&entitlement.account_id).into(),
+            (&entitlement.offer_id).into(),
+            Value::Int(entitlement.start.as_microsecond()),
+            Value::Int(entitlement.end.as_microsecond()),
+            entitlement.status.as_str().into(),
+            json_text(&entitlement.commitments)?.into(),
+            Value::Int(now),
+            match &entitlement.marketplace_binding {
+                Some(binding) => json_text(binding)?.into(),
+                None => Value::Null,
+            },
+        ],
+    )
+    .await?;
+    append(
+        tx,
+        actor
+            .draft("entitlement.create")
+            .account(&account.id.0, account.fields.boundary.as_str())
+            .target(&entitlement.id)
+            .details(json!({ "after": entitlement })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Changes an entitlement's status inside the caller's transaction, audited there.
+pub(crate) async fn set_entitlement_status_in(
+    tx: &mut Handle,
+    actor: &purser_core::audit::Actor,
+    account: &purser_core::Account,
+    before: Entitlement,
+    status: EntitlementStatus,
+) -> Result<Entitlement, StoreError> {
+    crate::metering::bump_catalogue(tx).await?;
+    tx.execute(
+        "UPDATE entitlements SET status = $1, updated_at = $2 WHERE id = $3",
+        &[
+            status.as_str().into(),
+            Value::Int(now_micros().as_microsecond()),
+            (&before.id).into(),
+        ],
+    )
+    .await?;
+    append(
+        tx,
+        actor
+            .draft("entitlement.update")
+            .account(&account.id.0, account.fields.boundary.as_str())
+            .target(&before.id)
+            .details(
+                json!({ "before": { "status": before.status }, "after": { "status": status } }),
+            ),
+    )
+    .await?;
+    Ok(Entitlement { status, ..before })
 }

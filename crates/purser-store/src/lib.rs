@@ -14,7 +14,9 @@
 pub mod accounts;
 pub mod audit;
 pub mod commercial;
+pub mod crm;
 pub mod db;
+pub mod erp;
 pub mod identity;
 pub mod jobs;
 pub mod marketplace;

@@ -69,6 +69,18 @@ pub const MIGRATIONS: &[Migration] = &[
             include_str!("../migrations/postgres/0006_subscription_triggers.sql")
         ),
     },
+    Migration {
+        version: 7,
+        name: "erp_crm",
+        sqlite: concat!(
+            include_str!("../migrations/common/0007_erp_crm.sql"),
+            include_str!("../migrations/sqlite/0007_erp_triggers.sql")
+        ),
+        postgres: concat!(
+            include_str!("../migrations/common/0007_erp_crm.sql"),
+            include_str!("../migrations/postgres/0007_erp_triggers.sql")
+        ),
+    },
 ];
 
 pub fn latest_version() -> i64 {

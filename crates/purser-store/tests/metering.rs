@@ -132,6 +132,7 @@ async fn setup(store: &Store) -> (purser_core::Account, purser_core::Account) {
                 overage_threshold: None,
                 overage_price: "0.5".into(),
                 overage_reporting: None,
+                committed_fee: None,
             },
         )]),
         marketplace_binding: None,

@@ -800,6 +800,7 @@ fn entitlement_for(
                 overage_threshold: Some("100".into()),
                 overage_price: "0.0125".into(),
                 overage_reporting: None,
+                committed_fee: None,
             },
         )]),
         marketplace_binding: None,

@@ -176,6 +176,7 @@ pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> 
                     overage_threshold: None,
                     overage_price: "0.02".into(),
                     overage_reporting: None,
+                    committed_fee: None,
                 },
             )
         })

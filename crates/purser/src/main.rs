@@ -137,6 +137,56 @@ enum Command {
         #[command(subcommand)]
         command: Box<AccountCommand>,
     },
+    /// The ERP export.
+    #[command(subcommand)]
+    Erp(ErpCommand),
+    /// The CRM (Salesforce-shaped records), through a running server's API.
+    Crm {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CrmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ErpCommand {
+    /// A month's invoice lines per account, from the database: the kept export once
+    /// the month is closed (it never changes), computed from the closed hours before.
+    /// Read-only: runs beside a server.
+    Export {
+        /// The calendar month (UTC), e.g. 2026-11.
+        #[arg(long)]
+        month: String,
+        /// Only this account, by its external id.
+        #[arg(long)]
+        account: Option<String>,
+        /// csv, jsonl or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrmCommand {
+    /// Import accounts, offers and entitlements from a file of Salesforce records
+    /// ({"records": [...]} or an array); prints what changed and what was held back.
+    Import {
+        file: PathBuf,
+        /// Decide and report, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Usage and entitlement fields for the CRM to upsert by external id, as an sObject
+    /// Collections body.
+    Export {
+        /// The calendar month (UTC), e.g. 2026-11; this month by default.
+        #[arg(long)]
+        month: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -386,6 +436,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => commands::token_create(&config, &username, &name, days).await?,
         Command::Audit(AuditCommand::Checkpoint) => commands::audit_checkpoint(&config).await?,
         Command::Account { client, command } => account(client, *command).await?,
+        Command::Erp(ErpCommand::Export {
+            month,
+            account,
+            format,
+            output,
+        }) => {
+            purser_app::erp::export(
+                &config,
+                &month,
+                account.as_deref(),
+                &format,
+                output.as_deref(),
+            )
+            .await?;
+        }
+        Command::Crm { client, command } => return crm(client, command).await,
         Command::Ingest {
             file,
             close,
@@ -556,6 +622,34 @@ async fn account(client: ClientArgs, command: AccountCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+async fn crm(client: ClientArgs, command: CrmCommand) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&client.url, client.token)?;
+    match command {
+        CrmCommand::Import { file, dry_run } => {
+            let body = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let path = format!("/v1/crm/import?dry_run={dry_run}");
+            let text = api
+                .send_text(reqwest::Method::POST, &path, Some(body))
+                .await?;
+            if client.json {
+                println!("{text}");
+            } else {
+                let report: Value = serde_json::from_str(&text)?;
+                commands::print_import_report(&report);
+            }
+        }
+        CrmCommand::Export { month } => {
+            let path = format!("/v1/crm/export?{}", url_query(&[("month", &month)]));
+            println!(
+                "{}",
+                api.send_text(reqwest::Method::GET, &path, None).await?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn instant(flag: &str, value: &str) -> anyhow::Result<jiff::Timestamp> {

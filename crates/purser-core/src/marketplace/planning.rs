@@ -266,6 +266,7 @@ mod tests {
                         },
                         reporting: overage,
                     },
+                    committed_fee: None,
                 },
             )]),
             marketplace_binding: None,

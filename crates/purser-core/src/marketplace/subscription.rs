@@ -113,7 +113,7 @@ pub struct PlanTerms {
 }
 
 impl PlanTerms {
-    /// The commitments for `quantity` (scaled when the plan is sold by quantity; the
+    /// The commitments for `quantity` (scaled, with their fee, when the plan is sold by quantity; the
     /// tolerance above the commitment and the overage price are per unit of usage,
     /// not per seat, and stay as they are).
     pub fn commitments_for(&self, quantity: Option<Decimal>) -> BTreeMap<DimensionKey, Commitment> {
@@ -126,6 +126,11 @@ impl PlanTerms {
             .map(|(dimension, commitment)| {
                 let mut scaled = commitment.clone();
                 scaled.committed_per_period = commitment.committed_per_period * factor;
+                // A fee for the commitment is per seat too; one too large to scale is
+                // kept per seat rather than dropped.
+                if let Some(fee) = commitment.committed_fee {
+                    scaled.committed_fee = Some(fee.times(factor).unwrap_or(fee));
+                }
                 (dimension.clone(), scaled)
             })
             .collect()
@@ -365,6 +370,7 @@ mod tests {
             DimensionKey::parse("capacity").unwrap(),
             Commitment {
                 committed_per_period: Decimal::from(100),
+                committed_fee: None,
                 overage: OveragePolicy {
                     threshold: Decimal::from(5),
                     price_per_unit: Money::new(

@@ -336,35 +336,32 @@ pub async fn account_usage(
 
 /// Usage rows as CSV (RFC 4180), the columns of [`UsageRow`].
 pub fn usage_csv(rows: &[UsageRow]) -> Result<String, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
-        "start",
-        "name",
-        "group",
-        "quantity",
-        "overage_quantity",
-        "overage_amount",
-        "currency",
-        "consumed",
-        "committed",
-    ])?;
-    for row in rows {
-        writer.write_record([
-            row.start.to_string().as_str(),
-            &row.name,
-            row.group.as_deref().unwrap_or(""),
-            &row.quantity,
-            row.overage_quantity.as_deref().unwrap_or(""),
-            row.overage_amount.as_deref().unwrap_or(""),
-            row.currency.as_deref().unwrap_or(""),
-            row.consumed.as_deref().unwrap_or(""),
-            row.committed.as_deref().unwrap_or(""),
-        ])?;
-    }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(e.into_error()))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    super::csv_table(
+        &[
+            "start",
+            "name",
+            "group",
+            "quantity",
+            "overage_quantity",
+            "overage_amount",
+            "currency",
+            "consumed",
+            "committed",
+        ],
+        rows.iter().map(|row| {
+            vec![
+                row.start.to_string(),
+                row.name.clone(),
+                row.group.clone().unwrap_or_default(),
+                row.quantity.clone(),
+                row.overage_quantity.clone().unwrap_or_default(),
+                row.overage_amount.clone().unwrap_or_default(),
+                row.currency.clone().unwrap_or_default(),
+                row.consumed.clone().unwrap_or_default(),
+                row.committed.clone().unwrap_or_default(),
+            ]
+        }),
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -5,6 +5,8 @@
 pub mod accounts;
 pub mod audit;
 pub mod commercial;
+pub mod crm;
+pub mod erp;
 pub mod identity;
 pub mod marketplace;
 pub mod metering;
@@ -33,6 +35,23 @@ impl<T, U: From<T>> From<purser_store::Page<T>> for Page<U> {
             next_cursor: page.next_cursor,
         }
     }
+}
+
+/// A table as CSV (RFC 4180: quoting done by the `csv` crate), header first: every
+/// CSV Purser writes goes through here.
+pub fn csv_table(
+    columns: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<String, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(columns)?;
+    for row in rows {
+        writer.write_record(&row)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[derive(OpenApi)]
@@ -95,6 +114,11 @@ pub fn router() -> OpenApiRouter<AppState> {
             identity::create_boundary
         ))
         .routes(routes!(ops::list_jobs))
+        .routes(routes!(erp::invoices))
+        .routes(routes!(erp::exports))
+        .routes(routes!(crm::import))
+        .routes(routes!(crm::export))
+        .routes(routes!(crm::findings))
         .routes(routes!(commercial::list_offers, commercial::create_offer))
         .routes(routes!(commercial::get_offer))
         .routes(routes!(

@@ -214,6 +214,7 @@ impl EntitlementForm {
                     overage_price: self.overage_price.clone(),
                     overage_reporting: Some(self.overage_reporting.clone())
                         .filter(|r| !r.is_empty()),
+                    committed_fee: None,
                 },
             );
         }

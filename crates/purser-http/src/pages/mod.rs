@@ -1,10 +1,11 @@
-//! The server-rendered pages: sign-in, accounts, metering, marketplaces, users, tokens, the audit
-//! log, jobs and the API reference. Plain HTML forms with a CSRF token each; no JavaScript
+//! The server-rendered pages: sign-in, accounts, metering, marketplaces, the ERP export, CRM
+//! hygiene, users, tokens, the audit log, jobs and the API reference. Plain HTML forms with a CSRF token each; no JavaScript
 //! build step. Page handlers call the same store methods and shared helpers as the
 //! API, so a page can never see more than the API would show the same person.
 
 mod accounts;
 mod admin;
+mod billing;
 mod docs;
 mod marketplace;
 mod metering;
@@ -69,7 +70,7 @@ impl Chrome {
 }
 
 fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
-    let links: [(&'static str, &'static str, Option<Permission>); 10] = [
+    let links: [(&'static str, &'static str, Option<Permission>); 12] = [
         ("/accounts", "Accounts", Some(Permission::ReadAccounts)),
         ("/offers", "Offers", Some(Permission::ReadAccounts)),
         ("/metering", "Metering", Some(Permission::ReadMetering)),
@@ -81,6 +82,12 @@ fn nav(principal: &Principal, current: &str) -> Vec<NavLink> {
         (
             "/subscriptions",
             "Subscriptions",
+            Some(Permission::ReadAccounts),
+        ),
+        ("/erp", "ERP export", Some(Permission::ExportInvoices)),
+        (
+            "/crm/hygiene",
+            "CRM hygiene",
             Some(Permission::ReadAccounts),
         ),
         ("/audit", "Audit log", Some(Permission::ReadAudit)),
@@ -302,6 +309,13 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             Access::Session,
             post(subscriptions::link),
         )
+        .add(
+            Method::GET,
+            "/crm/hygiene",
+            Access::Session,
+            get(billing::hygiene),
+        )
+        .add(Method::GET, "/erp", Access::Session, get(billing::export))
         .add(Method::GET, "/users", Access::Session, get(admin::users))
         .add(
             Method::POST,

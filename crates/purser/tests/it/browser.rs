@@ -813,6 +813,167 @@ async fn finance_sees_marketplace_hours_records_and_reconciliation_without_the_s
     assert!(server.stop().await);
 }
 
+/// The demo, plus a CRM import holding back two near-duplicates of demo accounts: one
+/// of a commercial airline, one of a us-gov bureau (so its finding is us-gov's). Returns
+/// the names of the us-gov accounts with invoice lines this month.
+async fn seed_crm_demo(dir: &std::path::Path) -> Vec<String> {
+    use purser_store::{Location, OpenMode, Store};
+    let store = Store::open(&Location::sqlite_in(dir), OpenMode::Write)
+        .await
+        .expect("open");
+    purser_app::demo::seed(&store).await.expect("demo");
+    let rules = store.boundary_rules().await.expect("rules");
+    let admin = purser_core::AccountScope::for_principal(
+        &purser_core::Principal {
+            user_id: "sales-ops".into(),
+            username: "sales-ops".into(),
+            roles: [purser_core::Role::Admin].into_iter().collect(),
+            clearances: ["us-gov".to_owned()].into_iter().collect(),
+            residency: purser_core::Country::parse("US").ok(),
+            via_token: None,
+        },
+        &rules,
+        None,
+    );
+    let records = purser_core::crm::parse_records(
+        r#"{"records": [
+          {"attributes": {"type": "Account"}, "Name": "ZEPHYR AIRLINES, Inc.", "Purser_External_Id__c": "zephyr-crm-copy",
+           "Marketplace__c": "direct", "Region__c": "eu-west-1"},
+          {"attributes": {"type": "Account"}, "Name": "Treasury Analytics Bureau LLC", "Purser_External_Id__c": "treasury-crm-copy",
+           "Marketplace__c": "direct", "Region__c": "us-gov-west-1", "Data_Boundary__c": "us-gov"},
+          {"attributes": {"type": "Account"}, "Name": "Brand New Customer", "Purser_External_Id__c": "brand-new",
+           "Marketplace__c": "direct", "Region__c": "us-east-1"}
+        ]}"#,
+    )
+    .expect("records");
+    let report = store
+        .import_crm(&admin, &records, false)
+        .await
+        .expect("the import");
+    assert_eq!(
+        (report.accounts_created, report.held_back.len()),
+        (1, 2),
+        "{report:?}"
+    );
+    let system = purser_core::AccountScope::system("test", &rules);
+    let period = purser_core::commercial::BillingPeriod::containing(jiff::Timestamp::now());
+    let lines = store
+        .compute_invoice_lines(
+            &system,
+            period,
+            None,
+            &purser_core::invoice::FeeRates::default(),
+        )
+        .await
+        .expect("lines");
+    let inputs = store
+        .month_inputs(&system, period, None)
+        .await
+        .expect("inputs");
+    let mut sovereign: Vec<String> = inputs
+        .accounts
+        .iter()
+        .filter(|a| a.fields.boundary.as_str() == "us-gov")
+        .filter(|a| lines.iter().any(|l| l.account_id == a.id.0))
+        .map(|a| a.fields.name.clone())
+        .collect();
+    sovereign.sort();
+    sovereign
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_ops_see_the_hygiene_report_and_finance_the_erp_export_without_the_sovereign() {
+    let dir = tempfile::tempdir().expect("dir");
+    let profiles = tempfile::tempdir().expect("profiles");
+    let sovereign = seed_crm_demo(dir.path()).await;
+    assert!(
+        !sovereign.is_empty(),
+        "the demo bills a us-gov account this month"
+    );
+    let server = Server::start(purser(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir.path()),
+    ]))
+    .await;
+    let base = server.url.clone();
+    let driver = Driver::start().await;
+
+    // An uncleared colleague finds the report in the navigation: the airline's copy is
+    // there, with why; the bureau's is not, nor its name anywhere on the page.
+    let viewer = driver.browser(&profiles.path().join("viewer")).await;
+    sign_in(&viewer, &base, "viewer", "viewer-demo-pass").await;
+    viewer
+        .find(Locator::LinkText("CRM hygiene"))
+        .await
+        .expect("a navigation link")
+        .click()
+        .await
+        .expect("open");
+    let findings = text_when(&viewer, Locator::Id("findings"), |t| t.contains("zephyr")).await;
+    assert!(
+        findings.contains("Near-identical account name")
+            && findings.contains("zephyr-crm-copy")
+            && findings.contains("Zephyr Airlines"),
+        "{findings}"
+    );
+    let page = viewer.source().await.expect("source");
+    assert!(
+        !page.contains("Treasury"),
+        "the uncleared never see the bureau's finding"
+    );
+    assert!(!page.contains("treasury-crm-copy"));
+
+    // A cleared administrator sees both.
+    let admin = driver.browser(&profiles.path().join("admin")).await;
+    sign_in(&admin, &base, "admin", "admin-demo-pass").await;
+    admin
+        .goto(&format!("{base}/crm/hygiene"))
+        .await
+        .expect("page");
+    let findings = wait_text(&admin, Locator::Id("findings")).await;
+    assert!(
+        findings.contains("treasury-crm-copy")
+            && findings.contains("us-gov")
+            && findings.contains("zephyr-crm-copy"),
+        "{findings}"
+    );
+
+    // Finance reads the month's ERP export: totals per account, none of the us-gov
+    // accounts'; the cleared administrator's page has them.
+    let finance = driver.browser(&profiles.path().join("finance")).await;
+    sign_in(&finance, &base, "finance", "finance-demo-pass").await;
+    finance
+        .find(Locator::LinkText("ERP export"))
+        .await
+        .expect("a navigation link")
+        .click()
+        .await
+        .expect("open");
+    let totals = wait_text(&finance, Locator::Id("totals")).await;
+    assert!(totals.contains("USD"), "{totals}");
+    let page = finance.source().await.expect("source");
+    for name in &sovereign {
+        assert!(
+            !page.contains(name.as_str()),
+            "finance is not cleared for {name}"
+        );
+    }
+    admin.goto(&format!("{base}/erp")).await.expect("page");
+    let totals = wait_text(&admin, Locator::Id("totals")).await;
+    assert!(
+        sovereign.iter().all(|name| totals.contains(name.as_str())),
+        "{totals} holds {sovereign:?}"
+    );
+
+    for client in [viewer, admin, finance] {
+        client.close().await.expect("close");
+    }
+    assert!(server.stop().await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finance_links_a_waiting_subscription_and_never_sees_the_sovereign_one() {
     let dir = tempfile::tempdir().expect("dir");

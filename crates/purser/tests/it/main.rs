@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod browser;
+mod erp_crm;
 mod marketplace;
 mod metering;
 mod processes;
