@@ -120,12 +120,18 @@ pub async fn serve(
             source,
         })?;
     let address = listener.local_addr()?;
-    let (router, _, _) = purser_http::build(AppState::new(store.clone(), http_settings(config)));
+    let subscriptions = subscriptions::SubscriptionProcessor::from_config(&config.subscriptions)?;
+    let mut state = AppState::new(store.clone(), http_settings(config));
+    if !subscriptions.is_empty() {
+        state = state.with_intake(std::sync::Arc::new(subscriptions::DeskIntake {
+            processor: subscriptions.clone(),
+        }));
+    }
+    let (router, _, _) = purser_http::build(state);
     let (stop_jobs, jobs_stopped) = watch::channel(false);
     let owner = jobs::owner_name();
     let submitter = marketplace::Submitter::from_config(&config.marketplaces, owner.clone())?;
     tracing::info!(marketplaces = ?submitter.marketplaces(), "marketplace submission is configured for these marketplaces");
-    let subscriptions = subscriptions::SubscriptionProcessor::from_config(&config.subscriptions)?;
     tracing::info!(marketplaces = ?subscriptions.marketplaces(), "subscriptions are taken from these marketplaces");
     let scheduler = config.jobs.enabled.then(|| {
         let scheduler = jobs::Scheduler {

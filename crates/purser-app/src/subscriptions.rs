@@ -8,6 +8,7 @@
 //! the HTTP intake before it answers; the job acts on them. Either way a notification
 //! is durable before it is acknowledged, and acted on once.
 
+pub mod azure;
 pub mod gcp;
 
 use std::collections::HashMap;
@@ -28,14 +29,17 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct SubscriptionsConfig {
     pub gcp: Option<gcp::GcpSubscriptionsConfig>,
+    /// The SaaS Fulfillment API: the same endpoint and Entra application as metering.
+    pub azure: Option<purser_marketplace::AzureConfig>,
 }
 
 /// Secrets never leave through the configuration's display: only what is configured.
 impl Serialize for SubscriptionsConfig {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("SubscriptionsConfig", 1)?;
+        let mut s = serializer.serialize_struct("SubscriptionsConfig", 2)?;
         s.serialize_field("gcp", &self.gcp.as_ref().map(|_| "configured"))?;
+        s.serialize_field("azure", &self.azure.as_ref().map(|_| "configured"))?;
         s.end()
     }
 }
@@ -43,7 +47,7 @@ impl Serialize for SubscriptionsConfig {
 impl PartialEq for SubscriptionsConfig {
     fn eq(&self, other: &Self) -> bool {
         // Compared in tests of the layering only: which marketplaces are configured.
-        self.gcp.is_some() == other.gcp.is_some()
+        self.gcp.is_some() == other.gcp.is_some() && self.azure.is_some() == other.azure.is_some()
     }
 }
 
@@ -88,6 +92,19 @@ pub trait SubscriptionDesk: Send + Sync {
     async fn snapshot(&self, external_id: &str) -> Result<SubscriptionSnapshot, DeskError>;
     /// Makes a seller call (approve, approve a plan change).
     async fn call(&self, external_id: &str, call: &SellerCall) -> Result<(), DeskError>;
+    /// The id a marketplace gives a delivery, stable across its redeliveries (Azure's
+    /// operation and action); the body's digest when it has none.
+    fn delivery_key(&self, _body: &str) -> Option<String> {
+        None
+    }
+    /// The subscription a buyer's landing-page token stands for, where the
+    /// marketplace sends buyers with one (Azure).
+    async fn resolve_landing(&self, _token: &str) -> Result<String, DeskError> {
+        Err(DeskError::Refused(format!(
+            "{} does not send buyers with a landing token",
+            self.marketplace()
+        )))
+    }
     /// Takes in what waits at the marketplace (Google's Pub/Sub pull): stores each
     /// delivery, then acknowledges it. Desks whose notifications are pushed to Purser
     /// have nothing to pull.
@@ -129,6 +146,70 @@ pub async fn store_delivery(
             error,
         })
         .await
+}
+
+/// The HTTP intake's view of the desks: what the marketplaces push is read by its
+/// marketplace's desk and stored before the answer.
+pub struct DeskIntake {
+    pub processor: SubscriptionProcessor,
+}
+
+#[async_trait::async_trait]
+impl purser_http::intake::NotificationIntake for DeskIntake {
+    async fn take(
+        &self,
+        store: &Store,
+        marketplace: Marketplace,
+        channel: purser_store::subscriptions::Channel,
+        body: &str,
+    ) -> Result<purser_store::subscriptions::Stored, purser_http::intake::IntakeError> {
+        use purser_http::intake::IntakeError;
+        let desk = self
+            .processor
+            .desk(marketplace)
+            .ok_or(IntakeError::NotConfigured(marketplace))?;
+        let key = desk.delivery_key(body).unwrap_or_else(|| {
+            use sha2::Digest;
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(body.as_bytes()))
+            )
+        });
+        store_delivery(store, desk.as_ref(), channel, &key, body)
+            .await
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))
+    }
+
+    async fn land(
+        &self,
+        store: &Store,
+        marketplace: Marketplace,
+        token: &str,
+    ) -> Result<String, purser_http::intake::IntakeError> {
+        use purser_http::intake::IntakeError;
+        let desk = self
+            .processor
+            .desk(marketplace)
+            .ok_or(IntakeError::NotConfigured(marketplace))?;
+        let external_id = desk.resolve_landing(token).await.map_err(|e| match e {
+            DeskError::Unavailable(reason) => IntakeError::Unavailable(reason),
+            DeskError::Unknown(reason) | DeskError::Refused(reason) => IntakeError::Refused(reason),
+        })?;
+        store
+            .store_notification(NewNotification {
+                marketplace,
+                delivery_key: format!("landing:{external_id}"),
+                channel: purser_store::subscriptions::Channel::Landing,
+                body: serde_json::json!({ "landed": external_id }).to_string(),
+                kind: Some("landing".into()),
+                external_id: Some(external_id.clone()),
+                status: NotificationStatus::Received,
+                error: None,
+            })
+            .await
+            .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+        Ok(external_id)
+    }
 }
 
 /// What one run did.
@@ -178,6 +259,11 @@ impl SubscriptionProcessor {
         if let Some(gcp) = &config.gcp {
             desks.push(Arc::new(gcp::GcpDesk::new(gcp).map_err(|e| {
                 crate::AppError::Invalid(format!("subscriptions.gcp: {e}"))
+            })?));
+        }
+        if let Some(azure) = &config.azure {
+            desks.push(Arc::new(azure::AzureDesk::new(azure).map_err(|e| {
+                crate::AppError::Invalid(format!("subscriptions.azure: {e}"))
             })?));
         }
         Ok(Self::new(desks))
@@ -350,6 +436,30 @@ fn backoff(attempts: i64) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn google_subscriptions_are_configured_from_toml_without_showing_secrets() {
+        let config: crate::Config = toml::from_str(
+            r#"
+            [subscriptions.gcp]
+            subscription = "projects/vendor/subscriptions/procurement"
+            [subscriptions.gcp.procurement]
+            provider_id = "vendor"
+            credentials = { kind = "token", token = "ya29.very-secret" }
+            [subscriptions.gcp.pubsub]
+            base_url = "http://127.0.0.1:8085"
+            "#,
+        )
+        .expect("a valid configuration");
+        let processor = SubscriptionProcessor::from_config(&config.subscriptions).expect("desks");
+        assert_eq!(processor.marketplaces(), vec![Marketplace::Gcp]);
+        let shown = serde_json::to_string(&config.subscriptions).expect("shown");
+        assert_eq!(shown, r#"{"gcp":"configured","azure":null}"#);
+        assert!(!format!("{:?}", config.subscriptions).contains("very-secret"));
+        let unknown: Result<crate::Config, _> =
+            toml::from_str("[subscriptions.gcp]\nsubscriptoin = \"x\"\n");
+        assert!(unknown.is_err(), "a misspelt key is refused");
+    }
 
     #[test]
     fn backoff_doubles_and_is_bounded() {

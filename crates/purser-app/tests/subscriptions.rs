@@ -7,7 +7,6 @@
 // Tests and their helpers fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +14,9 @@ use jiff::Timestamp;
 use purser_app::subscriptions::gcp::{GcpDesk, GcpSubscriptionsConfig};
 use purser_app::subscriptions::{SubscriptionDesk, SubscriptionProcessor};
 use purser_core::audit::Actor;
-use purser_core::commercial::{
-    Commitment, DimensionKey, EntitlementStatus, OveragePolicy, OverageReporting,
-};
+use purser_core::commercial::EntitlementStatus;
 use purser_core::marketplace::Binding;
-use purser_core::marketplace::subscription::{PlanTerms, SubscriptionState};
-use purser_core::money::{Currency, Money};
+use purser_core::marketplace::subscription::SubscriptionState;
 use purser_core::{Marketplace, Role};
 use purser_fakes::procurement::EntitlementOrder;
 use purser_fakes::{FakeConfig, FakeMarketplaces, PubSubEmulator};
@@ -36,27 +32,6 @@ use rust_decimal::Decimal;
 
 const PROJECT: &str = "purser-test";
 const SERVICE: &str = "purser-storage.endpoints.purser-test.cloud.goog";
-
-fn terms(offer_id: &str, committed: i64) -> PlanTerms {
-    let mut commitments = BTreeMap::new();
-    commitments.insert(
-        DimensionKey::parse("data_written_gib").unwrap(),
-        Commitment {
-            committed_per_period: Decimal::from(committed),
-            committed_fee: None,
-            overage: OveragePolicy {
-                threshold: Decimal::ZERO,
-                price_per_unit: Money::new(Decimal::new(2, 2), Currency::parse("USD").unwrap()),
-                reporting: OverageReporting::Hourly,
-            },
-        },
-    );
-    PlanTerms {
-        offer_id: offer_id.into(),
-        commitments,
-        per_quantity: false,
-    }
-}
 
 struct World {
     _emulator: PubSubEmulator,
@@ -109,12 +84,16 @@ async fn process_until(
     store: &Store,
     done: impl Fn(Store) -> futures::future::BoxFuture<'static, bool>,
 ) {
+    process_until_with(&world.processor, store, done).await;
+}
+
+async fn process_until_with(
+    processor: &SubscriptionProcessor,
+    store: &Store,
+    done: impl Fn(Store) -> futures::future::BoxFuture<'static, bool>,
+) {
     for _ in 0..100 {
-        world
-            .processor
-            .run(store, Timestamp::now())
-            .await
-            .expect("a run");
+        processor.run(store, Timestamp::now()).await.expect("a run");
         if done(store.clone()).await {
             return;
         }
@@ -127,12 +106,20 @@ fn state_is(
     external_id: &str,
     state: SubscriptionState,
 ) -> impl Fn(Store) -> futures::future::BoxFuture<'static, bool> {
+    state_is_in(Marketplace::Gcp, external_id, state)
+}
+
+fn state_is_in(
+    marketplace: Marketplace,
+    external_id: &str,
+    state: SubscriptionState,
+) -> impl Fn(Store) -> futures::future::BoxFuture<'static, bool> {
     let external_id = external_id.to_string();
     move |store: Store| {
         let external_id = external_id.clone();
         Box::pin(async move {
             store
-                .subscription_for_processing(Marketplace::Gcp, &external_id)
+                .subscription_for_processing(marketplace, &external_id)
                 .await
                 .unwrap()
                 .is_some_and(|s| s.subscription.state == state)
@@ -155,11 +142,21 @@ both_backends!(
         let offer = fixtures::private_offer(Marketplace::Gcp, &[("data_written_gib", "written")]);
         let offer = fixtures::define(&store, &[meter], offer).await;
         store
-            .set_marketplace_plan(&actor, Marketplace::Gcp, "standard", &terms(&offer.id, 100))
+            .set_marketplace_plan(
+                &actor,
+                Marketplace::Gcp,
+                "standard",
+                &fixtures::plan_terms(&offer.id, 100),
+            )
             .await
             .unwrap();
         store
-            .set_marketplace_plan(&actor, Marketplace::Gcp, "premium", &terms(&offer.id, 1000))
+            .set_marketplace_plan(
+                &actor,
+                Marketplace::Gcp,
+                "premium",
+                &fixtures::plan_terms(&offer.id, 1000),
+            )
             .await
             .unwrap();
         let account =
@@ -318,5 +315,193 @@ both_backends!(
             "the redelivery changed nothing"
         );
         assert_eq!(store.entitlements(&admin, &account).await.unwrap().len(), 2);
+    }
+);
+
+/// Purser's HTTP surface with the desks as its intake, on a free port; the server
+/// task ends with the test's runtime.
+async fn serve_intake(store: &Store, processor: &SubscriptionProcessor) -> String {
+    let state = purser_http::state::AppState::new(store.clone(), Default::default()).with_intake(
+        Arc::new(purser_app::subscriptions::DeskIntake {
+            processor: processor.clone(),
+        }),
+    );
+    let (router, _, _) = purser_http::build(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{address}")
+}
+
+both_backends!(
+    azure_subscriptions_flow_from_landing_and_webhooks_to_entitlements,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        let actor = Actor::new("system:test", None);
+        let fakes = FakeMarketplaces::start(FakeConfig::default())
+            .await
+            .expect("fakes");
+        let defaults = purser_fakes::AzureConfig::default();
+        let mut azure = purser_marketplace::AzureConfig::new(
+            &defaults.tenant_id,
+            &defaults.client_id,
+            SecretSource::Inline(Secret::new(defaults.client_secret.clone())),
+        );
+        azure.base_url = fakes.fulfillment_url();
+        azure.login_base = fakes.azure_login_url();
+        let desk = purser_app::subscriptions::azure::AzureDesk::new(&azure).expect("desk");
+        let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
+        let processor = SubscriptionProcessor::new(desks);
+        let base = serve_intake(&store, &processor).await;
+        let fulfillment = fakes.fulfillment();
+        fulfillment.set_webhook_url(&format!("{base}/hooks/azure/fulfillment"));
+
+        let offer = fixtures::private_offer(Marketplace::Azure, &[("data_written_gib", "written")]);
+        let meter = fixtures::gib_meter(
+            "storage.written",
+            "com.polaris.io",
+            "bytes_written",
+            "data_written_gib",
+        );
+        let offer = fixtures::define(&store, &[meter], offer).await;
+        let mut seats = fixtures::plan_terms(&offer.id, 100);
+        seats.per_quantity = true;
+        store
+            .set_marketplace_plan(&actor, Marketplace::Azure, "seats", &seats)
+            .await
+            .unwrap();
+        store
+            .set_marketplace_plan(
+                &actor,
+                Marketplace::Azure,
+                "seats-plus",
+                &fixtures::plan_terms(&offer.id, 5000),
+            )
+            .await
+            .unwrap();
+        let account = fixtures::account(
+            &store,
+            Marketplace::Azure,
+            "contoso",
+            "Contoso",
+            "standard",
+            2,
+        )
+        .await;
+        let admin = scope("root", &[Role::Admin], &[], Some("US"));
+
+        // The buyer lands with Azure's token: Purser learns of the subscription.
+        let (id, token) = fulfillment.purchase("purser-storage", "seats", Some(3));
+        let http = reqwest::Client::new();
+        let landing = http
+            .get(format!("{base}/register/azure"))
+            .query(&[("token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(landing.status(), 200);
+        assert!(landing.text().await.unwrap().contains(&id.to_string()));
+        let external = id.to_string();
+        process_until_with(
+            &processor,
+            &store,
+            state_is_in(Marketplace::Azure, &external, SubscriptionState::Requested),
+        )
+        .await;
+        assert_eq!(
+            fulfillment.subscription(id).unwrap().status,
+            "PendingFulfillmentStart",
+            "not activated before the buyer is linked"
+        );
+        let bad = http
+            .get(format!("{base}/register/azure"))
+            .query(&[("token", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            bad.status(),
+            400,
+            "a token Azure does not resolve is refused plainly"
+        );
+
+        // Linked: activated, three seats commit three times the plan.
+        store
+            .link_subscription(
+                &admin,
+                Marketplace::Azure,
+                &external,
+                &account,
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        process_until_with(
+            &processor,
+            &store,
+            state_is_in(Marketplace::Azure, &external, SubscriptionState::Active),
+        )
+        .await;
+        assert_eq!(fulfillment.subscription(id).unwrap().status, "Subscribed");
+        let segments = store.entitlements(&admin, &account).await.unwrap();
+        assert_eq!(segments.len(), 1);
+        assert_eq!(
+            segments[0]
+                .commitments
+                .values()
+                .next()
+                .unwrap()
+                .committed_per_period,
+            Decimal::from(300)
+        );
+        assert_eq!(
+            segments[0].marketplace_binding,
+            Some(Binding::Azure {
+                resource_id: external.clone(),
+                plan_id: "seats".into()
+            })
+        );
+
+        // The buyer changes plan in the portal: the webhook arrives, Purser checks the
+        // operation, approves it, and bills the new plan.
+        fulfillment.change_plan(id, "seats-plus").unwrap();
+        process_until_with(&processor, &store, |store: Store| {
+            let account = account.clone();
+            Box::pin(async move {
+                store
+                    .entitlements(&scope("root", &[Role::Admin], &[], Some("US")), &account)
+                    .await
+                    .unwrap()
+                    .len()
+                    == 2
+            })
+        })
+        .await;
+        assert_eq!(fulfillment.subscription(id).unwrap().plan_id, "seats-plus");
+
+        // Unsubscribed: over.
+        fulfillment.unsubscribe(id).unwrap();
+        process_until_with(
+            &processor,
+            &store,
+            state_is_in(Marketplace::Azure, &external, SubscriptionState::Cancelled),
+        )
+        .await;
+        let record = store
+            .subscription_for_processing(Marketplace::Azure, &external)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!record.subscription.segment.as_ref().unwrap().open);
+        let kept = store.notifications(None, 100).await.unwrap();
+        assert!(
+            kept.iter()
+                .any(|n| n.channel == "webhook" && n.kind.as_deref() == Some("Unsubscribe"))
+        );
+        assert!(kept.iter().any(|n| n.channel == "landing"));
     }
 );

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod intake;
 pub mod metrics;
 pub mod pages;
 pub mod routes;

@@ -13,6 +13,9 @@ pub struct AppState {
     pub settings: Arc<HttpSettings>,
     pub metrics: Arc<Metrics>,
     pub sign_in_throttle: Arc<crate::auth::SignInThrottle>,
+    /// Reads what the marketplaces push (webhooks, landing tokens); none when no
+    /// marketplace's subscriptions are configured.
+    pub intake: Option<Arc<dyn crate::intake::NotificationIntake>>,
 }
 
 /// The HTTP surface's settings, from Purser's configuration.
@@ -52,6 +55,12 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             sign_in_throttle: Arc::default(),
+            intake: None,
         }
+    }
+
+    pub fn with_intake(mut self, intake: Arc<dyn crate::intake::NotificationIntake>) -> Self {
+        self.intake = Some(intake);
+        self
     }
 }

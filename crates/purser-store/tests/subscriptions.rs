@@ -6,17 +6,10 @@
 // Tests and their helpers fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use jiff::{SignedDuration, Timestamp};
 use purser_core::audit::Actor;
-use purser_core::commercial::{
-    Commitment, DimensionKey, EntitlementStatus, OveragePolicy, OverageReporting,
-};
-use purser_core::marketplace::subscription::{
-    PlanTerms, SellerCall, SubscriptionSnapshot, SubscriptionState,
-};
-use purser_core::money::{Currency, Money};
+use purser_core::commercial::EntitlementStatus;
+use purser_core::marketplace::subscription::{SellerCall, SubscriptionSnapshot, SubscriptionState};
 use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::LedgerFilter;
@@ -44,27 +37,6 @@ fn admin() -> AccountScope {
 
 const GIB: u64 = 1 << 30;
 const ENTITLEMENT: &str = "ent-4417";
-
-fn terms(offer_id: &str, committed: i64) -> PlanTerms {
-    let mut commitments = BTreeMap::new();
-    commitments.insert(
-        DimensionKey::parse("data_written_gib").unwrap(),
-        Commitment {
-            committed_per_period: Decimal::from(committed),
-            committed_fee: None,
-            overage: OveragePolicy {
-                threshold: Decimal::ZERO,
-                price_per_unit: Money::new(Decimal::new(2, 2), Currency::parse("USD").unwrap()),
-                reporting: OverageReporting::Hourly,
-            },
-        },
-    );
-    PlanTerms {
-        offer_id: offer_id.into(),
-        commitments,
-        per_quantity: false,
-    }
-}
 
 fn snapshot(state: SubscriptionState, plan: &str, effective_at: Timestamp) -> SubscriptionSnapshot {
     SubscriptionSnapshot {
@@ -119,7 +91,12 @@ both_backends!(
         let offer = fixtures::private_offer(Marketplace::Gcp, &[("data_written_gib", "written")]);
         let offer = fixtures::define(&store, &[meter], offer).await;
         store
-            .set_marketplace_plan(&actor, Marketplace::Gcp, "standard", &terms(&offer.id, 0))
+            .set_marketplace_plan(
+                &actor,
+                Marketplace::Gcp,
+                "standard",
+                &fixtures::plan_terms(&offer.id, 0),
+            )
             .await
             .unwrap();
         store
@@ -127,7 +104,7 @@ both_backends!(
                 &actor,
                 Marketplace::Gcp,
                 "premium",
-                &terms(&offer.id, 1_000_000),
+                &fixtures::plan_terms(&offer.id, 1_000_000),
             )
             .await
             .unwrap();

@@ -303,3 +303,34 @@ pub fn written_event(id: &str, subject: &str, time: Timestamp, bytes: u64) -> St
         r#"{{"specversion":"1.0","id":"{id}","source":"//polaris/io","type":"com.polaris.io","subject":"{subject}","time":"{time}","data":{{"bytes_written":{bytes}}}}}"#
     )
 }
+
+/// What a marketplace plan sells: `offer_id` committing `committed` of
+/// `data_written_gib` a month, overage at 0.02 USD billed hourly.
+pub fn plan_terms(
+    offer_id: &str,
+    committed: i64,
+) -> purser_core::marketplace::subscription::PlanTerms {
+    use purser_core::commercial::{Commitment, DimensionKey, OveragePolicy, OverageReporting};
+    use purser_core::money::{Currency, Money};
+    let commitment = Commitment {
+        committed_per_period: rust_decimal::Decimal::from(committed),
+        committed_fee: None,
+        overage: OveragePolicy {
+            threshold: rust_decimal::Decimal::ZERO,
+            price_per_unit: Money::new(
+                rust_decimal::Decimal::new(2, 2),
+                Currency::parse("USD").expect("a currency"),
+            ),
+            reporting: OverageReporting::Hourly,
+        },
+    };
+    purser_core::marketplace::subscription::PlanTerms {
+        offer_id: offer_id.into(),
+        commitments: [(
+            DimensionKey::parse("data_written_gib").expect("a dimension"),
+            commitment,
+        )]
+        .into(),
+        per_quantity: false,
+    }
+}

@@ -170,6 +170,18 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
         )
         .add(Method::GET, "/readyz", Access::Public, get(readyz))
         .add(
+            Method::POST,
+            "/hooks/azure/fulfillment",
+            Access::Public,
+            post(crate::intake::azure_webhook),
+        )
+        .add(
+            Method::GET,
+            "/register/azure",
+            Access::Public,
+            get(crate::intake::azure_landing),
+        )
+        .add(
             Method::GET,
             "/metrics",
             Access::Public,

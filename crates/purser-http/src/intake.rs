@@ -1,0 +1,187 @@
+//! Where the marketplaces push to Purser: Azure's SaaS webhook, and the landing page a
+//! buyer reaches from Azure with a token. Each delivery is stored before the answer,
+//! so an acknowledged one is never lost; reading it and acting on it belong to the
+//! application's desks ([`NotificationIntake`]), which the server is given at start.
+//!
+//! These routes are public (the marketplaces and buyers have no Purser session). That
+//! is safe because a delivery only ever prompts Purser to re-read the subscription
+//! from the marketplace's API: what it says is never acted on by itself.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use purser_core::Marketplace;
+use purser_store::Store;
+use purser_store::subscriptions::{Channel, NewNotification, NotificationStatus, Stored};
+use sha2::{Digest, Sha256};
+
+use crate::pages::{Chrome, render};
+use crate::state::AppState;
+
+/// Why a delivery could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The marketplace's subscriptions are not configured here.
+    #[error("{0} subscriptions are not configured")]
+    NotConfigured(Marketplace),
+    /// The marketplace refused what the buyer brought (an expired landing token).
+    #[error("{0}")]
+    Refused(String),
+    /// The marketplace or the database did not answer; try again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The application's side of intake: reading a pushed body with its marketplace's
+/// desk, and resolving a landing-page token.
+#[async_trait::async_trait]
+pub trait NotificationIntake: Send + Sync {
+    /// Stores a delivery as its desk reads it (to act on, or kept aside with why).
+    async fn take(
+        &self,
+        store: &Store,
+        marketplace: Marketplace,
+        channel: Channel,
+        body: &str,
+    ) -> Result<Stored, IntakeError>;
+    /// Resolves a landing-page token to its subscription id and stores that the buyer
+    /// landed, so the next run reads the subscription.
+    async fn land(
+        &self,
+        store: &Store,
+        marketplace: Marketplace,
+        token: &str,
+    ) -> Result<String, IntakeError>;
+}
+
+/// Stores what no desk can read (the marketplace is not configured here), keyed by
+/// the body's digest so that redeliveries are stored once; it is shown, set aside.
+async fn keep_unread(
+    store: &Store,
+    marketplace: Marketplace,
+    channel: Channel,
+    body: &str,
+) -> Result<Stored, purser_store::StoreError> {
+    let digest = hex::encode(Sha256::digest(body.as_bytes()));
+    store
+        .store_notification(NewNotification {
+            marketplace,
+            delivery_key: format!("sha256:{digest}"),
+            channel,
+            body: body.to_string(),
+            kind: None,
+            external_id: None,
+            status: NotificationStatus::Unrecognised,
+            error: Some(format!(
+                "{marketplace} subscriptions are not configured: kept as delivered"
+            )),
+        })
+        .await
+}
+
+/// `POST /hooks/azure/fulfillment`: Azure's SaaS webhook. 200 once stored (Microsoft
+/// wants a fast answer), also when Azure is not configured here: the delivery is then
+/// kept as delivered and shown, set aside, for a person. 503 only when it could not be
+/// stored, so that Microsoft tries again.
+pub async fn azure_webhook(State(state): State<AppState>, body: String) -> Response {
+    let stored = match &state.intake {
+        Some(intake) => match intake
+            .take(&state.store, Marketplace::Azure, Channel::Webhook, &body)
+            .await
+        {
+            Err(IntakeError::NotConfigured(_)) => {
+                keep_unread(&state.store, Marketplace::Azure, Channel::Webhook, &body)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            other => other.map(drop).map_err(|e| e.to_string()),
+        },
+        None => keep_unread(&state.store, Marketplace::Azure, Channel::Webhook, &body)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    };
+    match stored {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(reason) => {
+            tracing::warn!(%reason, "an Azure webhook could not be stored");
+            (StatusCode::SERVICE_UNAVAILABLE, "not stored; try again").into_response()
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LandingQuery {
+    #[serde(default)]
+    pub token: String,
+}
+
+#[derive(Template)]
+#[template(path = "landing.html")]
+struct LandingPage {
+    chrome: Chrome,
+    marketplace: &'static str,
+    subscription: Option<String>,
+    problem: Option<String>,
+}
+
+/// `GET /register/azure?token=…`: where Azure sends a buyer after purchase. The token
+/// is resolved to the SaaS subscription; billing operations link it to the buyer's
+/// account, and Purser activates it.
+pub async fn azure_landing(
+    State(state): State<AppState>,
+    Query(query): Query<LandingQuery>,
+) -> Response {
+    let (subscription, problem) = if query.token.trim().is_empty() {
+        (
+            None,
+            Some(
+                "The link has no marketplace token: open it again from the Azure portal."
+                    .to_string(),
+            ),
+        )
+    } else {
+        match &state.intake {
+            None => (
+                None,
+                Some("Azure subscriptions are not set up here yet; please contact us.".to_string()),
+            ),
+            Some(intake) => match intake
+                .land(&state.store, Marketplace::Azure, query.token.trim())
+                .await
+            {
+                Ok(id) => (Some(id), None),
+                Err(IntakeError::Refused(reason)) => (
+                    None,
+                    Some(format!(
+                        "Azure did not accept the token: {reason}. Open the link again from the Azure portal."
+                    )),
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "a landing token could not be resolved");
+                    (
+                        None,
+                        Some(
+                            "We could not reach Azure just now; please try again in a minute."
+                                .to_string(),
+                        ),
+                    )
+                }
+            },
+        }
+    };
+    let status = if problem.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let page = render(&LandingPage {
+        chrome: Chrome::anonymous(),
+        marketplace: "Azure",
+        subscription,
+        problem,
+    });
+    (status, page).into_response()
+}
