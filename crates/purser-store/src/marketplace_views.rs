@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::db::Value;
 use crate::marketplace::{Finding, RECORD_COLUMNS, ReconcileLine, record_from_row};
-use crate::{Store, StoreError, from_micros, placeholders};
+use crate::{Store, StoreError, from_micros};
 
 /// Where a marketplace's records of one hour stand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -240,26 +240,16 @@ impl ScopedReconciliation {
 /// `r.account_id`'s account in the scope: the join and its condition, with the
 /// boundaries appended to `params`. `None` when the scope sees nothing.
 fn scope_join(scope: &AccountScope, params: &mut Vec<Value>) -> Option<String> {
-    let join = "JOIN accounts a ON a.id = r.account_id".to_owned();
-    match scope.visible_boundaries() {
-        None => Some(format!("{join} WHERE 1 = 1")),
-        Some(boundaries) if boundaries.is_empty() => None,
-        Some(boundaries) => {
-            let list = placeholders(params.len() + 1, boundaries.len());
-            params.extend(boundaries.iter().map(|b| Value::from(b.as_str())));
-            Some(format!("{join} WHERE a.boundary IN ({list})"))
-        }
-    }
+    let condition = crate::accounts::boundary_filter(scope, "a.boundary", params)?;
+    Some(format!(
+        "JOIN accounts a ON a.id = r.account_id WHERE {condition}"
+    ))
 }
 
 /// `RECORD_COLUMNS` qualified by the record table's alias (accounts share names such
 /// as `marketplace`).
 fn record_columns() -> String {
-    RECORD_COLUMNS
-        .split(',')
-        .map(|c| format!("r.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::qualified_columns(RECORD_COLUMNS, "r")
 }
 
 /// The outcome's kind, code and message or reason, as the marketplace gave them.

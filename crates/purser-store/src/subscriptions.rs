@@ -1001,23 +1001,10 @@ fn subscription_scope(
     } else {
         "1 = 0"
     };
-    match scope.visible_boundaries() {
-        None => format!("({unlinked} OR a.id IS NOT NULL)"),
-        Some(boundaries) if boundaries.is_empty() => unlinked.to_string(),
-        Some(boundaries) => {
-            let list = crate::placeholders(params.len() + 1, boundaries.len());
-            params.extend(boundaries.iter().map(|b| Value::from(b.as_str())));
-            format!("({unlinked} OR a.boundary IN ({list}))")
-        }
+    match crate::accounts::boundary_filter(scope, "a.boundary", params) {
+        None => unlinked.to_string(),
+        Some(condition) => format!("({unlinked} OR (a.id IS NOT NULL AND {condition}))"),
     }
-}
-
-fn qualified(columns: &str, alias: &str) -> String {
-    columns
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Store {
@@ -1034,7 +1021,7 @@ impl Store {
         let sql = format!(
             "SELECT {}, a.name, a.boundary FROM marketplace_subscriptions s LEFT JOIN accounts a ON a.id = s.account_id \
              WHERE {condition} ORDER BY s.updated_at DESC, s.id LIMIT ${}",
-            qualified(SUBSCRIPTION_COLUMNS, "s"),
+            crate::qualified_columns(SUBSCRIPTION_COLUMNS, "s"),
             params.len()
         );
         let mut handle = self.db.read().await?;
@@ -1062,7 +1049,7 @@ impl Store {
         let sql = format!(
             "SELECT {}, a.name, a.boundary FROM marketplace_subscriptions s LEFT JOIN accounts a ON a.id = s.account_id \
              WHERE s.id = $1 AND {condition}",
-            qualified(SUBSCRIPTION_COLUMNS, "s")
+            crate::qualified_columns(SUBSCRIPTION_COLUMNS, "s")
         );
         let mut handle = self.db.read().await?;
         let row = handle
@@ -1093,7 +1080,7 @@ impl Store {
             "SELECT {} FROM marketplace_notifications n \
              LEFT JOIN marketplace_subscriptions s ON s.marketplace = n.marketplace AND s.external_id = n.external_id \
              LEFT JOIN accounts a ON a.id = s.account_id WHERE {condition}",
-            qualified(NOTIFICATION_COLUMNS, "n")
+            crate::qualified_columns(NOTIFICATION_COLUMNS, "n")
         );
         if let Some(subscription) = subscription {
             params.push(subscription.subscription.marketplace.as_str().into());
