@@ -8,6 +8,7 @@
 //! the HTTP intake before it answers; the job acts on them. Either way a notification
 //! is durable before it is acknowledged, and acted on once.
 
+pub mod aws;
 pub mod azure;
 pub mod gcp;
 
@@ -31,15 +32,17 @@ pub struct SubscriptionsConfig {
     pub gcp: Option<gcp::GcpSubscriptionsConfig>,
     /// The SaaS Fulfillment API: the same endpoint and Entra application as metering.
     pub azure: Option<purser_marketplace::AzureConfig>,
+    pub aws: Option<aws::AwsSubscriptionsConfig>,
 }
 
 /// Secrets never leave through the configuration's display: only what is configured.
 impl Serialize for SubscriptionsConfig {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("SubscriptionsConfig", 2)?;
+        let mut s = serializer.serialize_struct("SubscriptionsConfig", 3)?;
         s.serialize_field("gcp", &self.gcp.as_ref().map(|_| "configured"))?;
         s.serialize_field("azure", &self.azure.as_ref().map(|_| "configured"))?;
+        s.serialize_field("aws", &self.aws.as_ref().map(|_| "configured"))?;
         s.end()
     }
 }
@@ -47,7 +50,9 @@ impl Serialize for SubscriptionsConfig {
 impl PartialEq for SubscriptionsConfig {
     fn eq(&self, other: &Self) -> bool {
         // Compared in tests of the layering only: which marketplaces are configured.
-        self.gcp.is_some() == other.gcp.is_some() && self.azure.is_some() == other.azure.is_some()
+        self.gcp.is_some() == other.gcp.is_some()
+            && self.azure.is_some() == other.azure.is_some()
+            && self.aws.is_some() == other.aws.is_some()
     }
 }
 
@@ -96,6 +101,11 @@ pub trait SubscriptionDesk: Send + Sync {
     /// operation and action); the body's digest when it has none.
     fn delivery_key(&self, _body: &str) -> Option<String> {
         None
+    }
+    /// Checks that a pushed delivery is the marketplace's (SNS's signature) and does
+    /// what its protocol asks on receipt (SNS's subscription confirmation).
+    async fn accept(&self, _body: &str) -> Result<(), DeskError> {
+        Ok(())
     }
     /// The subscription a buyer's landing-page token stands for, where the
     /// marketplace sends buyers with one (Azure).
@@ -175,9 +185,29 @@ impl purser_http::intake::NotificationIntake for DeskIntake {
                 hex::encode(sha2::Sha256::digest(body.as_bytes()))
             )
         });
-        store_delivery(store, desk.as_ref(), channel, &key, body)
-            .await
-            .map_err(|e| IntakeError::Unavailable(e.to_string()))
+        match desk.accept(body).await {
+            Ok(()) => store_delivery(store, desk.as_ref(), channel, &key, body)
+                .await
+                .map_err(|e| IntakeError::Unavailable(e.to_string())),
+            // Not the marketplace's: kept, shown with why, never acted on.
+            Err(DeskError::Refused(reason) | DeskError::Unknown(reason)) => {
+                store
+                    .store_notification(NewNotification {
+                        marketplace,
+                        delivery_key: format!("refused:{key}"),
+                        channel,
+                        body: body.to_string(),
+                        kind: None,
+                        external_id: None,
+                        status: NotificationStatus::Malformed,
+                        error: Some(reason.clone()),
+                    })
+                    .await
+                    .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+                Err(IntakeError::Refused(reason))
+            }
+            Err(DeskError::Unavailable(reason)) => Err(IntakeError::Unavailable(reason)),
+        }
     }
 
     async fn land(
@@ -264,6 +294,11 @@ impl SubscriptionProcessor {
         if let Some(azure) = &config.azure {
             desks.push(Arc::new(azure::AzureDesk::new(azure).map_err(|e| {
                 crate::AppError::Invalid(format!("subscriptions.azure: {e}"))
+            })?));
+        }
+        if let Some(aws) = &config.aws {
+            desks.push(Arc::new(aws::AwsDesk::new(aws).map_err(|e| {
+                crate::AppError::Invalid(format!("subscriptions.aws: {e}"))
             })?));
         }
         Ok(Self::new(desks))
@@ -454,7 +489,7 @@ mod tests {
         let processor = SubscriptionProcessor::from_config(&config.subscriptions).expect("desks");
         assert_eq!(processor.marketplaces(), vec![Marketplace::Gcp]);
         let shown = serde_json::to_string(&config.subscriptions).expect("shown");
-        assert_eq!(shown, r#"{"gcp":"configured","azure":null}"#);
+        assert_eq!(shown, r#"{"gcp":"configured","azure":null,"aws":null}"#);
         assert!(!format!("{:?}", config.subscriptions).contains("very-secret"));
         let unknown: Result<crate::Config, _> =
             toml::from_str("[subscriptions.gcp]\nsubscriptoin = \"x\"\n");

@@ -505,3 +505,223 @@ both_backends!(
         assert!(kept.iter().any(|n| n.channel == "landing"));
     }
 );
+
+both_backends!(
+    aws_subscriptions_flow_from_registration_and_signed_notifications_to_entitlements,
+    |db: TestDatabase| async move {
+        use purser_fakes::{AwsSaasCustomer, FakeAwsEntitlement, FakeEntitlementValue};
+        let store = db.open().await;
+        let actor = Actor::new("system:test", None);
+        let fakes = FakeMarketplaces::start(FakeConfig::default())
+            .await
+            .expect("fakes");
+        let defaults = purser_fakes::aws::AwsConfig::default();
+        let mut api = purser_marketplace::aws_saas::AwsSaasConfig::new(
+            &defaults.region,
+            &defaults.access_key_id,
+            SecretSource::Inline(Secret::new(defaults.secret_access_key.clone())),
+        );
+        api.metering_base_url = Some(fakes.aws_url());
+        api.entitlement_base_url = Some(fakes.aws_entitlement_url());
+        const PRODUCT: &str = "prod-purser1";
+        let topic = format!(
+            "arn:aws:sns:us-east-1:287250355862:aws-mp-subscription-notification-{PRODUCT}"
+        );
+        let desk = purser_app::subscriptions::aws::AwsDesk::new(
+            &purser_app::subscriptions::aws::AwsSubscriptionsConfig {
+                api,
+                product_code: PRODUCT.into(),
+                sns: purser_marketplace::sns::SnsTrust {
+                    topic_arns: vec![topic.clone()],
+                    extra_cert_url_prefixes: vec![fakes.aws_sns_cert_prefix()],
+                },
+            },
+        )
+        .expect("desk");
+        let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
+        let processor = SubscriptionProcessor::new(desks);
+        let base = serve_intake(&store, &processor).await;
+        let saas = fakes.aws_saas();
+        saas.set_sns_endpoint(&format!("{base}/hooks/aws/sns"));
+
+        let offer = fixtures::private_offer(Marketplace::Aws, &[("data_written_gib", "written")]);
+        let meter = fixtures::gib_meter(
+            "storage.written",
+            "com.polaris.io",
+            "bytes_written",
+            "data_written_gib",
+        );
+        let offer = fixtures::define(&store, &[meter], offer).await;
+        store
+            .set_marketplace_plan(
+                &actor,
+                Marketplace::Aws,
+                "capacity",
+                &fixtures::plan_terms(&offer.id, 100),
+            )
+            .await
+            .unwrap();
+        let account = fixtures::account(
+            &store,
+            Marketplace::Aws,
+            "initech",
+            "Initech",
+            "standard",
+            4,
+        )
+        .await;
+        let admin = scope("root", &[Role::Admin], &[], Some("US"));
+        let license = "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0";
+
+        // The buyer subscribes and is sent to the registration page with a token.
+        let token = saas.issue_registration_token(AwsSaasCustomer {
+            product_code: PRODUCT.into(),
+            customer_aws_account_id: "294406891311".into(),
+            license_arn: Some(license.into()),
+            customer_identifier: None,
+        });
+        saas.add_entitlement(FakeAwsEntitlement {
+            product_code: PRODUCT.into(),
+            dimension: "capacity".into(),
+            customer_identifier: None,
+            customer_aws_account_id: Some("294406891311".into()),
+            license_arn: Some(license.into()),
+            value: FakeEntitlementValue::Integer(1),
+            expiration_date: None,
+        });
+        let http = reqwest::Client::new();
+        let landing = http
+            .post(format!("{base}/register/aws"))
+            .form(&[("x-amzn-marketplace-token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(landing.status(), 200);
+        assert!(landing.text().await.unwrap().contains(license));
+        process_until_with(
+            &processor,
+            &store,
+            state_is_in(Marketplace::Aws, license, SubscriptionState::Active),
+        )
+        .await;
+        assert!(
+            store
+                .entitlements(&admin, &account)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing billed before the link"
+        );
+
+        // Linked: billed under the license, from the next hour.
+        store
+            .link_subscription(
+                &admin,
+                Marketplace::Aws,
+                license,
+                &account,
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        process_until_with(&processor, &store, |store: Store| {
+            let account = account.clone();
+            Box::pin(async move {
+                !store
+                    .entitlements(&scope("root", &[Role::Admin], &[], Some("US")), &account)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            })
+        })
+        .await;
+        let segments = store.entitlements(&admin, &account).await.unwrap();
+        assert_eq!(
+            segments[0].marketplace_binding,
+            Some(Binding::Aws {
+                customer_aws_account_id: "294406891311".into(),
+                license_arn: license.into()
+            })
+        );
+
+        // A forged notification is refused, kept and shown; a genuine one is taken.
+        let mut forged = saas
+            .signed_notification(&topic, &format!(r#"{{"action":"unsubscribe-success","license-arn":"{license}","product-code":"{PRODUCT}"}}"#), None, "2")
+            .unwrap();
+        forged["Message"] = serde_json::json!(format!(
+            r#"{{"action":"unsubscribe-success","license-arn":"{license}","product-code":"other"}}"#
+        ));
+        let refused = http
+            .post(format!("{base}/hooks/aws/sns"))
+            .body(forged.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let kept = store
+            .notifications(Some(NotificationStatus::Malformed), 10)
+            .await
+            .unwrap();
+        assert!(
+            kept.iter()
+                .any(|n| n.last_error.as_deref().unwrap_or("").contains("signature")),
+            "{kept:?}"
+        );
+        let still = store
+            .subscription_for_processing(Marketplace::Aws, license)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            still.subscription.segment.unwrap().open,
+            "the forged unsubscription changed nothing"
+        );
+
+        // unsubscribe-pending: still billed (the final usage window); then AWS ends the
+        // entitlement and says unsubscribe-success: over.
+        let delivery = saas
+            .notify(PRODUCT, serde_json::json!({"action": "unsubscribe-pending", "license-arn": license, "product-code": PRODUCT}))
+            .await
+            .unwrap();
+        assert_eq!(delivery.status, Some(200));
+        processor.run(&store, Timestamp::now()).await.unwrap();
+        let record = store
+            .subscription_for_processing(Marketplace::Aws, license)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.subscription.state, SubscriptionState::Active);
+        saas.remove_entitlements(license);
+        let delivery = saas
+            .notify(PRODUCT, serde_json::json!({"action": "unsubscribe-success", "license-arn": license, "product-code": PRODUCT}))
+            .await
+            .unwrap();
+        assert_eq!(delivery.status, Some(200));
+        process_until_with(
+            &processor,
+            &store,
+            state_is_in(Marketplace::Aws, license, SubscriptionState::Cancelled),
+        )
+        .await;
+        let record = store
+            .subscription_for_processing(Marketplace::Aws, license)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!record.subscription.segment.as_ref().unwrap().open);
+        // Redelivered by SNS (same MessageId): stored once.
+        let again = saas
+            .deliver(&serde_json::from_str(&saas.sns_deliveries().last().unwrap().body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(again.status, Some(200));
+        let sns: Vec<_> = store
+            .notifications(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.channel == "sns" && n.status != NotificationStatus::Malformed)
+            .collect();
+        assert_eq!(sns.len(), 2, "{sns:?}");
+    }
+);

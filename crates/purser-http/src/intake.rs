@@ -80,36 +80,54 @@ async fn keep_unread(
         .await
 }
 
-/// `POST /hooks/azure/fulfillment`: Azure's SaaS webhook. 200 once stored (Microsoft
-/// wants a fast answer), also when Azure is not configured here: the delivery is then
-/// kept as delivered and shown, set aside, for a person. 503 only when it could not be
-/// stored, so that Microsoft tries again.
-pub async fn azure_webhook(State(state): State<AppState>, body: String) -> Response {
+/// Stores a pushed delivery through its marketplace's desk: 200 once stored (the
+/// marketplaces want a fast answer), also when the marketplace is not configured here
+/// (the delivery is then kept as delivered and shown, set aside, for a person); 400
+/// when it is not the marketplace's (kept and shown too); 503 only when it could not
+/// be stored, so that the marketplace tries again.
+async fn take_push(
+    state: &AppState,
+    marketplace: Marketplace,
+    channel: Channel,
+    body: &str,
+) -> Response {
     let stored = match &state.intake {
-        Some(intake) => match intake
-            .take(&state.store, Marketplace::Azure, Channel::Webhook, &body)
-            .await
-        {
+        Some(intake) => match intake.take(&state.store, marketplace, channel, body).await {
             Err(IntakeError::NotConfigured(_)) => {
-                keep_unread(&state.store, Marketplace::Azure, Channel::Webhook, &body)
+                keep_unread(&state.store, marketplace, channel, body)
                     .await
                     .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| IntakeError::Unavailable(e.to_string()))
             }
-            other => other.map(drop).map_err(|e| e.to_string()),
+            other => other.map(drop),
         },
-        None => keep_unread(&state.store, Marketplace::Azure, Channel::Webhook, &body)
+        None => keep_unread(&state.store, marketplace, channel, body)
             .await
             .map(drop)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| IntakeError::Unavailable(e.to_string())),
     };
     match stored {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(reason) => {
-            tracing::warn!(%reason, "an Azure webhook could not be stored");
+        Err(IntakeError::Refused(reason)) => {
+            tracing::warn!(%marketplace, %reason, "a delivery that is not the marketplace's was refused (kept)");
+            (StatusCode::BAD_REQUEST, "refused: not the marketplace's").into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%marketplace, %error, "a delivery could not be stored");
             (StatusCode::SERVICE_UNAVAILABLE, "not stored; try again").into_response()
         }
     }
+}
+
+/// `POST /hooks/azure/fulfillment`: Azure's SaaS webhook.
+pub async fn azure_webhook(State(state): State<AppState>, body: String) -> Response {
+    take_push(&state, Marketplace::Azure, Channel::Webhook, &body).await
+}
+
+/// `POST /hooks/aws/sns`: AWS Marketplace's SNS notifications (subscription and
+/// entitlement topics), verified by their signature before they are stored as such.
+pub async fn aws_sns(State(state): State<AppState>, body: String) -> Response {
+    take_push(&state, Marketplace::Aws, Channel::Sns, &body).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -127,46 +145,75 @@ struct LandingPage {
     problem: Option<String>,
 }
 
-/// `GET /register/azure?token=…`: where Azure sends a buyer after purchase. The token
-/// is resolved to the SaaS subscription; billing operations link it to the buyer's
-/// account, and Purser activates it.
+/// `GET /register/azure?token=…`: where Azure sends a buyer after purchase.
 pub async fn azure_landing(
     State(state): State<AppState>,
     Query(query): Query<LandingQuery>,
 ) -> Response {
-    let (subscription, problem) = if query.token.trim().is_empty() {
+    landing(&state, Marketplace::Azure, "Azure", &query.token).await
+}
+
+/// The form AWS posts a buyer with after subscribing.
+#[derive(Debug, serde::Deserialize)]
+pub struct AwsRegistration {
+    #[serde(rename = "x-amzn-marketplace-token", default)]
+    pub token: String,
+}
+
+/// `POST /register/aws`: where AWS sends a buyer after subscribing, with the
+/// registration token in the form.
+pub async fn aws_landing(
+    State(state): State<AppState>,
+    axum::Form(form): axum::Form<AwsRegistration>,
+) -> Response {
+    landing(&state, Marketplace::Aws, "AWS", &form.token).await
+}
+
+/// The token is resolved to the subscription; billing operations link it to the
+/// buyer's account, and Purser approves or activates it where the marketplace asks.
+async fn landing(
+    state: &AppState,
+    marketplace: Marketplace,
+    label: &'static str,
+    token: &str,
+) -> Response {
+    let token = token.trim();
+    let (subscription, problem) = if token.is_empty() {
         (
             None,
-            Some(
-                "The link has no marketplace token: open it again from the Azure portal."
-                    .to_string(),
-            ),
+            Some(format!(
+                "The link has no marketplace token: open it again from the {label} console."
+            )),
         )
     } else {
         match &state.intake {
             None => (
                 None,
-                Some("Azure subscriptions are not set up here yet; please contact us.".to_string()),
+                Some(format!(
+                    "{label} subscriptions are not set up here yet; please contact us."
+                )),
             ),
-            Some(intake) => match intake
-                .land(&state.store, Marketplace::Azure, query.token.trim())
-                .await
-            {
+            Some(intake) => match intake.land(&state.store, marketplace, token).await {
                 Ok(id) => (Some(id), None),
                 Err(IntakeError::Refused(reason)) => (
                     None,
                     Some(format!(
-                        "Azure did not accept the token: {reason}. Open the link again from the Azure portal."
+                        "{label} did not accept the token: {reason}. Open the link again from the {label} console."
+                    )),
+                ),
+                Err(IntakeError::NotConfigured(_)) => (
+                    None,
+                    Some(format!(
+                        "{label} subscriptions are not set up here yet; please contact us."
                     )),
                 ),
                 Err(error) => {
                     tracing::warn!(%error, "a landing token could not be resolved");
                     (
                         None,
-                        Some(
-                            "We could not reach Azure just now; please try again in a minute."
-                                .to_string(),
-                        ),
+                        Some(format!(
+                            "We could not reach {label} just now; please try again in a minute."
+                        )),
                     )
                 }
             },
@@ -179,7 +226,7 @@ pub async fn azure_landing(
     };
     let page = render(&LandingPage {
         chrome: Chrome::anonymous(),
-        marketplace: "Azure",
+        marketplace: label,
         subscription,
         problem,
     });

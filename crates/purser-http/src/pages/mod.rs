@@ -182,6 +182,18 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
             get(crate::intake::azure_landing),
         )
         .add(
+            Method::POST,
+            "/hooks/aws/sns",
+            Access::Public,
+            post(crate::intake::aws_sns),
+        )
+        .add(
+            Method::POST,
+            "/register/aws",
+            Access::Public,
+            post(crate::intake::aws_landing),
+        )
+        .add(
             Method::GET,
             "/metrics",
             Access::Public,
