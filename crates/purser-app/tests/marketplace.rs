@@ -19,7 +19,7 @@ use purser_fakes::{FakeClock, FakeConfig, FakeMarketplaces, FaultConfig};
 use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
 use purser_store::Store;
 use purser_store::marketplace::LedgerFilter;
-use purser_store::metering::{MeteringSettings, hour_start};
+use purser_store::metering::MeteringSettings;
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends};
 use rust_decimal::Decimal;
@@ -38,7 +38,7 @@ const SMALL: Scenario = Scenario {
 const GIB: u64 = 1 << 30;
 
 fn base_hour() -> Timestamp {
-    hour_start(Timestamp::now() - SignedDuration::from_hours(72)).unwrap()
+    purser_testkit::base_hour(72)
 }
 
 fn hours(n: i64) -> Timestamp {

@@ -11,12 +11,12 @@ use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::marketplace_views::RecordQuery;
-use purser_store::metering::{MeteringSettings, hour_start};
+use purser_store::metering::MeteringSettings;
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 
 fn base_hour() -> Timestamp {
-    hour_start(Timestamp::now() - SignedDuration::from_hours(72)).unwrap()
+    purser_testkit::base_hour(72)
 }
 
 fn hours(n: i64) -> Timestamp {

@@ -15,16 +15,14 @@ use purser_core::events::Framing;
 use purser_core::meter::{Meter, MeterDraft};
 use purser_core::{AccountScope, BoundaryRule, Role};
 use purser_store::db::Value;
-use purser_store::metering::{
-    Granularity, IngestReport, MeteringSettings, UsageOf, hour_start, prepare_batch,
-};
+use purser_store::metering::{Granularity, IngestReport, MeteringSettings, UsageOf, prepare_batch};
 use purser_store::{AuditFilter, PageRequest, Store};
 use purser_testkit::{TestDatabase, both_backends, scope};
 
 /// The hour the tests' usage starts: three days before now, so that every hour of it
 /// can close.
 fn base_hour() -> Timestamp {
-    hour_start(Timestamp::now() - SignedDuration::from_hours(72)).unwrap()
+    purser_testkit::base_hour(72)
 }
 
 fn at(minutes: i64) -> Timestamp {

@@ -13,14 +13,14 @@ use purser_core::marketplace::subscription::{SellerCall, SubscriptionSnapshot, S
 use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::LedgerFilter;
-use purser_store::metering::{MeteringSettings, hour_start};
+use purser_store::metering::MeteringSettings;
 use purser_store::subscriptions::{Channel, NewNotification, NotificationStatus};
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 use rust_decimal::Decimal;
 
 fn base_hour() -> Timestamp {
-    hour_start(Timestamp::now() - SignedDuration::from_hours(72)).unwrap()
+    purser_testkit::base_hour(72)
 }
 
 fn hours(n: i64) -> Timestamp {

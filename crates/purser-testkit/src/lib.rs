@@ -170,3 +170,13 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The start of the hour `hours_back` hours before this test process first asked.
+/// Fixed for the process, so that a test running across an hour boundary keeps the
+/// hours it planned (a clock read afresh shifts every hour by one mid-test).
+pub fn base_hour(hours_back: i64) -> jiff::Timestamp {
+    static STARTED: std::sync::OnceLock<jiff::Timestamp> = std::sync::OnceLock::new();
+    let started = *STARTED.get_or_init(jiff::Timestamp::now);
+    purser_store::metering::hour_start(started - jiff::SignedDuration::from_hours(hours_back))
+        .expect("an hour in range")
+}

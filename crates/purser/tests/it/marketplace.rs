@@ -11,7 +11,7 @@ use purser_core::Marketplace;
 use purser_core::marketplace::DeliveryState;
 use purser_fakes::{FakeConfig, FakeMarketplaces};
 use purser_store::marketplace::LedgerFilter;
-use purser_store::metering::{MeteringSettings, hour_start};
+use purser_store::metering::MeteringSettings;
 use purser_store::{Location, OpenMode, Store};
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{Backend, TestDatabase};
@@ -22,7 +22,7 @@ const ACCOUNTS: usize = 100;
 const HOURS: i64 = 4;
 
 fn first_hour() -> Timestamp {
-    hour_start(Timestamp::now() - SignedDuration::from_hours(HOURS + 2)).expect("hour")
+    purser_testkit::base_hour(HOURS + 2)
 }
 
 /// AWS and Azure customers (their 24-hour windows let a test use real time), with
