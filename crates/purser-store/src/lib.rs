@@ -18,6 +18,7 @@ pub mod db;
 pub mod identity;
 pub mod jobs;
 pub mod marketplace;
+pub mod marketplace_rollup;
 pub mod marketplace_views;
 pub mod metering;
 pub mod migrate;
