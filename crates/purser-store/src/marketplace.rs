@@ -742,12 +742,17 @@ impl Store {
             .collect();
         let mut newly_accepted = Vec::new();
         for chunk in candidates.chunks(500) {
+            // The state is compared here: given `state = 'accepted'`, SQLite's planner
+            // would take the state index over the keys.
             let sql = format!(
-                "SELECT record_key FROM marketplace_records WHERE state = 'accepted' AND record_key IN ({})",
+                "SELECT record_key, state FROM marketplace_records WHERE record_key IN ({})",
                 crate::placeholders(1, chunk.len())
             );
             let params: Vec<Value> = chunk.iter().map(|k| k.as_str().into()).collect();
             for row in tx.query(&sql, &params).await? {
+                if row.text(1)? != DeliveryState::Accepted.as_str() {
+                    continue;
+                }
                 if let Some(record) = rolled.remove(&row.text(0)?) {
                     newly_accepted.push(record);
                 }

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use purser_core::chain::{ChainBreak, ChainVerifier, Chained, Checkpoint};
+use purser_core::marketplace::DeliveryState;
 use purser_core::{AccountScope, Marketplace};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -126,43 +127,40 @@ pub(crate) async fn add_accepted(
     tx: &mut Handle,
     accepted: &[(String, Marketplace, i64, Decimal)],
 ) -> Result<(), StoreError> {
-    let mut by_day: BTreeMap<i64, HashMap<(String, Marketplace), (i64, Decimal)>> = BTreeMap::new();
+    // Per day and marketplace, each account's count and sum to add.
+    let mut deltas: BTreeMap<(i64, Marketplace), HashMap<String, (i64, Decimal)>> = BTreeMap::new();
     for (account_id, marketplace, hour, quantity) in accepted {
-        let entry = by_day
-            .entry(day_of(*hour))
+        let entry = deltas
+            .entry((day_of(*hour), *marketplace))
             .or_default()
-            .entry((account_id.clone(), *marketplace))
+            .entry(account_id.clone())
             .or_default();
         entry.0 += 1;
         entry.1 += *quantity;
     }
-    for (day, mut deltas) in by_day {
+    for ((day, marketplace), mut sums) in deltas {
         // Sums are exact decimals: read, add in Rust, write back.
-        let accounts: Vec<String> = {
-            let mut ids: Vec<String> = deltas.keys().map(|(a, _)| a.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
+        let mut accounts: Vec<&String> = sums.keys().collect();
+        accounts.sort();
+        let accounts: Vec<String> = accounts.into_iter().cloned().collect();
         for chunk in accounts.chunks(500) {
             let sql = format!(
-                "SELECT account_id, marketplace, records, quantity FROM marketplace_accepted_days \
-                 WHERE day = $1 AND account_id IN ({})",
-                placeholders(2, chunk.len())
+                "SELECT account_id, records, quantity FROM marketplace_accepted_days \
+                 WHERE day = $1 AND marketplace = $2 AND account_id IN ({})",
+                placeholders(3, chunk.len())
             );
-            let mut params = vec![Value::Int(day)];
+            let mut params = vec![Value::Int(day), marketplace.as_str().into()];
             params.extend(chunk.iter().map(|a| Value::from(a.as_str())));
             for row in tx.query(&sql, &params).await? {
-                let key = (row.text(0)?, marketplace_of(&row, 1)?);
-                if let Some(delta) = deltas.get_mut(&key) {
-                    delta.0 += row.int(2)?;
-                    delta.1 += decimal(&row.text(3)?, "marketplace_accepted_days.quantity")?;
+                if let Some(sum) = sums.get_mut(&row.text(0)?) {
+                    sum.0 += row.int(1)?;
+                    sum.1 += decimal(&row.text(2)?, "marketplace_accepted_days.quantity")?;
                 }
             }
         }
-        let rows: Vec<Vec<Value>> = deltas
+        let rows: Vec<Vec<Value>> = sums
             .into_iter()
-            .map(|((account_id, marketplace), (records, quantity))| {
+            .map(|(account_id, (records, quantity))| {
                 vec![
                     Value::Int(day),
                     marketplace.as_str().into(),
@@ -204,13 +202,17 @@ pub(crate) async fn rebuild(tx: &mut Handle) -> Result<(), StoreError> {
     while day <= last {
         let rows = tx
             .query(
-                "SELECT account_id, marketplace, quantity FROM marketplace_records \
-                 WHERE hour >= $1 AND hour < $2 AND state = 'accepted'",
+                // The state is filtered below: see `tally_marketplace_records`.
+                "SELECT account_id, marketplace, quantity, state FROM marketplace_records \
+                 WHERE hour >= $1 AND hour < $2",
                 &[Value::Int(day), Value::Int(day + DAY_MICROS)],
             )
             .await?;
         let mut sums: HashMap<(String, Marketplace), (i64, Decimal)> = HashMap::new();
         for row in &rows {
+            if row.text(3)? != DeliveryState::Accepted.as_str() {
+                continue;
+            }
             let entry = sums
                 .entry((row.text(0)?, marketplace_of(row, 1)?))
                 .or_default();
@@ -311,6 +313,57 @@ impl Store {
             .collect()
     }
 
+    /// Writes ledger records exactly as given, in one transaction, bypassing planning
+    /// and outcomes: for building a benchmark's month of ledger in minutes. The
+    /// roll-up is not kept by this: `rebuild_marketplace_rollup` afterwards makes it
+    /// what the write paths would have.
+    pub async fn load_marketplace_records(
+        &self,
+        records: &[crate::marketplace::LedgerRecord],
+    ) -> Result<(), StoreError> {
+        let opt_time =
+            |t: Option<Timestamp>| t.map_or(Value::Null, |t| Value::Int(t.as_microsecond()));
+        let mut rows = Vec::with_capacity(records.len());
+        for r in records {
+            rows.push(vec![
+                r.record.key.to_string().into(),
+                r.marketplace.as_str().into(),
+                r.record.account_id.as_str().into(),
+                r.entitlement_id.as_str().into(),
+                r.record.dimension.as_str().into(),
+                r.record.marketplace_dimension.as_str().into(),
+                Value::Int(r.record.hour.as_microsecond()),
+                r.record.quantity.to_string().into(),
+                r.owed.to_string().into(),
+                r.carried_in.to_string().into(),
+                crate::json_text(&r.record.binding)?.into(),
+                r.state.as_str().into(),
+                Value::Int(r.attempts),
+                Value::Int(i64::from(r.uncertain)),
+                Value::Int(r.next_attempt_at.as_microsecond()),
+                Value::Int(r.deadline.as_microsecond()),
+                Value::Int(r.alert_at.as_microsecond()),
+                match &r.outcome {
+                    Some(outcome) => crate::json_text(outcome)?.into(),
+                    None => Value::Null,
+                },
+                r.marketplace_id.as_deref().map_or(Value::Null, Value::from),
+                Value::Int(r.planned_at.as_microsecond()),
+                opt_time(r.first_sent_at),
+                opt_time(r.settled_at),
+                Value::Int(i64::from(r.carried_out)),
+                Value::Int(i64::from(r.record.whole_units)),
+            ]);
+        }
+        let columns: Vec<&str> = crate::marketplace::RECORD_COLUMNS
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let mut tx = self.db.begin().await?;
+        crate::metering::insert_rows(&mut tx, "marketplace_records", &columns, rows).await?;
+        tx.commit().await
+    }
+
     /// Recomputes the roll-up from the records with migration 8's backfill: for a
     /// ledger loaded in bulk (the benchmark), and to prove the two agree.
     pub async fn rebuild_marketplace_rollup(&self) -> Result<(), StoreError> {
@@ -373,21 +426,25 @@ impl Store {
                     vec![(from, to)]
                 };
                 for (start, end) in edges.into_iter().filter(|(a, b)| a < b) {
+                    // The state is filtered here, not in SQL: with `state = 'accepted'`
+                    // SQLite's planner takes the state index and reads every accepted
+                    // record there is.
                     let rows = handle
                         .query(
                             &format!(
-                                "SELECT r.marketplace, r.quantity FROM marketplace_records r {join} {range} \
-                                 AND r.state = 'accepted'"
+                                "SELECT r.marketplace, r.quantity, r.state FROM marketplace_records r {join} {range}"
                             ),
                             &in_range(&params, start, end),
                         )
                         .await?;
                     for row in &rows {
-                        tally.add_accepted(
-                            marketplace_of(row, 0)?,
-                            1,
-                            decimal(&row.text(1)?, "marketplace_records.quantity")?,
-                        );
+                        if row.text(2)? == DeliveryState::Accepted.as_str() {
+                            tally.add_accepted(
+                                marketplace_of(row, 0)?,
+                                1,
+                                decimal(&row.text(1)?, "marketplace_records.quantity")?,
+                            );
+                        }
                     }
                 }
                 // The rest, through the index holding only records not accepted.
