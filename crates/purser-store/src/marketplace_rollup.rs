@@ -30,7 +30,7 @@ use crate::db::{Handle, Row, Value};
 use crate::marketplace::{
     EXCHANGE_COLUMNS, Finding, ReconcileLine, exchange_from_row, record_from_row,
 };
-use crate::marketplace_views::{MarketplaceSummary, record_columns, scope_join};
+use crate::marketplace_views::{MarketplaceSummary, record_columns, scope_join_rows_first};
 use crate::{Store, StoreError, corrupt, decimal, from_micros, placeholders};
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -66,27 +66,13 @@ impl Tally {
 
     /// `records` accepted records holding `quantity` in all: clean lines.
     fn add_accepted(&mut self, marketplace: Marketplace, records: i64, quantity: Decimal) {
-        let summary = self.summary(marketplace);
-        summary.records += records;
-        summary.clean += records;
-        summary.due += quantity;
-        summary.accepted += quantity;
+        self.summary(marketplace)
+            .add(Finding::Clean, records, quantity, quantity);
     }
 
     fn add_line(&mut self, boundary: Option<String>, line: ReconcileLine) {
-        let summary = self.summary(line.marketplace);
-        summary.records += 1;
-        summary.due += line.due;
-        summary.accepted += line.accepted;
-        match line.finding {
-            Finding::Clean => summary.clean += 1,
-            Finding::Pending => summary.pending += 1,
-            Finding::Carried => summary.carried += 1,
-            Finding::Missing => summary.missing += 1,
-            Finding::Refused => summary.refused += 1,
-            Finding::Conflict => summary.conflict += 1,
-            Finding::OverReported => summary.over_reported += 1,
-        }
+        self.summary(line.marketplace)
+            .add(line.finding, 1, line.due, line.accepted);
         if line.finding != Finding::Clean {
             self.lines.push((boundary, line));
         }
@@ -116,7 +102,7 @@ impl Tally {
 fn scoped(scope: Option<&AccountScope>, params: &mut Vec<Value>) -> Option<(String, &'static str)> {
     match scope {
         None => Some(("WHERE 1 = 1".to_owned(), "CAST(NULL AS TEXT)")),
-        Some(scope) => scope_join(scope, params).map(|join| (join, "a.boundary")),
+        Some(scope) => scope_join_rows_first(scope, params).map(|join| (join, "a.boundary")),
     }
 }
 

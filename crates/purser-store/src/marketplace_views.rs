@@ -224,6 +224,26 @@ impl MarketplaceSummary {
             Finding::OverReported => self.over_reported,
         }
     }
+
+    /// Counts `records` records of one finding, due and accepted what they hold in all.
+    pub(crate) fn add(&mut self, finding: Finding, records: i64, due: Decimal, accepted: Decimal) {
+        self.records += records;
+        self.due += due;
+        self.accepted += accepted;
+        *self.count_mut(finding) += records;
+    }
+
+    fn count_mut(&mut self, finding: Finding) -> &mut i64 {
+        match finding {
+            Finding::Clean => &mut self.clean,
+            Finding::Pending => &mut self.pending,
+            Finding::Carried => &mut self.carried,
+            Finding::Missing => &mut self.missing,
+            Finding::Refused => &mut self.refused,
+            Finding::Conflict => &mut self.conflict,
+            Finding::OverReported => &mut self.over_reported,
+        }
+    }
 }
 
 /// A period's reconciliation as the scope may see it.
@@ -256,14 +276,36 @@ impl ScopedReconciliation {
 /// `r.account_id`'s account in the scope: the join and its condition, with the
 /// boundaries appended to `params`. `None` when the scope sees nothing.
 pub(crate) fn scope_join(scope: &AccountScope, params: &mut Vec<Value>) -> Option<String> {
-    let join = "JOIN accounts a ON a.id = r.account_id".to_owned();
+    scoped(
+        scope,
+        params,
+        "JOIN accounts a ON a.id = r.account_id WHERE 1 = 1",
+    )
+}
+
+/// `scope_join` with `r` read first, whatever the planner thinks: reconciliation
+/// selects a period's rows of `r` and looks each account up, where SQLite's planner
+/// would rather start from `accounts` and read every record of each (`CROSS JOIN`
+/// fixes SQLite's join order; PostgreSQL plans it as any inner join).
+pub(crate) fn scope_join_rows_first(
+    scope: &AccountScope,
+    params: &mut Vec<Value>,
+) -> Option<String> {
+    scoped(
+        scope,
+        params,
+        "CROSS JOIN accounts a WHERE a.id = r.account_id",
+    )
+}
+
+fn scoped(scope: &AccountScope, params: &mut Vec<Value>, join: &str) -> Option<String> {
     match scope.visible_boundaries() {
-        None => Some(format!("{join} WHERE 1 = 1")),
+        None => Some(join.to_owned()),
         Some(boundaries) if boundaries.is_empty() => None,
         Some(boundaries) => {
             let list = placeholders(params.len() + 1, boundaries.len());
             params.extend(boundaries.iter().map(|b| Value::from(b.as_str())));
-            Some(format!("{join} WHERE a.boundary IN ({list})"))
+            Some(format!("{join} AND a.boundary IN ({list})"))
         }
     }
 }
