@@ -171,6 +171,14 @@ impl Submitter {
     pub async fn run(&self, store: &Store) -> Result<SubmitReport, StoreError> {
         let mut report = SubmitReport::default();
         let now = self.now(store).await?;
+        // Re-reads what earlier runs appended to the exchange chain and stores its head
+        // as verified, so that reconciliation re-hashes only what came after. First,
+        // so that it never stands between sending and the next run.
+        let exchanges = store.checkpoint_marketplace_exchanges(now).await?;
+        if let Some(chain_break) = &exchanges.chain_break {
+            tracing::error!(%chain_break, "the marketplace exchange evidence does not verify");
+            report.chain_break = Some(chain_break.clone());
+        }
         // A backlog is planned two days per transaction.
         let plan = store.plan_marketplace_hours(now, 48).await?;
         report.planned_hours = plan.hours;
@@ -192,13 +200,6 @@ impl Submitter {
         }
 
         let now = self.now(store).await?;
-        // Re-reads this run's exchanges and stores the chain's head as verified, so
-        // that reconciliation re-hashes only what came after.
-        let exchanges = store.checkpoint_marketplace_exchanges(now).await?;
-        if let Some(chain_break) = &exchanges.chain_break {
-            tracing::error!(%chain_break, "the marketplace exchange evidence does not verify");
-            report.chain_break = Some(chain_break.clone());
-        }
         let (at_risk, oldest) = store.marketplace_at_risk(now, 5).await?;
         report.at_risk = at_risk;
         if at_risk > 0 {

@@ -463,8 +463,8 @@ impl Store {
     }
 
     /// Verifies the chain from the latest checkpoint and, when it verifies, stores its
-    /// head as the next checkpoint. Run by the submission job after each run, so that
-    /// a reconciliation re-hashes at most the exchanges since then.
+    /// head as the next checkpoint. Run by the submission job at the start of each run,
+    /// so that a reconciliation re-hashes at most the exchanges since then.
     pub async fn checkpoint_marketplace_exchanges(
         &self,
         now: Timestamp,
