@@ -83,10 +83,17 @@ pub struct SubmitReport {
     pub refused: usize,
     pub conflicts: usize,
     pub at_risk: i64,
+    /// How the exchange chain breaks, when re-reading it after the run found it broken.
+    pub chain_break: Option<String>,
 }
 
 impl SubmitReport {
     pub fn summary(&self) -> String {
+        let chain = self
+            .chain_break
+            .as_ref()
+            .map(|b| format!("; the exchange evidence does not verify: {b}"))
+            .unwrap_or_default();
         format!(
             "planned {} hours ({} records); sent {}: {} accepted, {} to retry, {} refused, {} conflicting; {} expired; {} at risk",
             self.planned_hours,
@@ -98,7 +105,7 @@ impl SubmitReport {
             self.conflicts,
             self.expired,
             self.at_risk
-        )
+        ) + &chain
     }
 }
 
@@ -164,6 +171,14 @@ impl Submitter {
     pub async fn run(&self, store: &Store) -> Result<SubmitReport, StoreError> {
         let mut report = SubmitReport::default();
         let now = self.now(store).await?;
+        // Re-reads what earlier runs appended to the exchange chain and stores its head
+        // as verified, so that reconciliation re-hashes only what came after. First,
+        // so that it never stands between sending and the next run.
+        let exchanges = store.checkpoint_marketplace_exchanges(now).await?;
+        if let Some(chain_break) = &exchanges.chain_break {
+            tracing::error!(%chain_break, "the marketplace exchange evidence does not verify");
+            report.chain_break = Some(chain_break.clone());
+        }
         // A backlog is planned two days per transaction.
         let plan = store.plan_marketplace_hours(now, 48).await?;
         report.planned_hours = plan.hours;
@@ -341,15 +356,24 @@ pub async fn azure_witness(
 
 /// `purser reconcile`: prints every record that is not clean and a summary per
 /// marketplace, with Azure's own listing as a second witness when Azure is
-/// configured; returns whether everything reconciles.
+/// configured; returns whether everything reconciles. `full`: from every record and
+/// every exchange rather than the roll-up and the chain's latest checkpoint.
 pub async fn reconcile(
     config: &Config,
     from: Timestamp,
     to: Timestamp,
     json: bool,
+    full: bool,
 ) -> Result<bool, AppError> {
+    use purser_store::marketplace_rollup::{ChainWalk, Method};
     let store = open_store(config, OpenMode::ReadOnly).await?;
-    let mut report = store.reconcile_marketplaces(from, to).await?;
+    let mut report = if full {
+        store
+            .reconcile_marketplaces_by(from, to, Method::EveryRecord, ChainWalk::Whole)
+            .await?
+    } else {
+        store.reconcile_marketplaces(from, to).await?
+    };
     if let Some(azure) = &config.marketplaces.azure {
         let client = AzureClient::new(azure)
             .map_err(|e| AppError::Invalid(format!("marketplaces.azure: {e}")))?;
@@ -378,35 +402,31 @@ fn print_reconcile(out: &mut impl Write, report: &ReconcileReport) {
     let _ = writeln!(
         out,
         "reconciled {} records from {} to {}",
-        report.lines.len(),
+        report.records(),
         report.from.map(|t| t.to_string()).unwrap_or_default(),
         report.to.map(|t| t.to_string()).unwrap_or_default()
     );
-    for marketplace in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws] {
-        let lines: Vec<_> = report
-            .lines
-            .iter()
-            .filter(|l| l.marketplace == marketplace)
-            .collect();
-        if lines.is_empty() {
-            continue;
-        }
-        let count = |f: Finding| lines.iter().filter(|l| l.finding == f).count();
-        let due: rust_decimal::Decimal = lines.iter().map(|l| l.due).sum();
-        let accepted: rust_decimal::Decimal = lines.iter().map(|l| l.accepted).sum();
+    for summary in &report.summaries {
+        let marketplace = summary.marketplace;
         let _ = writeln!(
             out,
-            "{marketplace}: {} records, due {due}, accepted {accepted}; clean {}, pending {}, carried {}, missing {}, refused {}, conflicting {}, over-reported {}",
-            lines.len(),
-            count(Finding::Clean),
-            count(Finding::Pending),
-            count(Finding::Carried),
-            count(Finding::Missing),
-            count(Finding::Refused),
-            count(Finding::Conflict),
-            count(Finding::OverReported),
+            "{marketplace}: {} records, due {}, accepted {}; clean {}, pending {}, carried {}, missing {}, refused {}, conflicting {}, over-reported {}",
+            summary.records,
+            summary.due,
+            summary.accepted,
+            summary.clean,
+            summary.pending,
+            summary.carried,
+            summary.missing,
+            summary.refused,
+            summary.conflict,
+            summary.over_reported,
         );
-        for line in lines.iter().filter(|l| l.finding.is_off()) {
+        let off = report
+            .lines
+            .iter()
+            .filter(|l| l.marketplace == marketplace && l.finding.is_off());
+        for line in off {
             let _ = writeln!(
                 out,
                 "  {:?}  account {}  {}  hour {}  due {}  accepted {}{}",
@@ -462,12 +482,23 @@ fn print_reconcile(out: &mut impl Write, report: &ReconcileReport) {
             report.unplanned_hours.len()
         );
     }
+    let exchanges = &report.exchanges;
+    let walked = match (exchanges.checkpoint, exchanges.checkpoint_verified_at) {
+        (Some(seq), Some(at)) => format!(
+            "exchanges 1 to {seq} were verified at {at} (checkpoint), {seq} to {} re-hashed now; `--full` re-hashes all",
+            exchanges.head
+        ),
+        _ => format!("all {} exchanges re-hashed now", exchanges.head),
+    };
     match &report.chain_break {
         Some(chain_break) => {
-            let _ = writeln!(out, "the exchange evidence does not verify: {chain_break}");
+            let _ = writeln!(
+                out,
+                "the exchange evidence does not verify: {chain_break} ({walked})"
+            );
         }
         None => {
-            let _ = writeln!(out, "the exchange evidence verifies");
+            let _ = writeln!(out, "the exchange evidence verifies: {walked}");
         }
     }
     let _ = writeln!(

@@ -176,6 +176,18 @@ impl ChainVerifier {
         }
     }
 
+    /// Continues a walk after `head`, an entry the caller has just verified itself
+    /// (re-hashed and found equal to a checkpoint): verifying a long log from a
+    /// checkpoint onwards instead of from its start.
+    pub fn resume(head: Checkpoint) -> Self {
+        Self {
+            head,
+            checkpoint: None,
+            pending_move: None,
+            n_verified: 0,
+        }
+    }
+
     pub fn push(&mut self, entry: &impl Chained) -> Result<(), ChainBreak> {
         let expected = self.head.seq + 1;
         let written_as = self.written_as(entry);

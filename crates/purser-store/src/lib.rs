@@ -20,6 +20,7 @@ pub mod erp;
 pub mod identity;
 pub mod jobs;
 pub mod marketplace;
+pub mod marketplace_rollup;
 pub mod marketplace_views;
 pub mod metering;
 pub mod migrate;

@@ -35,6 +35,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::{Dialect, Handle, Row, Value};
+use crate::marketplace_rollup::{ChainWalk, ExchangeCheck, Method};
+use crate::marketplace_views::MarketplaceSummary;
 use crate::{Store, StoreError, corrupt, decimal, from_micros, json_text};
 
 const HOUR_MICROS: i64 = 3_600_000_000;
@@ -604,10 +606,13 @@ impl Store {
         // Where each record stands now, read in a few statements rather than one a
         // record: a submission of thousands of records is recorded in milliseconds.
         let mut current: HashMap<String, (i64, DeliveryState, bool)> = HashMap::new();
+        // What the roll-up needs of each record: account, marketplace, hour, quantity.
+        let mut rolled: HashMap<String, (String, Marketplace, i64, Decimal)> = HashMap::new();
         let keys: Vec<String> = outcomes.iter().map(|(k, _)| k.to_string()).collect();
         for chunk in keys.chunks(500) {
             let sql = format!(
-                "SELECT record_key, attempts, state, uncertain FROM marketplace_records WHERE record_key IN ({})",
+                "SELECT record_key, attempts, state, uncertain, account_id, marketplace, hour, quantity \
+                 FROM marketplace_records WHERE record_key IN ({})",
                 crate::placeholders(1, chunk.len())
             );
             let params: Vec<Value> = chunk.iter().map(|k| k.as_str().into()).collect();
@@ -615,6 +620,18 @@ impl Store {
                 let state = DeliveryState::parse(&row.text(2)?)
                     .map_err(|e| corrupt("marketplace_records.state", e))?;
                 current.insert(row.text(0)?, (row.int(1)?, state, row.int(3)? != 0));
+                if state != DeliveryState::Accepted {
+                    rolled.insert(
+                        row.text(0)?,
+                        (
+                            row.text(4)?,
+                            Marketplace::parse(&row.text(5)?)
+                                .map_err(|e| corrupt("marketplace_records.marketplace", e))?,
+                            row.int(6)?,
+                            decimal(&row.text(7)?, "marketplace_records.quantity")?,
+                        ),
+                    );
+                }
             }
         }
         let mut retries: Vec<Vec<Value>> = Vec::new();
@@ -712,6 +729,36 @@ impl Store {
             params.push(Value::Int(now.as_microsecond()));
             tx.execute(&sql, &params).await?;
         }
+        // The roll-up gains the records this transaction made accepted: those not
+        // accepted before it and accepted now, read back rather than inferred from the
+        // outcomes, so that it holds whatever the statements above did.
+        let candidates: Vec<String> = settled
+            .iter()
+            .filter(|row| matches!(&row[1], Value::Text(state) if state == DeliveryState::Accepted.as_str()))
+            .filter_map(|row| match &row[0] {
+                Value::Text(key) if rolled.contains_key(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut newly_accepted = Vec::new();
+        for chunk in candidates.chunks(500) {
+            // The state is compared here: given `state = 'accepted'`, SQLite's planner
+            // would take the state index over the keys.
+            let sql = format!(
+                "SELECT record_key, state FROM marketplace_records WHERE record_key IN ({})",
+                crate::placeholders(1, chunk.len())
+            );
+            let params: Vec<Value> = chunk.iter().map(|k| k.as_str().into()).collect();
+            for row in tx.query(&sql, &params).await? {
+                if row.text(1)? != DeliveryState::Accepted.as_str() {
+                    continue;
+                }
+                if let Some(record) = rolled.remove(&row.text(0)?) {
+                    newly_accepted.push(record);
+                }
+            }
+        }
+        crate::marketplace_rollup::add_accepted(&mut tx, &newly_accepted).await?;
         tx.commit().await?;
         Ok(summary)
     }
@@ -830,42 +877,13 @@ impl Store {
         rows.iter().map(exchange_from_row).collect()
     }
 
-    /// Walks the exchange chain against its recorded head.
+    /// Walks the whole exchange chain against its recorded head.
     pub async fn verify_marketplace_exchanges(
         &self,
     ) -> Result<Result<Checkpoint, purser_core::chain::ChainBreak>, StoreError> {
         let mut handle = self.db.read().await?;
-        let head = handle
-            .query_one(
-                "SELECT exchange_seq, exchange_hash FROM marketplace_head WHERE id = 1",
-                &[],
-            )
-            .await?;
-        let recorded = Checkpoint {
-            seq: head.int(0)?,
-            hash: head.text(1)?,
-        };
-        let mut verifier = purser_core::chain::ChainVerifier::new(None);
-        let mut after = 0i64;
-        loop {
-            let rows = handle
-                .query(
-                    &format!("SELECT {EXCHANGE_COLUMNS} FROM marketplace_exchanges WHERE seq > $1 ORDER BY seq LIMIT 1000"),
-                    &[Value::Int(after)],
-                )
-                .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                let evidence = exchange_from_row(row)?;
-                after = evidence.seq;
-                if let Err(chain_break) = verifier.push(&evidence) {
-                    return Ok(Err(chain_break));
-                }
-            }
-        }
-        Ok(verifier.finish(Some(&recorded)))
+        let recorded = crate::marketplace_rollup::recorded_head(&mut handle).await?;
+        crate::marketplace_rollup::walk_exchanges(&mut handle, None, &recorded).await
     }
 }
 
@@ -879,9 +897,9 @@ pub struct SubmissionSummary {
     pub expired: usize,
 }
 
-const EXCHANGE_COLUMNS: &str = "seq, started_at, marketplace, operation, method, url, request_body, status, response_body, error, elapsed_ms, record_keys, prev_hash, hash";
+pub(crate) const EXCHANGE_COLUMNS: &str = "seq, started_at, marketplace, operation, method, url, request_body, status, response_body, error, elapsed_ms, record_keys, prev_hash, hash";
 
-fn exchange_from_row(row: &Row) -> Result<ExchangeEvidence, StoreError> {
+pub(crate) fn exchange_from_row(row: &Row) -> Result<ExchangeEvidence, StoreError> {
     let keys = row
         .text(11)?
         .split_whitespace()
@@ -1023,11 +1041,18 @@ impl Finding {
 pub struct ReconcileReport {
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+    /// Per marketplace with records in the period, in marketplace order: how many
+    /// records, how many of each finding, what was due and what was accepted.
+    pub summaries: Vec<MarketplaceSummary>,
+    /// Every line that is not clean (pending, carried, missing, refused, conflicting),
+    /// oldest hour first; clean lines are counted in `summaries` only.
     pub lines: Vec<ReconcileLine>,
     /// Closed hours in the period not yet planned.
     pub unplanned_hours: Vec<Timestamp>,
     /// The exchange chain's verification, as text when broken.
     pub chain_break: Option<String>,
+    /// What of the chain was verified, and how.
+    pub exchanges: ExchangeCheck,
     /// Where a marketplace's own listing (Azure's usage events) disagrees with what
     /// the ledger says it accepted.
     pub witness: Vec<WitnessLine>,
@@ -1062,8 +1087,14 @@ impl ReconcileReport {
             && self.lines.iter().all(|l| !l.finding.is_off())
     }
 
-    pub fn count(&self, finding: Finding) -> usize {
-        self.lines.iter().filter(|l| l.finding == finding).count()
+    /// How many records of the period have this finding.
+    pub fn count(&self, finding: Finding) -> i64 {
+        self.summaries.iter().map(|s| s.count(finding)).sum()
+    }
+
+    /// How many records the period holds.
+    pub fn records(&self) -> i64 {
+        self.summaries.iter().map(|s| s.records).sum()
     }
 }
 
@@ -1100,32 +1131,44 @@ fn finding_of(record: &LedgerRecord) -> (Finding, Decimal, Option<String>) {
 impl Store {
     /// Reconciles `[from, to)`: per marketplace, account, dimension and hour, what was
     /// owed and due, whether it was sent and what the marketplace holds; every closed
-    /// hour not yet planned; and the exchange chain.
+    /// hour not yet planned; and the exchange chain. Reads the roll-up of accepted
+    /// records and the records not accepted, and walks the chain from its latest
+    /// checkpoint (`marketplace_rollup`).
     pub async fn reconcile_marketplaces(
         &self,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<ReconcileReport, StoreError> {
-        let records = self
-            .marketplace_records(&LedgerFilter {
-                from: Some(from),
-                to: Some(to),
-                ..LedgerFilter::default()
-            })
-            .await?;
-        let mut report = ReconcileReport {
+        self.reconcile_marketplaces_by(from, to, Method::RollUp, ChainWalk::FromCheckpoint)
+            .await
+    }
+
+    /// Reconciles `[from, to)` reading the ledger and walking the chain as told: with
+    /// `Method::EveryRecord` and `ChainWalk::Whole`, a recomputation from the records
+    /// and every exchange alone (`purser reconcile --full`), which must come to the
+    /// same report.
+    pub async fn reconcile_marketplaces_by(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        method: Method,
+        walk: ChainWalk,
+    ) -> Result<ReconcileReport, StoreError> {
+        let (summaries, lines) = self
+            .tally_marketplace_records(None, from, to, method)
+            .await?
+            .finish();
+        let exchanges = self.check_marketplace_exchanges(walk).await?;
+        Ok(ReconcileReport {
             from: Some(from),
             to: Some(to),
+            summaries,
+            lines: lines.into_iter().map(|(_, line)| line).collect(),
+            unplanned_hours: self.unplanned_hours(from, to).await?,
+            chain_break: exchanges.chain_break.clone(),
+            exchanges,
             ..ReconcileReport::default()
-        };
-        report.lines = records.iter().map(ReconcileLine::of).collect();
-        report.unplanned_hours = self.unplanned_hours(from, to).await?;
-        report.chain_break = self
-            .verify_marketplace_exchanges()
-            .await?
-            .err()
-            .map(|b| b.to_string());
-        Ok(report)
+        })
     }
 
     /// Closed hours in `[from, to)` after the last one planned (all of them when

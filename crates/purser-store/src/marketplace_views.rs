@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::db::Value;
 use crate::marketplace::{Finding, RECORD_COLUMNS, ReconcileLine, record_from_row};
+use crate::marketplace_rollup::{ChainWalk, ExchangeCheck, Method};
 use crate::{Store, StoreError, from_micros};
 
 /// Where a marketplace's records of one hour stand.
@@ -195,7 +196,7 @@ pub struct MarketplaceSummary {
 }
 
 impl MarketplaceSummary {
-    fn new(marketplace: Marketplace) -> Self {
+    pub(crate) fn new(marketplace: Marketplace) -> Self {
         Self {
             marketplace,
             records: 0,
@@ -208,6 +209,39 @@ impl MarketplaceSummary {
             over_reported: 0,
             due: Decimal::ZERO,
             accepted: Decimal::ZERO,
+        }
+    }
+
+    /// How many of the marketplace's records have this finding.
+    pub fn count(&self, finding: Finding) -> i64 {
+        match finding {
+            Finding::Clean => self.clean,
+            Finding::Pending => self.pending,
+            Finding::Carried => self.carried,
+            Finding::Missing => self.missing,
+            Finding::Refused => self.refused,
+            Finding::Conflict => self.conflict,
+            Finding::OverReported => self.over_reported,
+        }
+    }
+
+    /// Counts `records` records of one finding, due and accepted what they hold in all.
+    pub(crate) fn add(&mut self, finding: Finding, records: i64, due: Decimal, accepted: Decimal) {
+        self.records += records;
+        self.due += due;
+        self.accepted += accepted;
+        *self.count_mut(finding) += records;
+    }
+
+    fn count_mut(&mut self, finding: Finding) -> &mut i64 {
+        match finding {
+            Finding::Clean => &mut self.clean,
+            Finding::Pending => &mut self.pending,
+            Finding::Carried => &mut self.carried,
+            Finding::Missing => &mut self.missing,
+            Finding::Refused => &mut self.refused,
+            Finding::Conflict => &mut self.conflict,
+            Finding::OverReported => &mut self.over_reported,
         }
     }
 }
@@ -229,6 +263,8 @@ pub struct ScopedReconciliation {
     /// Whether the exchange chain verifies (system-wide), and how it breaks if not.
     pub exchanges_verify: bool,
     pub chain_break: Option<String>,
+    /// What of the chain was verified, and how.
+    pub exchanges: ExchangeCheck,
 }
 
 impl ScopedReconciliation {
@@ -239,16 +275,38 @@ impl ScopedReconciliation {
 
 /// `r.account_id`'s account in the scope: the join and its condition, with the
 /// boundaries appended to `params`. `None` when the scope sees nothing.
-fn scope_join(scope: &AccountScope, params: &mut Vec<Value>) -> Option<String> {
+pub(crate) fn scope_join(scope: &AccountScope, params: &mut Vec<Value>) -> Option<String> {
+    scoped(
+        scope,
+        params,
+        "JOIN accounts a ON a.id = r.account_id WHERE",
+    )
+}
+
+/// `scope_join` with `r` read first, whatever the planner thinks: reconciliation
+/// selects a period's rows of `r` and looks each account up, where SQLite's planner
+/// would rather start from `accounts` and read every record of each (`CROSS JOIN`
+/// fixes SQLite's join order; PostgreSQL plans it as any inner join).
+pub(crate) fn scope_join_rows_first(
+    scope: &AccountScope,
+    params: &mut Vec<Value>,
+) -> Option<String> {
+    scoped(
+        scope,
+        params,
+        "CROSS JOIN accounts a WHERE a.id = r.account_id AND",
+    )
+}
+
+/// `join` followed by the scope's boundary condition (`join` ends with `WHERE` or `AND`).
+fn scoped(scope: &AccountScope, params: &mut Vec<Value>, join: &str) -> Option<String> {
     let condition = crate::accounts::boundary_filter(scope, "a.boundary", params)?;
-    Some(format!(
-        "JOIN accounts a ON a.id = r.account_id WHERE {condition}"
-    ))
+    Some(format!("{join} {condition}"))
 }
 
 /// `RECORD_COLUMNS` qualified by the record table's alias (accounts share names such
 /// as `marketplace`).
-fn record_columns() -> String {
+pub(crate) fn record_columns() -> String {
     crate::qualified_columns(RECORD_COLUMNS, "r")
 }
 
@@ -452,60 +510,33 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<ScopedReconciliation, StoreError> {
-        let mut params = Vec::new();
-        let mut lines = Vec::new();
-        if let Some(mut sql) = scope_join(scope, &mut params) {
-            params.push(Value::Int(from.as_microsecond()));
-            params.push(Value::Int(to.as_microsecond()));
-            sql.push_str(&format!(
-                " AND r.hour >= ${} AND r.hour < ${}",
-                params.len() - 1,
-                params.len()
-            ));
-            let mut handle = self.db.read().await?;
-            let rows = handle
-                .query(
-                    &format!(
-                        "SELECT {}, a.boundary FROM marketplace_records r {sql} \
-                         ORDER BY r.hour, r.account_id, r.dimension",
-                        record_columns()
-                    ),
-                    &params,
-                )
-                .await?;
-            drop(handle);
-            for row in &rows {
-                lines.push((row.text(24)?, ReconcileLine::of(&record_from_row(row)?)));
-            }
-        }
+        self.marketplace_reconciliation_by(scope, from, to, Method::RollUp)
+            .await
+    }
+
+    /// `marketplace_reconciliation`, reading the ledger as `method` says (the same
+    /// answer either way).
+    pub async fn marketplace_reconciliation_by(
+        &self,
+        scope: &AccountScope,
+        from: Timestamp,
+        to: Timestamp,
+        method: Method,
+    ) -> Result<ScopedReconciliation, StoreError> {
+        let (summaries, lines) = self
+            .tally_marketplace_records(Some(scope), from, to, method)
+            .await?
+            .finish();
         // What is not account data, Purser's own: unplanned hours and the chain.
         let unplanned_hours = self.unplanned_hours(from, to).await?;
-        let chain_break = self
-            .verify_marketplace_exchanges()
-            .await?
-            .err()
-            .map(|b| b.to_string());
-        let mut summaries: BTreeMap<Marketplace, MarketplaceSummary> = BTreeMap::new();
+        let exchanges = self
+            .check_marketplace_exchanges(ChainWalk::FromCheckpoint)
+            .await?;
         let mut off = Vec::new();
         let mut shown = Vec::new();
         for (boundary, line) in lines {
-            let summary = summaries
-                .entry(line.marketplace)
-                .or_insert(MarketplaceSummary::new(line.marketplace));
-            summary.records += 1;
-            summary.due += line.due;
-            summary.accepted += line.accepted;
-            match line.finding {
-                Finding::Clean => summary.clean += 1,
-                Finding::Pending => summary.pending += 1,
-                Finding::Carried => summary.carried += 1,
-                Finding::Missing => summary.missing += 1,
-                Finding::Refused => summary.refused += 1,
-                Finding::Conflict => summary.conflict += 1,
-                Finding::OverReported => summary.over_reported += 1,
-            }
             if line.finding.is_off() {
-                shown.push((boundary, line.account_id.clone()));
+                shown.push((boundary.unwrap_or_default(), line.account_id.clone()));
                 off.push(ReconcileLineView::from(line));
             }
         }
@@ -518,11 +549,12 @@ impl Store {
         Ok(ScopedReconciliation {
             from,
             to,
-            summaries: summaries.into_values().collect(),
+            summaries,
             off,
             unplanned_hours,
-            exchanges_verify: chain_break.is_none(),
-            chain_break,
+            exchanges_verify: exchanges.verifies(),
+            chain_break: exchanges.chain_break.clone(),
+            exchanges,
         })
     }
 

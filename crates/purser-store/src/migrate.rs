@@ -81,7 +81,24 @@ pub const MIGRATIONS: &[Migration] = &[
             include_str!("../migrations/postgres/0007_erp_triggers.sql")
         ),
     },
+    Migration {
+        version: 8,
+        name: "marketplace_rollup",
+        // Tables in the shared subset; `backfill` fills the roll-up.
+        sqlite: include_str!("../migrations/common/0008_marketplace_rollup.sql"),
+        postgres: include_str!("../migrations/common/0008_marketplace_rollup.sql"),
+    },
 ];
+
+/// What a version computes from existing rows after its SQL, in its transaction:
+/// what SQL alone cannot (exact decimal sums on SQLite). Kept apart from `MIGRATIONS`
+/// so that a version without one needs no entry.
+async fn backfill(version: i64, tx: &mut crate::db::Handle) -> Result<(), StoreError> {
+    match version {
+        8 => crate::marketplace_rollup::rebuild(tx).await,
+        _ => Ok(()),
+    }
+}
 
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -118,6 +135,12 @@ pub async fn migrate(db: &Db) -> Result<Vec<i64>, StoreError> {
         tx.batch(sql).await.map_err(|e| {
             StoreError::Backend(format!(
                 "migration {} ({}) failed: {e}",
+                migration.version, migration.name
+            ))
+        })?;
+        backfill(migration.version, &mut tx).await.map_err(|e| {
+            StoreError::Backend(format!(
+                "migration {} ({}) failed to fill its tables: {e}",
                 migration.version, migration.name
             ))
         })?;

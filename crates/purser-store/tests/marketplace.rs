@@ -7,13 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::Marketplace;
 use purser_core::marketplace::{DeliveryState, RecordOutcome};
+use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::metering::MeteringSettings;
 use purser_testkit::marketplace as fixtures;
-use purser_testkit::{TestDatabase, both_backends};
+use purser_testkit::{TestDatabase, both_backends, scope};
 use rust_decimal::Decimal;
 
 fn base_hour() -> Timestamp {
@@ -22,6 +22,15 @@ fn base_hour() -> Timestamp {
 
 fn hours(n: i64) -> Timestamp {
     base_hour() + SignedDuration::from_hours(n)
+}
+
+fn admin() -> AccountScope {
+    scope("root", &[Role::Admin], &["us-gov"], Some("US"))
+}
+
+/// Not cleared for us-gov.
+fn finance() -> AccountScope {
+    scope("fin", &[Role::Finance], &[], Some("US"))
 }
 
 fn dec(s: &str) -> Decimal {
@@ -229,18 +238,22 @@ both_backends!(
             .reconcile_marketplaces(hours(0), hours(3))
             .await
             .unwrap();
+        // Clean lines are counted; every other one is listed.
         let finding = |hour: i64, dimension: &str| {
             report
                 .lines
                 .iter()
                 .find(|l| l.hour == hours(hour) && l.dimension == dimension)
                 .map(|l| l.finding)
-                .unwrap()
         };
-        assert_eq!(finding(0, "data_written_gib"), Finding::Clean);
-        assert_eq!(finding(0, "capacity_tib_hours"), Finding::Clean);
-        assert_eq!(finding(1, "data_written_gib"), Finding::Missing);
-        assert_eq!(finding(2, "data_written_gib"), Finding::Carried);
+        assert_eq!(finding(0, "data_written_gib"), None);
+        assert_eq!(finding(0, "capacity_tib_hours"), None);
+        assert_eq!(finding(1, "data_written_gib"), Some(Finding::Missing));
+        assert_eq!(finding(2, "data_written_gib"), Some(Finding::Carried));
+        // Hour 0's two, and hours 1 and 2's zero records that expired owing nothing.
+        assert_eq!(report.count(Finding::Clean), 4);
+        assert_eq!(report.records(), 6);
+        assert_eq!(report.lines.len(), 2);
         assert!(!report.is_clean());
         assert!(report.chain_break.is_none());
         assert!(report.unplanned_hours.is_empty());
@@ -370,6 +383,323 @@ both_backends!(
                 .unwrap()
                 .iter()
                 .all(|r| r.record.quantity.is_zero() && r.carried_in.is_zero())
+        );
+    }
+);
+
+/// The start of the first UTC day after `t`.
+fn next_midnight(t: Timestamp) -> Timestamp {
+    let day = 86_400_000_000i64;
+    let micros = t.as_microsecond();
+    Timestamp::from_microsecond(micros - micros.rem_euclid(day) + day).unwrap()
+}
+
+/// Plans, sends and expires 50 hours of a standard and a us-gov AWS account through
+/// the real paths, so that the ledger holds every finding (accepted, already
+/// accepted, refused then accepted, refused, conflicting, missing, carried, zero
+/// records expired, pending), across UTC days.
+async fn ledger_with_every_finding(store: &Store) -> (String, String) {
+    let written = fixtures::gib_meter(
+        "storage.written",
+        "com.polaris.io",
+        "bytes_written",
+        "data_written_gib",
+    );
+    let offer = fixtures::private_offer(
+        Marketplace::Aws,
+        &[
+            ("capacity_tib_hours", "CapacityTiBHours"),
+            ("data_written_gib", "DataWrittenGiB"),
+        ],
+    );
+    let offer = fixtures::define(store, &[written], offer).await;
+    let mut ids = Vec::new();
+    for (index, (external_id, boundary)) in [("acme", "standard"), ("agency", "us-gov")]
+        .into_iter()
+        .enumerate()
+    {
+        let customer = fixtures::Customer {
+            external_id: external_id.into(),
+            name: external_id.into(),
+            boundary,
+            index,
+            around: base_hour(),
+            committed: "0.000000001",
+            committed_dimensions: &["data_written_gib"],
+        };
+        ids.push(fixtures::customer(store, &offer, &customer).await);
+    }
+    let mut lines = Vec::new();
+    for hour in 0..50 {
+        for (subject, gib) in [("acme", 3 + hour as u64 % 4), ("agency", 1)] {
+            lines.push(fixtures::written_event(
+                &format!("{subject}-{hour}"),
+                subject,
+                hours(hour) + SignedDuration::from_mins(10),
+                gib * GIB,
+            ));
+        }
+    }
+    assert_eq!(fixtures::ingest(store, &lines).await, lines.len());
+    // The first planning reaches back a day only: plan the first hours, then the rest.
+    for through in [3, 50] {
+        store
+            .close_due_hours(
+                hours(through) + SignedDuration::from_mins(16),
+                &MeteringSettings::default(),
+                1000,
+            )
+            .await
+            .unwrap();
+        store
+            .plan_marketplace_hours(Timestamp::now(), 1000)
+            .await
+            .unwrap();
+    }
+    let records = store
+        .marketplace_records(&LedgerFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 50 * 2 * 2);
+
+    // Answers, as a marketplace would give them, in two submissions.
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for r in &records {
+        let hour = r.record.hour.duration_since(base_hour()).as_hours();
+        let written = r.record.dimension == "data_written_gib";
+        let accepted = RecordOutcome::Accepted {
+            marketplace_id: Some(format!("mr-{}", r.record.key)),
+        };
+        let refused = RecordOutcome::Refused {
+            code: "CustomerNotEntitledException".into(),
+            message: "not entitled".into(),
+        };
+        let outcome = match (hour % 10, written) {
+            (3, true) if hour == 13 => {
+                // Refused, then taken after all: a refused record becomes accepted.
+                second.push((r.record.key, accepted.clone()));
+                refused
+            }
+            (3, true) => refused,
+            (4, _) => RecordOutcome::AlreadyAccepted {
+                marketplace_id: None,
+            },
+            (5, true) => RecordOutcome::Conflict {
+                accepted_quantity: Some(dec("9")),
+                message: "DuplicateRecord".into(),
+            },
+            // The answer was lost: never carried, missing once its window closes.
+            (7, _) => RecordOutcome::Retry {
+                reason: "timeout".into(),
+                may_have_applied: true,
+            },
+            // Never sent: carried once its window closes (a zero owes nothing).
+            (8, _) => continue,
+            _ => accepted,
+        };
+        first.push((r.record.key, outcome));
+    }
+    let sim = hours(50) + SignedDuration::from_mins(30);
+    for outcomes in [first, second] {
+        let keys = outcomes.iter().map(|(k, _)| *k).take(3).collect();
+        store
+            .record_marketplace_submission(sim, &outcomes, vec![fixtures::exchange(keys)], None)
+            .await
+            .unwrap();
+    }
+    // Hours up to 20 missed their window; later ones are still pending.
+    store
+        .expire_marketplace_records(hours(45) + SignedDuration::from_mins(30))
+        .await
+        .unwrap();
+    (ids[0].clone(), ids[1].clone())
+}
+
+both_backends!(
+    the_rollup_reconciles_exactly_as_every_record_does,
+    |db: TestDatabase| async move {
+        use purser_store::marketplace_rollup::{ChainWalk, Method};
+        let store = db.open().await;
+        ledger_with_every_finding(&store).await;
+        let midnight = next_midnight(hours(0));
+        let day = SignedDuration::from_hours(24);
+        let periods = [
+            (hours(0), hours(50)),
+            (midnight, midnight + day),
+            (midnight, hours(50)),
+            (
+                midnight - SignedDuration::from_hours(1),
+                midnight + day + SignedDuration::from_hours(3),
+            ),
+            (hours(2), hours(5)),
+            (hours(0) - day, hours(50) + day),
+            (hours(7), hours(7)),
+        ];
+        let reports = |store: Store| async move {
+            let mut all = Vec::new();
+            for (from, to) in periods {
+                let mut pair = Vec::new();
+                for method in [Method::RollUp, Method::EveryRecord] {
+                    pair.push((
+                        store
+                            .reconcile_marketplaces_by(from, to, method, ChainWalk::Whole)
+                            .await
+                            .unwrap(),
+                        store
+                            .marketplace_reconciliation_by(&admin(), from, to, method)
+                            .await
+                            .unwrap(),
+                        store
+                            .marketplace_reconciliation_by(&finance(), from, to, method)
+                            .await
+                            .unwrap(),
+                    ));
+                }
+                all.push(pair);
+            }
+            all
+        };
+        let all = reports(store.clone()).await;
+        for ((from, to), pair) in periods.iter().zip(&all) {
+            assert_eq!(pair[0], pair[1], "{from} to {to}");
+        }
+
+        // The whole ledger's period holds every finding, and the scopes differ.
+        let (whole, admin_view, finance_view) = &all[0][0];
+        for finding in [
+            Finding::Clean,
+            Finding::Pending,
+            Finding::Carried,
+            Finding::Missing,
+            Finding::Refused,
+            Finding::Conflict,
+        ] {
+            assert!(
+                whole.count(finding) > 0,
+                "{finding:?}: {:?}",
+                whole.summaries
+            );
+        }
+        assert_eq!(whole.records(), 200);
+        assert!(!whole.is_clean());
+        assert_eq!(admin_view.summaries, whole.summaries);
+        assert!(finance_view.summaries[0].records < whole.records());
+        assert!(!finance_view.off.is_empty());
+        // The conflicting records hold what the marketplace says it accepted.
+        assert!(
+            whole
+                .lines
+                .iter()
+                .filter(|l| l.finding == Finding::Conflict)
+                .all(|l| l.accepted == dec("9"))
+        );
+        // A day the roll-up answers for alone: what its rows say was accepted.
+        let rollup = store.marketplace_accepted_days().await.unwrap();
+        let (on_day, _, _) = &all[1][0];
+        let accepted_that_day: Decimal = rollup
+            .iter()
+            .filter(|r| r.day == midnight)
+            .map(|r| r.quantity)
+            .sum();
+        let conflicts_that_day: Decimal = on_day
+            .lines
+            .iter()
+            .filter(|l| l.finding == Finding::Conflict)
+            .map(|l| l.accepted)
+            .sum();
+        assert_eq!(
+            on_day.summaries[0].accepted,
+            accepted_that_day + conflicts_that_day
+        );
+
+        // Rebuilding the roll-up (migration 8's backfill) finds what the write paths
+        // kept.
+        store.rebuild_marketplace_rollup().await.unwrap();
+        assert_eq!(store.marketplace_accepted_days().await.unwrap(), rollup);
+
+        // A database that had the ledger before migration 8: upgrading fills the
+        // roll-up from the records, and reconciles the same.
+        let mut tx = store.db().begin().await.unwrap();
+        tx.batch(
+            "DROP TABLE marketplace_accepted_days; DROP INDEX marketplace_records_unaccepted; \
+             DROP TABLE marketplace_exchange_checkpoints; DELETE FROM schema_migrations WHERE version = 8;",
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        drop(store);
+        let store = db.open().await;
+        assert_eq!(store.marketplace_accepted_days().await.unwrap(), rollup);
+        assert_eq!(reports(store).await, all);
+    }
+);
+
+both_backends!(
+    reconciliation_verifies_the_chain_from_its_latest_checkpoint,
+    |db: TestDatabase| async move {
+        use purser_store::marketplace_rollup::ChainWalk;
+        let store = db.open().await;
+        ledger_with_every_finding(&store).await;
+        let now = hours(51);
+        // No checkpoint yet: the whole chain is walked.
+        let whole = store
+            .check_marketplace_exchanges(ChainWalk::FromCheckpoint)
+            .await
+            .unwrap();
+        assert_eq!(
+            (whole.head, whole.walked_from, whole.checkpoint),
+            (2, 1, None)
+        );
+        let made = store.checkpoint_marketplace_exchanges(now).await.unwrap();
+        assert!(made.verifies());
+        // Two more exchanges: the walk starts at the checkpoint's own exchange.
+        for _ in 0..2 {
+            store
+                .record_marketplace_submission(now, &[], vec![fixtures::exchange(vec![])], None)
+                .await
+                .unwrap();
+        }
+        let report = store
+            .reconcile_marketplaces(hours(0), hours(50))
+            .await
+            .unwrap();
+        assert_eq!(report.exchanges.head, 4);
+        assert_eq!(report.exchanges.checkpoint, Some(2));
+        assert_eq!(report.exchanges.walked_from, 2);
+        assert_eq!(report.exchanges.checkpoint_verified_at, Some(now));
+        assert!(report.chain_break.is_none());
+
+        // A checkpoint that no longer matches its exchange is a break, whatever the
+        // whole walk says.
+        let mut tx = store.db().begin().await.unwrap();
+        tx.execute(
+            "UPDATE marketplace_exchange_checkpoints SET hash = $1 WHERE seq = 2",
+            &["0".repeat(64).into()],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let broken = store
+            .reconcile_marketplaces(hours(0), hours(50))
+            .await
+            .unwrap();
+        assert!(broken.chain_break.is_some(), "{:?}", broken.exchanges);
+        assert!(!broken.is_clean());
+        assert!(
+            store
+                .check_marketplace_exchanges(ChainWalk::Whole)
+                .await
+                .unwrap()
+                .verifies()
+        );
+        // And the job's next checkpoint is refused until someone looks.
+        assert!(
+            !store
+                .checkpoint_marketplace_exchanges(now)
+                .await
+                .unwrap()
+                .verifies()
         );
     }
 );

@@ -123,6 +123,11 @@ enum Command {
         to: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Recompute from every record and re-hash every exchange, instead of reading
+        /// the roll-up of accepted records and verifying the chain from its latest
+        /// checkpoint (same report, slower).
+        #[arg(long)]
+        full: bool,
     },
     /// Marketplace submission: plan closed hours, send what is due, once, now (the
     /// `marketplace.submit` job does this every minute in a server).
@@ -479,9 +484,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Reconcile { from, to, json } => {
+        Command::Reconcile {
+            from,
+            to,
+            json,
+            full,
+        } => {
             let (from, to) = range(from, to, 24 * 31)?;
-            if !purser_app::marketplace::reconcile(&config, from, to, json).await? {
+            if !purser_app::marketplace::reconcile(&config, from, to, json, full).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -656,6 +656,9 @@ async fn seed_marketplace_demo(dir: &std::path::Path) -> (i64, String) {
         .expect("a record");
     }
     tx.commit().await.expect("commit");
+    // Written around the ledger's write paths, so the reconciliation roll-up is
+    // rebuilt as migration 8 fills it.
+    store.rebuild_marketplace_rollup().await.expect("roll-up");
     drop(store);
     (hour, defense.id.0.clone())
 }
