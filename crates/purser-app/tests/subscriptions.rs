@@ -133,14 +133,7 @@ both_backends!(
         let store = db.open().await;
         let world = world().await;
         let actor = Actor::new("system:test", None);
-        let meter = fixtures::gib_meter(
-            "storage.written",
-            "com.polaris.io",
-            "bytes_written",
-            "data_written_gib",
-        );
-        let offer = fixtures::private_offer(Marketplace::Gcp, &[("data_written_gib", "written")]);
-        let offer = fixtures::define(&store, &[meter], offer).await;
+        let offer = fixtures::written_offer(&store, Marketplace::Gcp).await;
         store
             .set_marketplace_plan(
                 &actor,
@@ -360,14 +353,7 @@ both_backends!(
         let fulfillment = fakes.fulfillment();
         fulfillment.set_webhook_url(&format!("{base}/hooks/azure/fulfillment"));
 
-        let offer = fixtures::private_offer(Marketplace::Azure, &[("data_written_gib", "written")]);
-        let meter = fixtures::gib_meter(
-            "storage.written",
-            "com.polaris.io",
-            "bytes_written",
-            "data_written_gib",
-        );
-        let offer = fixtures::define(&store, &[meter], offer).await;
+        let offer = fixtures::written_offer(&store, Marketplace::Azure).await;
         let mut seats = fixtures::plan_terms(&offer.id, 100);
         seats.per_quantity = true;
         store
@@ -544,14 +530,7 @@ both_backends!(
         let saas = fakes.aws_saas();
         saas.set_sns_endpoint(&format!("{base}/hooks/aws/sns"));
 
-        let offer = fixtures::private_offer(Marketplace::Aws, &[("data_written_gib", "written")]);
-        let meter = fixtures::gib_meter(
-            "storage.written",
-            "com.polaris.io",
-            "bytes_written",
-            "data_written_gib",
-        );
-        let offer = fixtures::define(&store, &[meter], offer).await;
+        let offer = fixtures::written_offer(&store, Marketplace::Aws).await;
         store
             .set_marketplace_plan(
                 &actor,

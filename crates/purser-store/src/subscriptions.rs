@@ -312,25 +312,7 @@ impl Store {
         let id = Uuid::now_v7().to_string();
         let now = now_micros().as_microsecond();
         let mut tx = self.db.begin().await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO marketplace_notifications (id, marketplace, delivery_key, channel, received_at, body, kind, external_id, status, attempts, next_attempt_at, last_error) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $5, $10) \
-                 ON CONFLICT (marketplace, delivery_key) DO NOTHING",
-                &[
-                    (&id).into(),
-                    new.marketplace.as_str().into(),
-                    (&new.delivery_key).into(),
-                    new.channel.as_str().into(),
-                    Value::Int(now),
-                    (&new.body).into(),
-                    opt_text_value(new.kind.as_deref()),
-                    opt_text_value(new.external_id.as_deref()),
-                    new.status.as_str().into(),
-                    opt_text_value(new.error.as_deref()),
-                ],
-            )
-            .await?;
+        let inserted = insert_notification(&mut tx, &id, now, &new).await?;
         let stored = if inserted == 1 {
             Stored {
                 id,
@@ -454,15 +436,7 @@ impl Store {
         external_id: &str,
     ) -> Result<Option<SubscriptionRecord>, StoreError> {
         let mut handle = self.db.read().await?;
-        let row = handle
-            .query_opt(
-                &format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM marketplace_subscriptions WHERE marketplace = $1 AND external_id = $2"
-                ),
-                &[marketplace.as_str().into(), external_id.into()],
-            )
-            .await?;
-        row.as_ref().map(subscription_from_row).transpose()
+        subscription_in(&mut handle, marketplace, external_id).await
     }
 
     /// Acts on a fresh read of a subscription, in one transaction: decides, changes the
@@ -485,15 +459,7 @@ impl Store {
             .await?
             .unwrap_or(Timestamp::MIN);
         let plans = plans_in(&mut tx, marketplace).await?;
-        let existing = tx
-            .query_opt(
-                &format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM marketplace_subscriptions WHERE marketplace = $1 AND external_id = $2"
-                ),
-                &[marketplace.as_str().into(), external_id.into()],
-            )
-            .await?;
-        let (id, current) = match existing.as_ref().map(subscription_from_row).transpose()? {
+        let (id, current) = match subscription_in(&mut tx, marketplace, external_id).await? {
             Some(record) => (record.id, record.subscription),
             None => {
                 let id = Uuid::now_v7().to_string();
@@ -703,18 +669,20 @@ impl Store {
         .await?;
         // Durable like any delivery: the next run re-reads the subscription and
         // approves it, whichever process runs it.
-        tx.execute(
-            "INSERT INTO marketplace_notifications (id, marketplace, delivery_key, channel, received_at, body, kind, external_id, status, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'linked', $7, 'received', 0, $5)",
-            &[
-                Uuid::now_v7().to_string().into(),
-                marketplace.as_str().into(),
-                format!("linked:{id}").into(),
-                Channel::Registration.as_str().into(),
-                Value::Int(now.as_microsecond()),
-                json_text(&json!({ "linked_to": account.id.0, "by": scope.actor.name }))?.into(),
-                external_id.into(),
-            ],
+        insert_notification(
+            &mut tx,
+            &Uuid::now_v7().to_string(),
+            now.as_microsecond(),
+            &NewNotification {
+                marketplace,
+                delivery_key: format!("linked:{id}"),
+                channel: Channel::Registration,
+                body: json_text(&json!({ "linked_to": account.id.0, "by": scope.actor.name }))?,
+                kind: Some("linked".into()),
+                external_id: Some(external_id.to_string()),
+                status: NotificationStatus::Received,
+                error: None,
+            },
         )
         .await?;
         append(
@@ -760,6 +728,50 @@ impl Store {
             })
             .collect()
     }
+}
+
+async fn subscription_in(
+    handle: &mut Handle,
+    marketplace: Marketplace,
+    external_id: &str,
+) -> Result<Option<SubscriptionRecord>, StoreError> {
+    let row = handle
+        .query_opt(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM marketplace_subscriptions WHERE marketplace = $1 AND external_id = $2"
+            ),
+            &[marketplace.as_str().into(), external_id.into()],
+        )
+        .await?;
+    row.as_ref().map(subscription_from_row).transpose()
+}
+
+/// Stores a notification unless its delivery key is already there; returns the rows
+/// inserted (0 for a redelivery).
+async fn insert_notification(
+    tx: &mut Handle,
+    id: &str,
+    received_at: i64,
+    new: &NewNotification,
+) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO marketplace_notifications (id, marketplace, delivery_key, channel, received_at, body, kind, external_id, status, attempts, next_attempt_at, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $5, $10) \
+         ON CONFLICT (marketplace, delivery_key) DO NOTHING",
+        &[
+            id.into(),
+            new.marketplace.as_str().into(),
+            (&new.delivery_key).into(),
+            new.channel.as_str().into(),
+            Value::Int(received_at),
+            (&new.body).into(),
+            opt_text_value(new.kind.as_deref()),
+            opt_text_value(new.external_id.as_deref()),
+            new.status.as_str().into(),
+            opt_text_value(new.error.as_deref()),
+        ],
+    )
+    .await
 }
 
 async fn plans_in(

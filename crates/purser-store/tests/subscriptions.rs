@@ -82,14 +82,7 @@ both_backends!(
     |db: TestDatabase| async move {
         let store = db.open().await;
         let actor = Actor::new("system:subscriptions", None);
-        let meter = fixtures::gib_meter(
-            "storage.written",
-            "com.polaris.io",
-            "bytes_written",
-            "data_written_gib",
-        );
-        let offer = fixtures::private_offer(Marketplace::Gcp, &[("data_written_gib", "written")]);
-        let offer = fixtures::define(&store, &[meter], offer).await;
+        let offer = fixtures::written_offer(&store, Marketplace::Gcp).await;
         store
             .set_marketplace_plan(
                 &actor,

@@ -334,3 +334,16 @@ pub fn plan_terms(
         per_quantity: false,
     }
 }
+
+/// Defines the `storage.written` meter (bytes written, in GiB) and a private offer of
+/// `marketplace` selling `data_written_gib` as `written`; returns the offer as stored.
+pub async fn written_offer(store: &Store, marketplace: Marketplace) -> Offer {
+    let meter = gib_meter(
+        "storage.written",
+        "com.polaris.io",
+        "bytes_written",
+        "data_written_gib",
+    );
+    let offer = private_offer(marketplace, &[("data_written_gib", "written")]);
+    define(store, &[meter], offer).await
+}
