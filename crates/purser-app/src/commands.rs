@@ -23,12 +23,60 @@ pub async fn run_server(config: &Config) -> Result<(), AppError> {
     .await
 }
 
-/// Seeds the demo data set if the database is empty, prints how to sign in, serves.
-pub async fn run_demo(config: &Config) -> Result<(), AppError> {
+/// Starts fake marketplaces in process, seeds the demo data set if the database is
+/// empty (`history_days` of telemetry, each hour reported to the fakes in its turn),
+/// prints how to sign in, and serves, reporting to the fakes in real time unless the
+/// configuration names marketplaces of its own.
+pub async fn run_demo(config: &Config, history_days: i64) -> Result<(), AppError> {
     let store = open_store(config, OpenMode::Write).await?;
-    let seeded = demo::seed(&store).await?;
+    let marketplaces = demo::DemoMarketplaces::start().await?;
+    let options = demo::SeedOptions {
+        days: history_days.clamp(1, 62),
+        now: jiff::Timestamp::now(),
+        marketplaces: Some(&marketplaces),
+        on_day: Some(&|done, days| {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\rSeeding the demo: day {done} of {days} closed and reported to the fake marketplaces"
+            );
+            if done == days {
+                let _ = writeln!(err);
+            }
+        }),
+    };
+    let seeded = demo::seed(&store, &options).await?;
+    // A database seeded by an earlier run: its customers, registered anew. One whose
+    // entitlements are bound to no marketplace has nothing to report to the fakes.
+    let bound = store.bound_entitlements().await?;
+    marketplaces.register(&store).await?;
+    marketplaces.run_in_real_time();
+    let mut config = config.clone();
+    let own = &config.marketplaces;
+    let to_fakes =
+        own.gcp.is_none() && own.azure.is_none() && own.aws.is_none() && !bound.is_empty();
+    if to_fakes {
+        config.marketplaces = marketplaces.config();
+    }
     let location = config.location().describe();
-    serve(config, store, move |address| {
+    let fakes = marketplaces.fakes();
+    let reporting = if to_fakes {
+        format!(
+            "fake Google {}, Azure {}, AWS {} (in this process)",
+            fakes.gcp_url(),
+            fakes.azure_url(),
+            fakes.aws_url()
+        )
+    } else if bound.is_empty() {
+        "none (no entitlement is bound to one)".to_owned()
+    } else {
+        "the marketplaces in the configuration".to_owned()
+    };
+    let reconcile = match &config.database_url {
+        Some(_) => "purser reconcile --database-url …".to_owned(),
+        None => format!("purser reconcile --data-dir {}", config.data_dir.display()),
+    };
+    let served = serve(&config, store, move |address| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
@@ -64,9 +112,16 @@ pub async fn run_demo(config: &Config) -> Result<(), AppError> {
                 user.residency
             );
         }
+        let _ = writeln!(out, "\nMarketplaces: {reporting}.");
+        let _ = writeln!(
+            out,
+            "Reconcile what was reported (the last 31 days): {reconcile}"
+        );
         let _ = writeln!(out, "\nStop with Ctrl-C.");
     })
-    .await
+    .await;
+    marketplaces.shutdown().await;
+    served
 }
 
 pub struct UserAdd {

@@ -122,6 +122,17 @@ impl Submitter {
 
     /// The clients for every configured marketplace.
     pub fn from_config(config: &MarketplacesConfig, owner: String) -> Result<Submitter, AppError> {
+        Self::from_config_at(config, owner, None)
+    }
+
+    /// The same, reading the time from `clock` when one is given (the submitter and
+    /// the AWS client, whose signatures carry it), as the demo's history and the tests
+    /// that play hours against the fakes do.
+    pub fn from_config_at(
+        config: &MarketplacesConfig,
+        owner: String,
+        clock: Option<purser_marketplace::Clock>,
+    ) -> Result<Submitter, AppError> {
         let bad = |what: &str, e: purser_marketplace::ClientError| {
             AppError::Invalid(format!("marketplaces.{what}: {e}"))
         };
@@ -135,12 +146,17 @@ impl Submitter {
             ));
         }
         if let Some(aws) = &config.aws {
-            clients.push(Arc::new(AwsClient::new(aws).map_err(|e| bad("aws", e))?));
+            let client = AwsClient::new(aws).map_err(|e| bad("aws", e))?;
+            clients.push(Arc::new(match &clock {
+                Some(clock) => client.with_clock(clock.clone()),
+                None => client,
+            }));
         }
         let mut submitter = Submitter::new(clients, owner);
         if let Some(seconds) = config.record_lease_seconds {
             submitter.record_lease = SignedDuration::from_secs(seconds.max(10));
         }
+        submitter.clock = clock;
         Ok(submitter)
     }
 

@@ -16,7 +16,7 @@ use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
 use purser_core::Marketplace;
 use purser_core::marketplace::DeliveryState;
 use purser_fakes::{FakeClock, FakeConfig, FakeMarketplaces, FaultConfig};
-use purser_marketplace::{AwsClient, AzureClient, GcpClient, MeteringClient};
+use purser_marketplace::{AzureClient, MeteringClient};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::marketplace_rollup::{ChainWalk, Method};
@@ -130,89 +130,14 @@ async fn marketplaces(
         let now = now.clone();
         Arc::new(move || *now.lock().unwrap()) as purser_marketplace::Clock
     };
-    let clients: Vec<Arc<dyn MeteringClient>> = vec![
-        Arc::new(GcpClient::new(config.gcp.as_ref().unwrap()).unwrap()),
-        Arc::new(AzureClient::new(config.azure.as_ref().unwrap()).unwrap()),
-        Arc::new(
-            AwsClient::new(config.aws.as_ref().unwrap())
-                .unwrap()
-                .with_clock(read.clone()),
-        ),
-    ];
-    let submitter = Submitter::new(clients, "test-submitter".into()).with_clock(read);
+    let submitter =
+        Submitter::from_config_at(&config, "test-submitter".into(), Some(read)).unwrap();
     (fakes, submitter, now)
 }
 
 fn set_now(now: &Arc<Mutex<Timestamp>>, fakes: &FakeMarketplaces, at: Timestamp) {
     *now.lock().unwrap() = at;
     fakes.clock().set(at);
-}
-
-/// What each marketplace holds, as (marketplace, billed party, dimension, hour,
-/// quantity), sorted: one entry per record it took.
-fn billed_by_fakes(
-    fakes: &FakeMarketplaces,
-) -> Vec<(Marketplace, String, String, Timestamp, Decimal)> {
-    let mut billed = Vec::new();
-    for u in fakes.gcp().usage() {
-        let metric = u.metric.rsplit('/').next().unwrap_or_default().to_owned();
-        billed.push((
-            Marketplace::Gcp,
-            u.consumer_id,
-            metric,
-            u.start_time,
-            u.value.normalize(),
-        ));
-    }
-    for e in fakes.azure().events() {
-        billed.push((
-            Marketplace::Azure,
-            e.resource,
-            e.dimension,
-            e.hour,
-            e.quantity.normalize(),
-        ));
-    }
-    for r in fakes.aws().records() {
-        let party = match &r.customer {
-            purser_fakes::AwsCustomer::Account { account_id, .. } => account_id.clone(),
-            other => format!("{other:?}"),
-        };
-        billed.push((
-            Marketplace::Aws,
-            party,
-            r.dimension,
-            r.hour,
-            r.quantity.normalize(),
-        ));
-    }
-    billed.sort();
-    billed
-}
-
-async fn billed_by_ledger(store: &Store) -> Vec<(Marketplace, String, String, Timestamp, Decimal)> {
-    let accepted = store
-        .marketplace_records(&LedgerFilter {
-            state: Some(DeliveryState::Accepted),
-            ..LedgerFilter::default()
-        })
-        .await
-        .unwrap();
-    let mut billed: Vec<_> = accepted
-        .into_iter()
-        .map(|r| {
-            let party = fixtures::billed_party(&r.record.binding);
-            (
-                r.marketplace,
-                party,
-                r.record.marketplace_dimension,
-                r.record.hour,
-                r.record.quantity.normalize(),
-            )
-        })
-        .collect();
-    billed.sort();
-    billed
 }
 
 /// Plays the hours: each closes 15 minutes after its end and the submission job runs
@@ -279,7 +204,7 @@ async fn exactly_once(
     let (fakes, submitter, now) = marketplaces(faults, &store, timeout_ms).await;
     play_hours(&store, &submitter, &fakes, &now, scenario, runs_per_hour).await;
 
-    let ledger = billed_by_ledger(&store).await;
+    let ledger = fixtures::billed_by_ledger(&store).await;
     // Per hour: Google and AWS take both dimensions (requests as zero), Azure only what
     // is above zero.
     let per_hour = scenario.accounts_per_marketplace * (2 + 1 + 2);
@@ -294,7 +219,7 @@ async fn exactly_once(
     );
     // What the marketplaces hold is exactly what the ledger says was accepted: no
     // record twice, none missing, every quantity as planned.
-    assert_eq!(billed_by_fakes(&fakes), ledger);
+    assert_eq!(fixtures::billed_by_fakes(&fakes), ledger);
     // Google's reports for a consumer and metric adjoin hour after hour.
     for i in 0..scenario.accounts_per_marketplace {
         let consumer = format!("project_number:{:012}", 100 + i);

@@ -11,9 +11,13 @@ use purser_core::commercial::{
     CommitmentDraft, EntitlementDraft, Offer, OfferDimensionDraft, OfferDraft,
 };
 use purser_core::marketplace::Binding;
+use purser_core::marketplace::DeliveryState;
 use purser_core::meter::MeterDraft;
 use purser_core::{AccountScope, BoundaryRule, Marketplace};
+use purser_fakes::FakeMarketplaces;
 use purser_store::Store;
+use purser_store::marketplace::LedgerFilter;
+use rust_decimal::Decimal;
 
 /// The Service Control service the tests' Google customers are reported to.
 pub const GCP_SERVICE: &str = "storage.endpoints.vendor-project.cloud.goog";
@@ -56,6 +60,77 @@ pub fn billed_party(binding: &Binding) -> String {
             ..
         } => customer_identifier.clone(),
     }
+}
+
+/// One record a marketplace took: (marketplace, billed party, the marketplace's
+/// dimension or metric, hour, quantity).
+pub type Billed = (Marketplace, String, String, Timestamp, Decimal);
+
+/// What each fake marketplace holds, sorted: one entry per record it took.
+pub fn billed_by_fakes(fakes: &FakeMarketplaces) -> Vec<Billed> {
+    let mut billed = Vec::new();
+    for u in fakes.gcp().usage() {
+        let metric = u.metric.rsplit('/').next().unwrap_or_default().to_owned();
+        billed.push((
+            Marketplace::Gcp,
+            u.consumer_id,
+            metric,
+            u.start_time,
+            u.value.normalize(),
+        ));
+    }
+    for e in fakes.azure().events() {
+        billed.push((
+            Marketplace::Azure,
+            e.resource,
+            e.dimension,
+            e.hour,
+            e.quantity.normalize(),
+        ));
+    }
+    for r in fakes.aws().records() {
+        let party = match r.customer {
+            purser_fakes::AwsCustomer::Account { account_id, .. } => account_id,
+            purser_fakes::AwsCustomer::Identifier {
+                customer_identifier,
+                ..
+            } => customer_identifier,
+        };
+        billed.push((
+            Marketplace::Aws,
+            party,
+            r.dimension,
+            r.hour,
+            r.quantity.normalize(),
+        ));
+    }
+    billed.sort();
+    billed
+}
+
+/// What the ledger says the marketplaces accepted, in the shape of [`billed_by_fakes`].
+pub async fn billed_by_ledger(store: &Store) -> Vec<Billed> {
+    let accepted = store
+        .marketplace_records(&LedgerFilter {
+            state: Some(DeliveryState::Accepted),
+            ..LedgerFilter::default()
+        })
+        .await
+        .expect("the ledger's accepted records");
+    let mut billed: Vec<Billed> = accepted
+        .into_iter()
+        .map(|r| {
+            (
+                r.marketplace,
+                billed_party(&r.record.binding),
+                r.record.marketplace_dimension,
+                r.record.hour,
+                r.record.quantity.normalize(),
+            )
+        })
+        .collect();
+    billed.sort();
+    billed
 }
 
 /// A sum meter of `$.{field}` bytes on `event_type`, feeding `dimension` in GiB.

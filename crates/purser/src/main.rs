@@ -46,6 +46,10 @@ enum Command {
     Demo {
         #[arg(long)]
         listen: Option<String>,
+        /// Days of history a new demo database is seeded with, each hour reported to
+        /// the in-process fake marketplaces in its turn (1 to 62).
+        #[arg(long, default_value_t = 30)]
+        history_days: i64,
     },
     /// Print the effective configuration, secrets masked.
     Config,
@@ -384,7 +388,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let listen = match &cli.command {
-        Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
+        Command::Serve { listen } | Command::Demo { listen, .. } => listen.clone(),
         _ => None,
     };
     let data_dir = match (&cli.command, &cli.data_dir) {
@@ -403,9 +407,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             purser_app::init_logging(&config);
             commands::run_server(&config).await?;
         }
-        Command::Demo { .. } => {
+        Command::Demo { history_days, .. } => {
             purser_app::init_logging(&config);
-            commands::run_demo(&config).await?;
+            commands::run_demo(&config, history_days).await?;
         }
         Command::Config => commands::show_config(&config),
         Command::User(UserCommand::Add {

@@ -177,6 +177,8 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
     let profiles = tempfile::tempdir().expect("profiles");
     let server = Server::start(purser(&[
         "demo",
+        "--history-days",
+        "2",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -317,6 +319,8 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
     let profiles = tempfile::tempdir().expect("profiles");
     let server = Server::start(purser(&[
         "demo",
+        "--history-days",
+        "2",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -359,6 +363,8 @@ async fn finance_records_an_entitlement_from_the_account_page() {
     let profiles = tempfile::tempdir().expect("profiles");
     let server = Server::start(purser(&[
         "demo",
+        "--history-days",
+        "2",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -435,6 +441,8 @@ async fn finance_sees_a_week_of_usage_against_the_commitment_and_the_metering_pa
     let profiles = tempfile::tempdir().expect("profiles");
     let server = Server::start(purser(&[
         "demo",
+        "--history-days",
+        "7",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -517,7 +525,9 @@ async fn seed_marketplace_demo(dir: &std::path::Path) -> (i64, String) {
     let store = Store::open(&Location::sqlite_in(dir), OpenMode::Write)
         .await
         .expect("open");
-    purser_app::demo::seed(&store).await.expect("demo");
+    purser_app::demo::seed(&store, &purser_app::demo::SeedOptions::offline())
+        .await
+        .expect("demo");
     let system =
         purser_core::AccountScope::system("test", &store.boundary_rules().await.expect("rules"));
     let accounts = store
@@ -824,7 +834,9 @@ async fn seed_crm_demo(dir: &std::path::Path) -> Vec<String> {
     let store = Store::open(&Location::sqlite_in(dir), OpenMode::Write)
         .await
         .expect("open");
-    purser_app::demo::seed(&store).await.expect("demo");
+    purser_app::demo::seed(&store, &purser_app::demo::SeedOptions::offline())
+        .await
+        .expect("demo");
     let rules = store.boundary_rules().await.expect("rules");
     let admin = purser_core::AccountScope::for_principal(
         &purser_core::Principal {
@@ -983,6 +995,8 @@ async fn finance_links_a_waiting_subscription_and_never_sees_the_sovereign_one()
     let profiles = tempfile::tempdir().expect("profiles");
     let server = Server::start(purser(&[
         "demo",
+        "--history-days",
+        "2",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",

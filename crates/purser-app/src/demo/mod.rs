@@ -1,12 +1,47 @@
 //! The demo data set: a few dozen accounts across the marketplaces and boundaries,
 //! and a user for every role, with and without clearances. Seeded once into an empty
 //! database, through the same store calls as real work, so it is audited like them.
+//!
+//! With [`DemoMarketplaces`], the accounts sold through a marketplace are bound to it
+//! and their history is reported to the fakes hour by hour as it is played
+//! ([`marketplaces`]): the demo then holds weeks of real submissions that reconcile.
+
+mod marketplaces;
+
+pub use marketplaces::{DemoMarketplaces, GCP_SAAS_SERVICE, GCP_SERVICE};
 
 use purser_core::account::{AccountDraft, Owners};
 use purser_core::audit::Actor;
 use purser_core::identity::NewUser;
 use purser_core::{AccountScope, BoundaryRule};
 use purser_store::{Store, StoreError};
+
+use crate::AppError;
+
+/// How much history the demo holds and where it is reported.
+pub struct SeedOptions<'a> {
+    /// Days of telemetry before `now`.
+    pub days: i64,
+    /// When the demo is seeded as of: the history ends here.
+    pub now: jiff::Timestamp,
+    /// The marketplaces the history is reported to; without them no entitlement is
+    /// bound and nothing is reported.
+    pub marketplaces: Option<&'a DemoMarketplaces>,
+    /// Told (days played, days) as each day of history is in.
+    pub on_day: Option<&'a (dyn Fn(i64, i64) + Send + Sync)>,
+}
+
+impl SeedOptions<'_> {
+    /// A week of telemetry, reported nowhere.
+    pub fn offline() -> SeedOptions<'static> {
+        SeedOptions {
+            days: 7,
+            now: jiff::Timestamp::now(),
+            marketplaces: None,
+            on_day: None,
+        }
+    }
+}
 
 /// A demo sign-in, printed at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +281,7 @@ const CSMS: [&str; 4] = ["maya.chen", "luis.ortega", "ana.lima", "tom.berg"];
 
 /// Seeds an empty database; does nothing when users already exist. Returns whether
 /// it seeded.
-pub async fn seed(store: &Store) -> Result<bool, StoreError> {
+pub async fn seed(store: &Store, options: &SeedOptions<'_>) -> Result<bool, AppError> {
     if !store.users().await?.is_empty() {
         return Ok(false);
     }
@@ -262,7 +297,8 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>(),
             Some(user.residency),
-        )?;
+        )
+        .map_err(StoreError::from)?;
         let hash = purser_http::auth::hash_password(user.password.clone())
             .await
             .map_err(|e| StoreError::Backend(e.message))?;
@@ -295,13 +331,23 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
         };
         accounts.push(
             store
-                .create_account(&scope, draft.validate(&known)?)
+                .create_account(&scope, draft.validate(&known).map_err(StoreError::from)?)
                 .await?,
         );
     }
-    seed_commercial(store, &actor, &scope, &accounts).await?;
-    seed_usage(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
-    seed_subscriptions(store, &actor, &scope, &accounts, jiff::Timestamp::now()).await?;
+    let now = options.now;
+    let bound = options.marketplaces.is_some();
+    seed_commercial(store, &actor, &scope, &accounts, bound).await?;
+    let mut player = None;
+    if let Some(marketplaces) = options.marketplaces {
+        marketplaces.register(store).await?;
+        player = Some(marketplaces.player(marketplaces::first_hour(now, options.days)?)?);
+    }
+    seed_usage(store, &actor, &scope, &accounts, options, player.as_mut()).await?;
+    seed_subscriptions(store, &actor, &scope, &accounts, now, bound).await?;
+    if let Some(marketplaces) = options.marketplaces {
+        marketplaces.register(store).await?;
+    }
     seed_crm_findings(store, &scope).await?;
     Ok(true)
 }
@@ -310,13 +356,15 @@ pub async fn seed(store: &Store) -> Result<bool, StoreError> {
 /// Purser sells, buyers linked at registration (one still waiting), a plan change, a
 /// plan not mapped yet, a suspension, a sovereign buyer, and a notification of a kind
 /// Purser does not act on. Segments start after the demo's usage, so the usage already
-/// rated keeps its terms. No binding is given: the demo reports to no marketplace.
+/// rated keeps its terms. When the demo reports to marketplaces (`bound`), each
+/// subscription names whom its marketplace bills, as the marketplace would.
 async fn seed_subscriptions(
     store: &Store,
     actor: &Actor,
     scope: &AccountScope,
     accounts: &[purser_core::Account],
     now: jiff::Timestamp,
+    bound: bool,
 ) -> Result<(), StoreError> {
     use purser_core::Marketplace;
     use purser_core::commercial::{Commitment, DimensionKey, OveragePolicy, OverageReporting};
@@ -487,7 +535,13 @@ async fn seed_subscriptions(
             ],
         ),
     ];
-    for (marketplace, external_id, account, snapshots) in stories {
+    for (marketplace, external_id, account, mut snapshots) in stories {
+        if bound {
+            for snapshot in &mut snapshots {
+                snapshot.binding =
+                    marketplaces::subscription_binding(marketplace, external_id, &snapshot.plan);
+            }
+        }
         let mut snapshots = snapshots.into_iter();
         if let Some(first) = snapshots.next() {
             store
@@ -581,29 +635,32 @@ pub fn meters() -> Vec<purser_core::meter::MeterDraft> {
     ]
 }
 
-/// A week of telemetry up to `now` for every account in service: per cluster, a
-/// capacity sample and an I/O counter every 15 minutes; a few events for an unknown
-/// account and an unknown type (the quarantine); hours closed as the job would; then
-/// a few late events, booked into the open hour.
+/// `days` of telemetry up to `now` for every account in service: per cluster, a
+/// capacity sample and an I/O counter every 15 minutes, ingested a day at a time as of
+/// that day; with a `player`, each hour closed and reported in its turn; a few events
+/// for an unknown account and an unknown type (the quarantine); the remaining hours
+/// closed as the job would; then a few late events, booked into the open hour.
 async fn seed_usage(
     store: &Store,
     actor: &Actor,
     scope: &AccountScope,
     accounts: &[purser_core::Account],
-    now: jiff::Timestamp,
-) -> Result<(), StoreError> {
+    options: &SeedOptions<'_>,
+    mut player: Option<&mut marketplaces::Player<'_>>,
+) -> Result<(), AppError> {
+    let (now, days) = (options.now, options.days.max(1));
     use purser_core::events::Framing;
     use purser_store::metering::{MeteringSettings, prepare_batch};
     for draft in meters() {
-        let meter = draft.validate()?;
+        let meter = draft.validate().map_err(StoreError::from)?;
         store.create_meter(actor, &meter).await?;
     }
     let meters = store.meters().await?;
     let settings = MeteringSettings::default();
     let hour = |t: jiff::Timestamp| purser_store::metering::hour_start(t);
     let end = hour(now)?;
-    // A week back, within the age Purser accepts events at.
-    let start = end - jiff::SignedDuration::from_hours(24 * 7 - 1);
+    let start = marketplaces::first_hour(now, days)?;
+    let mut days_in = 0;
     let in_service: Vec<(usize, &purser_core::Account)> = accounts
         .iter()
         .enumerate()
@@ -661,11 +718,25 @@ async fn seed_usage(
         }
         t += jiff::SignedDuration::from_mins(15);
         if t.duration_since(day_start) >= jiff::SignedDuration::from_hours(24) || t >= now {
-            let batch = prepare_batch(body.as_bytes(), Framing::Ndjson, &meters, now, &settings)
-                .map_err(|e| StoreError::Backend(format!("demo usage: {e}")))?;
+            // As of the day's end, so that a month is within the age events are taken at.
+            let batch = prepare_batch(
+                body.as_bytes(),
+                Framing::Ndjson,
+                &meters,
+                t.min(now),
+                &settings,
+            )
+            .map_err(|e| StoreError::Backend(format!("demo usage: {e}")))?;
             store.ingest(scope, "demo", batch).await?;
             body.clear();
             day_start = t;
+            if let Some(player) = player.as_deref_mut() {
+                player.play_until(store, t.min(now)).await?;
+            }
+            days_in += 1;
+            if let Some(on_day) = options.on_day {
+                on_day(days_in.min(days), days);
+            }
         }
     }
     // The quarantine: a cluster not yet linked to an account, and a new event type.
@@ -693,10 +764,13 @@ async fn seed_usage(
     let batch = prepare_batch(odd.as_bytes(), Framing::Ndjson, &meters, now, &settings)
         .map_err(|e| StoreError::Backend(format!("demo usage: {e}")))?;
     store.ingest(scope, "demo", batch).await?;
-    loop {
-        if store.close_due_hours(now, &settings, 24).await?.is_empty() {
-            break;
-        }
+    match player {
+        Some(player) => player.play_until(store, now).await?,
+        None => loop {
+            if store.close_due_hours(now, &settings, 24).await?.is_empty() {
+                break;
+            }
+        },
     }
     // Late: a cluster's counter that arrived after its hour closed.
     if let (Some((_, account)), Some(closed)) = (in_service.first(), store.closed_through().await?)
@@ -723,6 +797,7 @@ async fn seed_commercial(
     actor: &Actor,
     scope: &AccountScope,
     accounts: &[purser_core::Account],
+    bound: bool,
 ) -> Result<(), StoreError> {
     use purser_core::commercial::{
         CommitmentDraft, EntitlementDraft, OfferDimensionDraft, OfferDraft, PricingDraft,
@@ -833,7 +908,9 @@ async fn seed_commercial(
             end: "2027-07-01T00:00:00Z".into(),
             status: Some(status.into()),
             commitments,
-            marketplace_binding: None,
+            marketplace_binding: bound
+                .then(|| marketplaces::demo_binding(account, index, offer_id == "demo-offer-saas"))
+                .flatten(),
         };
         let entitlement =
             draft.validate(format!("demo-ent-{index:02}"), account.id.0.clone(), offer)?;
