@@ -240,6 +240,7 @@ impl Submitter {
             let claimed = store
                 .claim_marketplace_records(
                     client.marketplace(),
+                    client.route(),
                     &self.owner,
                     self.record_lease,
                     now,
@@ -587,6 +588,8 @@ pub fn register_with_fakes(
                 fakes.aws().add_product(product_code, &dimensions);
                 fakes.aws().add_customer(customer_identifier, product_code);
             }
+            // Registered with the Tackle fake once it exists (next commit).
+            Some(Binding::Tackle { .. }) => {}
             None => {}
         }
     }

@@ -44,7 +44,7 @@ use purser_core::account::Marketplace;
 /// The exchange type is the core's, so the ledger chains exactly what a client made.
 pub use purser_core::marketplace::exchange::Exchange;
 use purser_core::marketplace::rules::Rules;
-pub use purser_core::marketplace::{Binding, RecordOutcome, UsageRecord};
+pub use purser_core::marketplace::{Binding, RecordOutcome, Route, UsageRecord};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -57,6 +57,11 @@ pub use secret::{Secret, SecretSource};
 #[async_trait::async_trait]
 pub trait MeteringClient: Send + Sync {
     fn marketplace(&self) -> Marketplace;
+    /// Whether the client reports to the marketplace directly or through Tackle: it
+    /// is given only the ledger records of its own route.
+    fn route(&self) -> Route {
+        Route::Direct
+    }
     fn rules(&self) -> &Rules;
     /// Sends `records` (all of this client's marketplace) in as many requests as the
     /// marketplace's batch size, body limit and grouping rules need, and returns one

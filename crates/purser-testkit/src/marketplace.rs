@@ -40,7 +40,18 @@ pub fn binding(marketplace: Marketplace, i: usize) -> Binding {
     }
 }
 
-/// What a binding bills, as the fakes record it (consumer, resource or AWS account).
+/// The `i`-th customer of `cloud` routed through Tackle: Tackle's product and
+/// customer ids, distinct per cloud and `i`.
+pub fn tackle_binding(cloud: Marketplace, i: usize) -> Binding {
+    Binding::Tackle {
+        cloud,
+        product_id: format!("tackle-prod-{cloud}"),
+        customer_id: format!("tackle-cust-{cloud}-{i}"),
+    }
+}
+
+/// What a binding bills, as the fakes record it (consumer, resource, AWS account or
+/// Tackle customer).
 pub fn billed_party(binding: &Binding) -> String {
     match binding {
         Binding::Gcp {
@@ -55,6 +66,7 @@ pub fn billed_party(binding: &Binding) -> String {
             customer_identifier,
             ..
         } => customer_identifier.clone(),
+        Binding::Tackle { customer_id, .. } => customer_id.clone(),
     }
 }
 
@@ -152,9 +164,19 @@ pub async fn account(
 /// Creates the customer's account and its entitlement, bound to its marketplace;
 /// returns the account's id.
 pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> String {
+    let binding = binding(offer.marketplace, customer.index);
+    customer_bound(store, offer, customer, binding).await
+}
+
+/// Like [`customer`], with the entitlement bound by `binding` (a Tackle binding, say).
+pub async fn customer_bound(
+    store: &Store,
+    offer: &Offer,
+    customer: &Customer<'_>,
+    binding: Binding,
+) -> String {
     let system = AccountScope::system("test", &BoundaryRule::built_in());
     let marketplace = offer.marketplace;
-    let binding = binding(marketplace, customer.index);
     let account_id = account(
         store,
         marketplace,
@@ -225,6 +247,36 @@ pub async fn customers(
             committed_dimensions,
         };
         customer(store, offer, &spec).await;
+        externals.push(external_id);
+    }
+    externals
+}
+
+/// Creates `n` customers of `offer`'s cloud routed through Tackle (see
+/// [`tackle_binding`]) in the standard boundary; returns their external ids
+/// (`{marketplace}-tackle-{i}`). Their accounts take indices from 500 on, so their
+/// marketplace account ids differ from [`customers`]'.
+pub async fn tackle_customers(
+    store: &Store,
+    offer: &Offer,
+    n: usize,
+    around: Timestamp,
+    committed: &str,
+    committed_dimensions: &[&str],
+) -> Vec<String> {
+    let mut externals = Vec::with_capacity(n);
+    for i in 0..n {
+        let external_id = format!("{}-tackle-{i}", offer.marketplace);
+        let spec = Customer {
+            name: format!("Customer {external_id}"),
+            external_id: external_id.clone(),
+            boundary: "standard",
+            index: 500 + i,
+            around,
+            committed,
+            committed_dimensions,
+        };
+        customer_bound(store, offer, &spec, tackle_binding(offer.marketplace, i)).await;
         externals.push(external_id);
     }
     externals
