@@ -1,6 +1,7 @@
 //! The HTTP clients Purser reports hourly usage with: Google Service Control
 //! ([`gcp`]), Azure Marketplace metering ([`azure`]) and AWS Marketplace Metering
-//! ([`aws`]), behind one trait, [`MeteringClient`].
+//! ([`aws`]), and Tackle.io's metering API ([`tackle`]) for accounts whose seller
+//! routes through Tackle, behind one trait, [`MeteringClient`].
 //!
 //! A client takes the ledger's [`UsageRecord`]s for its marketplace, splits them into
 //! requests the marketplace takes (batch size, body limit, grouping), sends them and
@@ -35,6 +36,7 @@ pub mod procurement;
 pub mod pubsub;
 pub mod secret;
 pub mod sns;
+pub mod tackle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,7 @@ pub use aws::{AwsClient, AwsConfig};
 pub use azure::{AzureClient, AzureConfig, AzureUsageEvent};
 pub use gcp::{GcpClient, GcpConfig, GcpCredentials};
 pub use secret::{Secret, SecretSource};
+pub use tackle::{TackleClient, TackleConfig};
 
 /// A marketplace's metering API.
 #[async_trait::async_trait]
