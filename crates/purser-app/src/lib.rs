@@ -131,7 +131,7 @@ pub async fn serve(
     let (stop_jobs, jobs_stopped) = watch::channel(false);
     let owner = jobs::owner_name();
     let submitter = marketplace::Submitter::from_config(&config.marketplaces, owner.clone())?;
-    tracing::info!(marketplaces = ?submitter.marketplaces(), "marketplace submission is configured for these marketplaces");
+    tracing::info!(routes = ?submitter.routes(), "marketplace submission is configured for these marketplaces and routes");
     tracing::info!(marketplaces = ?subscriptions.marketplaces(), "subscriptions are taken from these marketplaces");
     let scheduler = config.jobs.enabled.then(|| {
         let scheduler = jobs::Scheduler {

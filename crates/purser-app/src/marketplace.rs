@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use purser_core::Marketplace;
 use purser_marketplace::{
     AwsClient, AwsConfig, AzureClient, AzureConfig, GcpClient, GcpConfig, MeteringClient,
+    TackleClient, TackleConfig,
 };
 use purser_store::marketplace::{Finding, ReconcileReport, WitnessLine};
 use purser_store::{OpenMode, Store, StoreError};
@@ -27,6 +28,9 @@ pub struct MarketplacesConfig {
     pub gcp: Option<GcpConfig>,
     pub azure: Option<AzureConfig>,
     pub aws: Option<AwsConfig>,
+    /// Tackle.io's metering API, for the accounts whose entitlements are bound
+    /// through Tackle (`Binding::Tackle`), whichever cloud they are on.
+    pub tackle: Option<TackleConfig>,
     /// How long a submitter holds the records it claimed before another may resend
     /// them, in seconds; longer than a request's timeout.
     pub record_lease_seconds: Option<i64>,
@@ -37,10 +41,11 @@ pub struct MarketplacesConfig {
 impl Serialize for MarketplacesConfig {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("MarketplacesConfig", 3)?;
+        let mut s = serializer.serialize_struct("MarketplacesConfig", 4)?;
         s.serialize_field("gcp", &self.gcp.as_ref().map(|_| "configured"))?;
         s.serialize_field("azure", &self.azure.as_ref().map(|_| "configured"))?;
         s.serialize_field("aws", &self.aws.as_ref().map(|_| "configured"))?;
+        s.serialize_field("tackle", &self.tackle.as_ref().map(|_| "configured"))?;
         s.end()
     }
 }
@@ -52,6 +57,7 @@ impl PartialEq for MarketplacesConfig {
         self.gcp.is_some() == other.gcp.is_some()
             && self.azure.is_some() == other.azure.is_some()
             && self.aws.is_some() == other.aws.is_some()
+            && self.tackle.is_some() == other.tackle.is_some()
             && self.record_lease_seconds == other.record_lease_seconds
     }
 }
@@ -152,6 +158,15 @@ impl Submitter {
                 None => client,
             }));
         }
+        // One Tackle client per cloud: each claims only its cloud's Tackle-routed
+        // records, beside (never instead of) that cloud's direct client.
+        if let Some(tackle) = &config.tackle {
+            for cloud in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws] {
+                clients.push(Arc::new(
+                    TackleClient::new(tackle, cloud).map_err(|e| bad("tackle", e))?,
+                ));
+            }
+        }
         let mut submitter = Submitter::new(clients, owner);
         if let Some(seconds) = config.record_lease_seconds {
             submitter.record_lease = SignedDuration::from_secs(seconds.max(10));
@@ -178,8 +193,21 @@ impl Submitter {
         }
     }
 
+    /// The marketplaces reported to, by either route, each once.
     pub fn marketplaces(&self) -> Vec<Marketplace> {
-        self.clients.iter().map(|c| c.marketplace()).collect()
+        let mut marketplaces: Vec<Marketplace> =
+            self.clients.iter().map(|c| c.marketplace()).collect();
+        marketplaces.sort();
+        marketplaces.dedup();
+        marketplaces
+    }
+
+    /// Every (marketplace, route) a client reports by: `aws/direct`, `aws/tackle`.
+    pub fn routes(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .map(|c| format!("{}/{}", c.marketplace(), c.route()))
+            .collect()
     }
 
     /// One run: plan, expire, send, and count what is at risk. The database's clock
@@ -256,6 +284,7 @@ impl Submitter {
             let claimed = store
                 .claim_marketplace_records(
                     client.marketplace(),
+                    client.route(),
                     &self.owner,
                     self.record_lease,
                     now,
@@ -298,6 +327,7 @@ impl Submitter {
 /// Azure's usage-events listing as a second witness: per SaaS subscription, dimension
 /// and day (UTC), what Azure says it processed against what the ledger says it
 /// accepted. The listing is by day, so whole days around `[from, to)` are compared.
+/// Only subscriptions Purser bills directly are compared (see below).
 pub async fn azure_witness(
     store: &Store,
     client: &AzureClient,
@@ -314,6 +344,20 @@ pub async fn azure_witness(
         .await
         .map_err(|e| AppError::Failed(format!("Azure's usage events listing: {e}")))?;
     type Key = (String, String, Timestamp);
+    // The listing holds every usage event of the publisher: those Tackle forwarded for
+    // accounts routed through it, and any other product's. Only the SaaS subscriptions
+    // Purser bills directly are Purser's to compare.
+    let direct: BTreeSet<String> = store
+        .bound_entitlements()
+        .await?
+        .into_iter()
+        .filter_map(|(entitlement, _)| match entitlement.marketplace_binding {
+            Some(purser_core::marketplace::Binding::Azure { resource_id, .. }) => {
+                Some(resource_id.to_lowercase())
+            }
+            _ => None,
+        })
+        .collect();
     let mut theirs: BTreeMap<Key, rust_decimal::Decimal> = BTreeMap::new();
     for event in listing {
         let (Some(resource), Some(dimension), Some(date)) =
@@ -321,6 +365,7 @@ pub async fn azure_witness(
         else {
             continue;
         };
+
         *theirs
             .entry((resource.to_lowercase(), dimension, day(date)))
             .or_default() += event.processed_quantity.unwrap_or_default();
@@ -346,6 +391,9 @@ pub async fn azure_witness(
             *ours.entry(key).or_default() += record.record.quantity;
         }
     }
+    let mut direct = direct;
+    direct.extend(ours.keys().map(|(resource, _, _)| resource.clone()));
+    theirs.retain(|(resource, _, _), _| direct.contains(resource));
     let keys: BTreeSet<Key> = theirs.keys().chain(ours.keys()).cloned().collect();
     let mut lines = Vec::new();
     for key in keys {
@@ -603,6 +651,15 @@ pub fn register_with_fakes(
                 fakes.aws().add_product(product_code, &dimensions);
                 fakes.aws().add_customer(customer_identifier, product_code);
             }
+            Some(Binding::Tackle {
+                cloud,
+                product_id,
+                customer_id,
+            }) => {
+                fakes
+                    .tackle()
+                    .add_customer(product_id, customer_id, cloud.as_str(), &dimensions);
+            }
             None => {}
         }
     }
@@ -635,10 +692,15 @@ pub fn config_for_fakes(
         )),
     );
     aws.base_url = Some(fakes.aws_url());
+    let mut tackle = TackleConfig::new(SecretSource::Inline(purser_marketplace::Secret::new(
+        fake.tackle.access_token.clone(),
+    )));
+    tackle.base_url = fakes.tackle_url();
     MarketplacesConfig {
         gcp: Some(gcp),
         azure: Some(azure),
         aws: Some(aws),
+        tackle: Some(tackle),
         record_lease_seconds: None,
     }
 }
@@ -663,6 +725,7 @@ pub async fn run_fake_marketplaces(config: &Config) -> Result<(), AppError> {
     println!("  Google Service Control  {}", fakes.gcp_url());
     println!("  Azure metering          {}", fakes.azure_url());
     println!("  AWS metering            {}", fakes.aws_url());
+    println!("  Tackle metering         {}", fakes.tackle_url());
     println!(
         "demo customers: {}",
         serde_json::to_string(&demo).unwrap_or_default()
@@ -687,6 +750,11 @@ pub async fn run_fake_marketplaces(config: &Config) -> Result<(), AppError> {
         fake.aws.region,
         fake.aws.access_key_id,
         fake.aws.secret_access_key
+    );
+    println!(
+        "\n[marketplaces.tackle]\nbase_url = \"{}\"\naccess_token = {{ env = \"PURSER_FAKE_TACKLE_TOKEN\" }}  # {}",
+        fakes.tackle_url(),
+        fake.tackle.access_token
     );
     let _ = tokio::signal::ctrl_c().await;
     fakes.shutdown().await;

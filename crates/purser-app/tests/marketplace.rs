@@ -14,7 +14,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use purser_app::marketplace::{Submitter, config_for_fakes, register_with_fakes};
 use purser_core::Marketplace;
-use purser_core::marketplace::DeliveryState;
+use purser_core::marketplace::{DeliveryState, Route};
 use purser_fakes::{FakeClock, FakeConfig, FakeMarketplaces, FaultConfig};
 use purser_marketplace::{AzureClient, MeteringClient};
 use purser_store::Store;
@@ -29,11 +29,14 @@ use rust_decimal::Decimal;
 #[derive(Clone, Copy)]
 struct Scenario {
     accounts_per_marketplace: usize,
+    /// Accounts of each cloud reported through Tackle beside the direct ones.
+    tackle_per_marketplace: usize,
     hours: i64,
 }
 
 const SMALL: Scenario = Scenario {
     accounts_per_marketplace: 4,
+    tackle_per_marketplace: 2,
     hours: 3,
 };
 const GIB: u64 = 1 << 30;
@@ -70,6 +73,17 @@ async fn setup(store: &Store, scenario: Scenario) -> Vec<String> {
                 store,
                 &offer,
                 scenario.accounts_per_marketplace,
+                base_hour(),
+                "0.5",
+                &["data_written_gib"],
+            )
+            .await,
+        );
+        subjects.extend(
+            fixtures::tackle_customers(
+                store,
+                &offer,
+                scenario.tackle_per_marketplace,
                 base_hour(),
                 "0.5",
                 &["data_written_gib"],
@@ -120,6 +134,7 @@ async fn marketplaces(
     // Short timeouts, so that an answer held after applying costs the test little.
     config.gcp.as_mut().unwrap().request_timeout_ms = timeout_ms;
     config.azure.as_mut().unwrap().request_timeout_ms = timeout_ms;
+    config.tackle.as_mut().unwrap().request_timeout_ms = timeout_ms;
     let aws = config.aws.as_mut().unwrap();
     aws.request_timeout_ms = timeout_ms;
     // The fakes' quota is raised to match: what is tested here is exactly once, not
@@ -197,18 +212,28 @@ async fn exactly_once(
     faults: FaultConfig,
     timeout_ms: u64,
     runs_per_hour: usize,
+    tackle_faults: Option<FaultConfig>,
 ) -> (FakeMarketplaces, Store) {
     let store = db.open().await;
     let subjects = setup(&store, scenario).await;
     ingest_usage(&store, &subjects, scenario).await;
     let (fakes, submitter, now) = marketplaces(faults, &store, timeout_ms).await;
+    if let Some(faults) = tackle_faults {
+        fakes.tackle().set_faults(faults);
+    }
     play_hours(&store, &submitter, &fakes, &now, scenario, runs_per_hour).await;
 
     let ledger = fixtures::billed_by_ledger(&store).await;
     // Per hour: Google and AWS take both dimensions (requests as zero), Azure only what
-    // is above zero.
-    let per_hour = scenario.accounts_per_marketplace * (2 + 1 + 2);
+    // is above zero; through Tackle only what is above zero (Tackle fills zeros).
+    let per_hour =
+        scenario.accounts_per_marketplace * (2 + 1 + 2) + scenario.tackle_per_marketplace * 3;
     assert_eq!(ledger.len(), per_hour * scenario.hours as usize);
+    let routed = ledger.iter().filter(|b| b.1 == Route::Tackle).count();
+    assert_eq!(
+        routed,
+        scenario.tackle_per_marketplace * 3 * scenario.hours as usize
+    );
     let all = store
         .marketplace_records(&LedgerFilter::default())
         .await
@@ -218,8 +243,11 @@ async fn exactly_once(
         "a record is not accepted"
     );
     // What the marketplaces hold is exactly what the ledger says was accepted: no
-    // record twice, none missing, every quantity as planned.
+    // record twice, none missing, every quantity as planned, each by its route (a
+    // Tackle-routed hour in Tackle's fake only, a direct one in the cloud's only).
     assert_eq!(fixtures::billed_by_fakes(&fakes), ledger);
+    // Tackle's POST, which creates duplicates, was never called.
+    assert_eq!(fakes.tackle().counts().posts, 0);
     // Google's reports for a consumer and metric adjoin hour after hour.
     for i in 0..scenario.accounts_per_marketplace {
         let consumer = format!("project_number:{:012}", 100 + i);
@@ -282,21 +310,37 @@ fn faults(p: f64, hang_ms: u64) -> FaultConfig {
 fn faults_seen(fakes: &FakeMarketplaces) -> u64 {
     let resent = fakes.gcp().counts().resends
         + fakes.aws().counts().idempotent_resends
-        + fakes.azure().counts().duplicates;
+        + fakes.azure().counts().duplicates
+        + fakes.tackle().counts().conflicts;
     resent
         + fakes.aws().counts().faults
         + fakes.azure().counts().faults
         + fakes.gcp().counts().faults
+        + fakes.tackle().counts().faults
 }
 
 both_backends!(
     every_hour_reaches_each_marketplace_once_and_reconciles,
     |db: TestDatabase| async move {
-        let (fakes, store) = exactly_once(&db, SMALL, FaultConfig::default(), 700, 3).await;
+        let (fakes, store) = exactly_once(&db, SMALL, FaultConfig::default(), 700, 3, None).await;
         assert_eq!(faults_seen(&fakes), 0);
 
         // Azure's own listing agrees with the ledger, day by day...
         let config = config_for_fakes(&fakes, &FakeConfig::default());
+        // Configured, Tackle adds a client per cloud beside the direct ones.
+        let routes = Submitter::from_config(&config, "t".into())
+            .unwrap()
+            .routes();
+        for route in [
+            "gcp/direct",
+            "azure/direct",
+            "aws/direct",
+            "gcp/tackle",
+            "azure/tackle",
+            "aws/tackle",
+        ] {
+            assert!(routes.iter().any(|r| r == route), "{routes:?}");
+        }
         let azure = AzureClient::new(config.azure.as_ref().unwrap()).unwrap();
         let (from, to) = (hours(0), hours(SMALL.hours));
         let witness = purser_app::marketplace::azure_witness(&store, &azure, from, to)
@@ -328,6 +372,24 @@ both_backends!(
             (witness[0].ledger, witness[0].marketplace_says),
             (Decimal::ZERO, Decimal::from(5))
         );
+        // Usage Azure holds for a subscription Purser does not bill directly (one
+        // whose usage Tackle forwards, or another product's) is not Purser's to judge.
+        let elsewhere = "0b5e1c2d-3f4a-4b6c-8d7e-9f0a1b2c3d4e";
+        fakes
+            .azure()
+            .add_subscription(elsewhere, "private", &["requests"]);
+        let mut foreign = stray.clone();
+        foreign.key = uuid::Uuid::new_v4();
+        foreign.binding = purser_core::marketplace::Binding::Azure {
+            resource_id: elsewhere.into(),
+            plan_id: "private".into(),
+        };
+        let sent = azure.submit(std::slice::from_ref(&foreign)).await;
+        assert!(sent.outcomes[0].1.is_accepted(), "{:?}", sent.outcomes);
+        let again = purser_app::marketplace::azure_witness(&store, &azure, from, to)
+            .await
+            .unwrap();
+        assert_eq!(again, witness);
         // Overage only: the commitment is not billed again.
         let written: Decimal = fakes
             .aws()
@@ -343,9 +405,10 @@ both_backends!(
 both_backends!(
     faults_never_bill_an_hour_twice_nor_lose_one,
     |db: TestDatabase| async move {
-        let (fakes, _store) = exactly_once(&db, SMALL, faults(0.1, 1500), 700, 12).await;
+        let (fakes, _store) = exactly_once(&db, SMALL, faults(0.1, 1500), 700, 12, None).await;
         // The faults did happen, and were answered by resending under the same keys.
         assert!(faults_seen(&fakes) > 0, "no fault was injected");
+        assert!(fakes.tackle().counts().faults > 0, "no fault at Tackle");
     }
 );
 
@@ -354,9 +417,93 @@ both_backends!(
     |db: TestDatabase| async move {
         let scenario = Scenario {
             accounts_per_marketplace: 334,
+            // The Tackle route is played by the smaller scenarios; this one measures
+            // the direct clients' volume.
+            tackle_per_marketplace: 0,
             hours: 48,
         };
-        let (fakes, _store) = exactly_once(&db, scenario, faults(0.02, 400), 250, 12).await;
+        let (fakes, _store) = exactly_once(&db, scenario, faults(0.02, 400), 250, 12, None).await;
         assert!(faults_seen(&fakes) > 100, "{}", faults_seen(&fakes));
+    }
+);
+
+both_backends!(
+    answers_lost_after_tackle_forwarded_are_accepted_once_on_resend,
+    |db: TestDatabase| async move {
+        // Tackle only: answers held after the record was taken (and, without
+        // scheduled_at, forwarded at once), dropped connections and throttling. Every
+        // resend of a taken record is answered 409, which the ledger reads as ours
+        // (the record is uncertain); nothing is billed twice or lost.
+        let tackle = FaultConfig {
+            seed: 11,
+            timeout_after_apply: 0.3,
+            drop_before_apply: 0.1,
+            throttle: 0.1,
+            hang: Duration::from_millis(600),
+            ..FaultConfig::default()
+        };
+        let (fakes, store) =
+            exactly_once(&db, SMALL, FaultConfig::default(), 300, 12, Some(tackle)).await;
+        let counts = fakes.tackle().counts();
+        assert!(
+            counts.conflicts > 0,
+            "no resend was answered 409: {counts:?}"
+        );
+        // Each 409 was read as accepted, none as a conflict.
+        let conflicts = store
+            .marketplace_records(&LedgerFilter {
+                state: Some(DeliveryState::Conflict),
+                ..LedgerFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(conflicts.is_empty());
+    }
+);
+
+both_backends!(
+    an_hour_tackle_filled_with_its_own_zero_before_purser_sent_is_a_conflict,
+    |db: TestDatabase| async move {
+        let scenario = Scenario {
+            accounts_per_marketplace: 1,
+            tackle_per_marketplace: 1,
+            hours: 1,
+        };
+        let store = db.open().await;
+        let subjects = setup(&store, scenario).await;
+        ingest_usage(&store, &subjects, scenario).await;
+        let (fakes, submitter, now) = marketplaces(FaultConfig::default(), &store, 700).await;
+        let at = hours(1) + SignedDuration::from_mins(16);
+        set_now(&now, &fakes, at);
+        store
+            .close_due_hours(at, &MeteringSettings::default(), 100)
+            .await
+            .unwrap();
+        // Purser is late: Tackle has already sent its zeros for hour 0.
+        assert!(fakes.tackle().zero_fill(hours(0)) > 0);
+        let report = submitter.run(&store).await.unwrap();
+        // The three Tackle-routed records (one per cloud) are conflicts: final, alerted,
+        // never resent; the direct ones are accepted.
+        assert_eq!(report.conflicts, 3, "{}", report.summary());
+        let conflicts = store
+            .marketplace_records(&LedgerFilter {
+                state: Some(DeliveryState::Conflict),
+                ..LedgerFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(conflicts.len(), 3);
+        assert!(conflicts.iter().all(|r| r.route == Route::Tackle));
+        let requests = fakes.tackle().counts().requests;
+        set_now(&now, &fakes, at + SignedDuration::from_mins(10));
+        submitter.run(&store).await.unwrap();
+        assert_eq!(fakes.tackle().counts().requests, requests, "never resent");
+        assert!(fakes.tackle().records().iter().all(|r| r.zero_fill));
+        let reconciled = store
+            .reconcile_marketplaces(hours(0), hours(1))
+            .await
+            .unwrap();
+        assert_eq!(reconciled.count(Finding::Conflict), 3);
+        assert!(!reconciled.is_clean());
     }
 );

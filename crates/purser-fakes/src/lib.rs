@@ -5,7 +5,8 @@
 //! ([`procurement`], publishing its notifications to a Pub/Sub emulator, which
 //! [`pubsub_emulator`] starts and stops), Azure's SaaS Fulfillment API v2 and its webhook
 //! ([`fulfillment`]), and AWS's ResolveCustomer, GetEntitlements and signed SNS
-//! notifications ([`aws_saas`]).
+//! notifications ([`aws_saas`]); and Tackle.io's metering API ([`tackle`]), which holds
+//! one record an hour and forwards it to the cloud.
 //!
 //! Each fake enforces its provider's published contract, reading the limits from the vendored
 //! machine-readable contracts in `/contracts` ([`contract`]), and records everything it
@@ -37,6 +38,7 @@ pub mod procurement;
 pub mod pubsub_emulator;
 mod server;
 mod sigv4;
+pub mod tackle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,6 +58,7 @@ pub use gcp::{
 };
 pub use procurement::{EntitlementOrder, ProcurementConfig, ProcurementFake};
 pub use pubsub_emulator::PubSubEmulator;
+pub use tackle::{TackleConfig, TackleCounts, TackleFake, TackleRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FakeError {
@@ -86,6 +89,8 @@ pub struct FakeConfig {
     pub procurement: ProcurementConfig,
     /// Azure's SaaS Fulfillment API (served beside Azure metering, under `/api`).
     pub fulfillment: FulfillmentConfig,
+    /// Tackle.io's metering API (on its own port).
+    pub tackle: TackleConfig,
     /// Added before every answer of every fake (the benchmark uses 50 ms).
     pub latency: Duration,
     /// Faults for all three fakes; each draws from its own stream, so one marketplace's
@@ -111,6 +116,8 @@ pub struct FakeMarketplaces {
     fulfillment: FulfillmentFake,
     aws_entitlement_addr: SocketAddr,
     aws_sns_addr: SocketAddr,
+    tackle: TackleFake,
+    tackle_addr: SocketAddr,
     clock: FakeClock,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -173,7 +180,15 @@ impl FakeMarketplaces {
         );
         let (aws_entitlement_addr, entitlement_task) =
             server::spawn("aws-entitlement", entitlement_router, receiver.clone()).await?;
-        let (aws_sns_addr, sns_task) = server::spawn("aws-sns", sns_router, receiver).await?;
+        let (aws_sns_addr, sns_task) =
+            server::spawn("aws-sns", sns_router, receiver.clone()).await?;
+        let (tackle, tackle_router) = tackle::build(
+            config.tackle.clone(),
+            config.clock.clone(),
+            config.latency,
+            config.faults.clone(),
+        );
+        let (tackle_addr, tackle_task) = server::spawn("tackle", tackle_router, receiver).await?;
         aws.saas()
             .set_sns_cert_base(&format!("http://{aws_sns_addr}"));
         Ok(Self {
@@ -191,6 +206,8 @@ impl FakeMarketplaces {
             fulfillment,
             aws_entitlement_addr,
             aws_sns_addr,
+            tackle,
+            tackle_addr,
             clock: config.clock,
             shutdown,
             tasks: vec![
@@ -202,6 +219,7 @@ impl FakeMarketplaces {
                 procurement_task,
                 entitlement_task,
                 sns_task,
+                tackle_task,
             ],
         })
     }
@@ -257,6 +275,16 @@ impl FakeMarketplaces {
     /// The prefix of the fake SNS's SigningCertURL, to trust in a verifier under test.
     pub fn aws_sns_cert_prefix(&self) -> String {
         format!("http://{}/", self.aws_sns_addr)
+    }
+
+    /// Tackle's API root: `PUT {tackle_url}/v1/metering/usage-records` (the real one
+    /// is `https://api.tackle.io`).
+    pub fn tackle_url(&self) -> String {
+        format!("http://{}", self.tackle_addr)
+    }
+
+    pub fn tackle(&self) -> &TackleFake {
+        &self.tackle
     }
 
     pub fn procurement(&self) -> &ProcurementFake {

@@ -1,6 +1,7 @@
 //! The HTTP clients Purser reports hourly usage with: Google Service Control
 //! ([`gcp`]), Azure Marketplace metering ([`azure`]) and AWS Marketplace Metering
-//! ([`aws`]), behind one trait, [`MeteringClient`].
+//! ([`aws`]), and Tackle.io's metering API ([`tackle`]) for accounts whose seller
+//! routes through Tackle, behind one trait, [`MeteringClient`].
 //!
 //! A client takes the ledger's [`UsageRecord`]s for its marketplace, splits them into
 //! requests the marketplace takes (batch size, body limit, grouping), sends them and
@@ -35,6 +36,7 @@ pub mod procurement;
 pub mod pubsub;
 pub mod secret;
 pub mod sns;
+pub mod tackle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +46,7 @@ use purser_core::account::Marketplace;
 /// The exchange type is the core's, so the ledger chains exactly what a client made.
 pub use purser_core::marketplace::exchange::Exchange;
 use purser_core::marketplace::rules::Rules;
-pub use purser_core::marketplace::{Binding, RecordOutcome, UsageRecord};
+pub use purser_core::marketplace::{Binding, RecordOutcome, Route, UsageRecord};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -52,11 +54,17 @@ pub use aws::{AwsClient, AwsConfig};
 pub use azure::{AzureClient, AzureConfig, AzureUsageEvent};
 pub use gcp::{GcpClient, GcpConfig, GcpCredentials};
 pub use secret::{Secret, SecretSource};
+pub use tackle::{TackleClient, TackleConfig};
 
 /// A marketplace's metering API.
 #[async_trait::async_trait]
 pub trait MeteringClient: Send + Sync {
     fn marketplace(&self) -> Marketplace;
+    /// Whether the client reports to the marketplace directly or through Tackle: it
+    /// is given only the ledger records of its own route.
+    fn route(&self) -> Route {
+        Route::Direct
+    }
     fn rules(&self) -> &Rules;
     /// Sends `records` (all of this client's marketplace) in as many requests as the
     /// marketplace's batch size, body limit and grouping rules need, and returns one

@@ -28,7 +28,9 @@ use purser_core::commercial::{DimensionKey, RatedHour};
 use purser_core::marketplace::exchange::{Exchange, ExchangeEvidence};
 use purser_core::marketplace::planning::{Position, plan_account_hour};
 use purser_core::marketplace::rules::Rules;
-use purser_core::marketplace::{Binding, DeliveryState, RecordOutcome, UsageRecord, retry_delay};
+use purser_core::marketplace::{
+    Binding, DeliveryState, RecordOutcome, Route, UsageRecord, retry_delay,
+};
 use purser_core::money::{Currency, Money};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -58,6 +60,8 @@ pub struct PlanSummary {
 pub struct LedgerRecord {
     pub record: UsageRecord,
     pub marketplace: Marketplace,
+    /// Directly to the marketplace, or through Tackle (migration 9).
+    pub route: Route,
     pub entitlement_id: String,
     pub owed: Decimal,
     pub carried_in: Decimal,
@@ -77,7 +81,11 @@ pub struct LedgerRecord {
 
 pub(crate) const RECORD_COLUMNS: &str = "record_key, marketplace, account_id, entitlement_id, dimension, marketplace_dimension, hour, \
      quantity, owed, carried_in, binding, state, attempts, uncertain, next_attempt_at, deadline, alert_at, \
-     outcome, marketplace_id, planned_at, first_sent_at, settled_at, carried_out, whole_units";
+     outcome, marketplace_id, planned_at, first_sent_at, settled_at, carried_out, whole_units, route";
+
+/// How many columns [`RECORD_COLUMNS`] names: reads that select more after them
+/// (an account's name, its boundary) find those from here.
+pub(crate) const RECORD_COLUMN_COUNT: usize = 25;
 
 pub(crate) fn record_from_row(row: &Row) -> Result<LedgerRecord, StoreError> {
     let key =
@@ -98,6 +106,7 @@ pub(crate) fn record_from_row(row: &Row) -> Result<LedgerRecord, StoreError> {
         },
         marketplace: Marketplace::parse(&row.text(1)?)
             .map_err(|e| corrupt("marketplace_records.marketplace", e))?,
+        route: Route::parse(&row.text(24)?).map_err(|e| corrupt("marketplace_records.route", e))?,
         entitlement_id: row.text(3)?,
         owed: decimal(&row.text(8)?, "marketplace_records.owed")?,
         carried_in: decimal(&row.text(9)?, "marketplace_records.carried_in")?,
@@ -320,7 +329,9 @@ impl Store {
                 let Some(binding) = &entitlement.marketplace_binding else {
                     continue;
                 };
-                let Some(rules) = Rules::of(offer.marketplace) else {
+                // The cloud's rules, or Tackle's over them for an account routed
+                // through Tackle.
+                let Some(rules) = Rules::for_binding(offer.marketplace, binding) else {
                     continue;
                 };
                 let account_rows = by_account
@@ -366,6 +377,7 @@ impl Store {
                         Value::Int(now.as_microsecond()),
                         Value::Int(0),
                         Value::Int(i64::from(record.whole_units)),
+                        record.binding.route().as_str().into(),
                     ]);
                 }
             }
@@ -399,6 +411,7 @@ impl Store {
                 "planned_at",
                 "carried_out",
                 "whole_units",
+                "route",
             ],
             records,
         )
@@ -450,7 +463,8 @@ impl Store {
             let record = record_from_row(row)?;
             let uncertain = record.uncertain || record.state == DeliveryState::Sending;
             let carry = !uncertain
-                && Rules::of(record.marketplace).is_some_and(|r| r.carries_missed_usage)
+                && Rules::for_binding(record.marketplace, &record.record.binding)
+                    .is_some_and(|r| r.carries_missed_usage)
                 && record.record.quantity > Decimal::ZERO;
             let outcome = RecordOutcome::Expired {
                 message: format!(
@@ -509,11 +523,14 @@ impl Store {
         Ok(expired)
     }
 
-    /// Claims up to `limit` records of `marketplace` that are due (or whose sender's
-    /// lease ran out) for `owner` until `now + lease`, oldest hour first.
+    /// Claims up to `limit` records of `marketplace` sent by `route` that are due (or
+    /// whose sender's lease ran out) for `owner` until `now + lease`, oldest hour
+    /// first. A client claims only its own route's records: the direct AWS client
+    /// never one routed through Tackle, Tackle's client never one meant for AWS.
     pub async fn claim_marketplace_records(
         &self,
         marketplace: Marketplace,
+        route: Route,
         owner: &str,
         lease: SignedDuration,
         now: Timestamp,
@@ -533,7 +550,7 @@ impl Store {
                      uncertain = CASE WHEN state = 'sending' THEN 1 ELSE uncertain END \
                      WHERE record_key IN ( \
                         SELECT record_key FROM marketplace_records \
-                        WHERE marketplace = $4 AND deadline > $3 AND \
+                        WHERE marketplace = $4 AND route = $6 AND deadline > $3 AND \
                               ((state = 'due' AND next_attempt_at <= $3) OR (state = 'sending' AND lease_until < $3)) \
                         ORDER BY hour, record_key LIMIT $5 {lock}) \
                      RETURNING {RECORD_COLUMNS}"
@@ -544,6 +561,7 @@ impl Store {
                     Value::Int(now.as_microsecond()),
                     marketplace.as_str().into(),
                     Value::Int(limit as i64),
+                    route.as_str().into(),
                 ],
             )
             .await?;
@@ -637,21 +655,34 @@ impl Store {
         let mut retries: Vec<Vec<Value>> = Vec::new();
         let mut settled: Vec<Vec<Value>> = Vec::new();
         for ((_, outcome), key_text) in outcomes.iter().zip(&keys) {
+            let known = current.get(key_text).copied();
+            // Tackle's 409 is read against whether an earlier attempt may have reached
+            // Tackle (core: `DeliveryState::after_given`); a record not in the ledger
+            // counts as a first attempt.
+            let uncertain_before = known.is_some_and(|(_, _, uncertain)| uncertain);
+            let state_after = DeliveryState::after_given(outcome, uncertain_before);
             match outcome {
                 RecordOutcome::Accepted { .. } | RecordOutcome::AlreadyAccepted { .. } => {
                     summary.accepted += 1
+                }
+                RecordOutcome::AlreadyForwarded { .. } => {
+                    if state_after == DeliveryState::Accepted {
+                        summary.accepted += 1
+                    } else {
+                        summary.conflicts += 1
+                    }
                 }
                 RecordOutcome::Retry { .. } => summary.retrying += 1,
                 RecordOutcome::Conflict { .. } => summary.conflicts += 1,
                 RecordOutcome::Refused { .. } => summary.refused += 1,
                 RecordOutcome::Expired { .. } => summary.expired += 1,
             }
-            let Some(&(attempts, state_now, uncertain)) = current.get(key_text) else {
+            let Some((attempts, state_now, uncertain)) = known else {
                 continue;
             };
             // An acceptance is final; another process's final answer stands.
             if state_now == DeliveryState::Accepted
-                || (state_now.is_final() && !outcome.is_accepted())
+                || (state_now.is_final() && state_after != DeliveryState::Accepted)
             {
                 continue;
             }
@@ -680,7 +711,7 @@ impl Store {
                 };
                 settled.push(vec![
                     key_text.as_str().into(),
-                    DeliveryState::after(outcome).as_str().into(),
+                    state_after.as_str().into(),
                     json_text(outcome)?.into(),
                     marketplace_id.map_or(Value::Null, Value::from),
                 ]);

@@ -339,6 +339,7 @@ impl Store {
                 opt_time(r.settled_at),
                 Value::Int(i64::from(r.carried_out)),
                 Value::Int(i64::from(r.record.whole_units)),
+                r.route.as_str().into(),
             ]);
         }
         let columns: Vec<&str> = crate::marketplace::RECORD_COLUMNS
@@ -447,7 +448,10 @@ impl Store {
             )
             .await?;
         for row in &rows {
-            tally.add_line(row.opt_text(24)?, ReconcileLine::of(&record_from_row(row)?));
+            tally.add_line(
+                row.opt_text(crate::marketplace::RECORD_COLUMN_COUNT)?,
+                ReconcileLine::of(&record_from_row(row)?),
+            );
         }
         Ok(tally)
     }

@@ -9,14 +9,16 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use purser_core::marketplace::DeliveryState;
+use purser_core::marketplace::{DeliveryState, Route};
 use purser_core::{AccountScope, Marketplace};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::db::Value;
-use crate::marketplace::{Finding, RECORD_COLUMNS, ReconcileLine, record_from_row};
+use crate::marketplace::{
+    Finding, RECORD_COLUMN_COUNT, RECORD_COLUMNS, ReconcileLine, record_from_row,
+};
 use crate::marketplace_rollup::{ChainWalk, ExchangeCheck, Method};
 use crate::{Store, StoreError, from_micros};
 
@@ -88,6 +90,8 @@ pub struct MarketplaceRecordView {
     /// The key it is always sent under.
     pub record_key: String,
     pub marketplace: Marketplace,
+    /// Sent to the marketplace directly or through Tackle.
+    pub route: Route,
     pub account_id: String,
     pub account_name: String,
     pub boundary: String,
@@ -465,9 +469,10 @@ impl Store {
             page.items.push(MarketplaceRecordView {
                 record_key: record.record.key.to_string(),
                 marketplace: record.marketplace,
+                route: record.route,
                 account_id: record.record.account_id,
-                account_name: row.text(24)?,
-                boundary: row.text(25)?,
+                account_name: row.text(RECORD_COLUMN_COUNT)?,
+                boundary: row.text(RECORD_COLUMN_COUNT + 1)?,
                 entitlement_id: record.entitlement_id,
                 dimension: record.record.dimension,
                 marketplace_dimension: record.record.marketplace_dimension,

@@ -88,6 +88,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0008_marketplace_rollup.sql"),
         postgres: include_str!("../migrations/common/0008_marketplace_rollup.sql"),
     },
+    Migration {
+        version: 9,
+        name: "marketplace_route",
+        // One column, in the shared subset.
+        sqlite: include_str!("../migrations/common/0009_marketplace_route.sql"),
+        postgres: include_str!("../migrations/common/0009_marketplace_route.sql"),
+    },
 ];
 
 /// What a version computes from existing rows after its SQL, in its transaction:

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::marketplace::{DeliveryState, RecordOutcome};
+use purser_core::marketplace::{DeliveryState, RecordOutcome, Route};
 use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
@@ -133,11 +133,11 @@ both_backends!(
         let sim = hours(2) + SignedDuration::from_mins(30);
         let lease = SignedDuration::from_secs(60);
         let a = store
-            .claim_marketplace_records(Marketplace::Aws, "a", lease, sim, 2)
+            .claim_marketplace_records(Marketplace::Aws, Route::Direct, "a", lease, sim, 2)
             .await
             .unwrap();
         let b = store
-            .claim_marketplace_records(Marketplace::Aws, "b", lease, sim, 2)
+            .claim_marketplace_records(Marketplace::Aws, Route::Direct, "b", lease, sim, 2)
             .await
             .unwrap();
         assert_eq!(a.len(), 2);
@@ -186,13 +186,13 @@ both_backends!(
         assert_eq!((summary.accepted, summary.retrying), (1, 1));
         // Not claimable before its retry delay; then sent again under the same key.
         let soon = store
-            .claim_marketplace_records(Marketplace::Aws, "a", lease, sim, 10)
+            .claim_marketplace_records(Marketplace::Aws, Route::Direct, "a", lease, sim, 10)
             .await
             .unwrap();
         assert!(soon.iter().all(|r| r.record.key != capacity0.record.key));
         let later = sim + SignedDuration::from_mins(10);
         let retried = store
-            .claim_marketplace_records(Marketplace::Aws, "a", lease, later, 1)
+            .claim_marketplace_records(Marketplace::Aws, Route::Direct, "a", lease, later, 1)
             .await
             .unwrap();
         assert_eq!(retried[0].record.key, capacity0.record.key);
@@ -305,7 +305,7 @@ both_backends!(
         let sim = hours(1);
         let lease = SignedDuration::from_secs(60);
         let claimed = store
-            .claim_marketplace_records(Marketplace::Aws, "a", lease, sim, 1)
+            .claim_marketplace_records(Marketplace::Aws, Route::Direct, "a", lease, sim, 1)
             .await
             .unwrap();
         let key = claimed[0].record.key;
@@ -327,6 +327,7 @@ both_backends!(
         let again = store
             .claim_marketplace_records(
                 Marketplace::Aws,
+                Route::Direct,
                 "a",
                 lease,
                 sim + SignedDuration::from_hours(1),
@@ -618,12 +619,14 @@ both_backends!(
         store.rebuild_marketplace_rollup().await.unwrap();
         assert_eq!(store.marketplace_accepted_days().await.unwrap(), rollup);
 
-        // A database that had the ledger before migration 8: upgrading fills the
-        // roll-up from the records, and reconciles the same.
+        // A database that had the ledger before migration 8 (and so before 9):
+        // upgrading fills the roll-up from the records, and reconciles the same; every
+        // record it held went directly (migration 9's default).
         let mut tx = store.db().begin().await.unwrap();
         tx.batch(
             "DROP TABLE marketplace_accepted_days; DROP INDEX marketplace_records_unaccepted; \
-             DROP TABLE marketplace_exchange_checkpoints; DELETE FROM schema_migrations WHERE version = 8;",
+             DROP TABLE marketplace_exchange_checkpoints; ALTER TABLE marketplace_records DROP COLUMN route; \
+             DELETE FROM schema_migrations WHERE version >= 8;",
         )
         .await
         .unwrap();
@@ -631,6 +634,12 @@ both_backends!(
         drop(store);
         let store = db.open().await;
         assert_eq!(store.marketplace_accepted_days().await.unwrap(), rollup);
+        let records = store
+            .marketplace_records(&LedgerFilter::default())
+            .await
+            .unwrap();
+        assert!(!records.is_empty());
+        assert!(records.iter().all(|r| r.route == Route::Direct));
         assert_eq!(reports(store).await, all);
     }
 );
@@ -701,5 +710,167 @@ both_backends!(
                 .unwrap()
                 .verifies()
         );
+    }
+);
+
+both_backends!(
+    tackle_routed_records_are_planned_claimed_and_settled_on_their_own_route,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        // One AWS account reported directly (acme) and one routed through Tackle.
+        let direct = setup(&store).await;
+        let offer = store
+            .offers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.marketplace == Marketplace::Aws)
+            .unwrap();
+        let spec = fixtures::Customer {
+            external_id: "routed".into(),
+            name: "Routed".into(),
+            boundary: "standard",
+            index: 1,
+            around: base_hour(),
+            committed: "0.000000001",
+            committed_dimensions: &["data_written_gib"],
+        };
+        let routed = fixtures::customer_bound(
+            &store,
+            &offer,
+            &spec,
+            fixtures::tackle_binding(Marketplace::Aws, 1),
+        )
+        .await;
+        write(&store, "w0", 0, 3).await;
+        for hour in 0..2 {
+            let line = fixtures::written_event(
+                &format!("r{hour}"),
+                "routed",
+                hours(hour) + SignedDuration::from_mins(10),
+                2 * GIB,
+            );
+            assert_eq!(fixtures::ingest(&store, &[line]).await, 1);
+        }
+        store
+            .close_due_hours(
+                hours(2) + SignedDuration::from_mins(16),
+                &MeteringSettings::default(),
+                1000,
+            )
+            .await
+            .unwrap();
+        store
+            .plan_marketplace_hours(Timestamp::now(), 1000)
+            .await
+            .unwrap();
+        let all = store
+            .marketplace_records(&LedgerFilter::default())
+            .await
+            .unwrap();
+        let of = |account: &str| -> Vec<_> {
+            all.iter()
+                .filter(|r| r.record.account_id == account)
+                .collect()
+        };
+        // Direct AWS gets zeros for quiet dimensions; through Tackle no zero is
+        // planned (Tackle fills them itself): only the written GiB, each hour.
+        assert_eq!(of(&direct).len(), 4);
+        assert!(of(&direct).iter().all(|r| r.route == Route::Direct));
+        let routed_records = of(&routed);
+        assert_eq!(routed_records.len(), 2, "{routed_records:?}");
+        assert!(routed_records.iter().all(|r| r.route == Route::Tackle
+            && r.marketplace == Marketplace::Aws
+            && r.record.dimension == "data_written_gib"
+            && r.record.quantity > Decimal::ZERO));
+        // The cloud's window still binds: AWS's 24 hours.
+        assert_eq!(
+            routed_records[0].deadline,
+            routed_records[0].record.hour + SignedDuration::from_hours(24)
+        );
+
+        // Each route claims only its own records.
+        let sim = hours(2) + SignedDuration::from_mins(30);
+        let lease = SignedDuration::from_secs(60);
+        let direct_claim = store
+            .claim_marketplace_records(Marketplace::Aws, Route::Direct, "d", lease, sim, 100)
+            .await
+            .unwrap();
+        assert_eq!(direct_claim.len(), 4);
+        assert!(direct_claim.iter().all(|r| r.record.account_id == direct));
+        let tackle_claim = store
+            .claim_marketplace_records(Marketplace::Aws, Route::Tackle, "t", lease, sim, 100)
+            .await
+            .unwrap();
+        assert_eq!(tackle_claim.len(), 2);
+        assert!(tackle_claim.iter().all(|r| r.record.account_id == routed));
+        let (first, second) = (tackle_claim[0].record.key, tackle_claim[1].record.key);
+
+        // Hour 0: a first attempt answered 409 (Tackle forwarded its own zero for the
+        // hour): a conflict. Hour 1: the answer is lost.
+        let forwarded = || RecordOutcome::AlreadyForwarded {
+            message: "already forwarded".into(),
+        };
+        let summary = store
+            .record_marketplace_submission(
+                sim,
+                &[
+                    (first, forwarded()),
+                    (
+                        second,
+                        RecordOutcome::Retry {
+                            reason: "timed out".into(),
+                            may_have_applied: true,
+                        },
+                    ),
+                ],
+                vec![fixtures::exchange(vec![first, second])],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!((summary.conflicts, summary.retrying), (1, 1));
+        // Resent later, hour 1 is answered 409: our lost PUT was forwarded: accepted.
+        let later = sim + SignedDuration::from_mins(10);
+        let resent = store
+            .claim_marketplace_records(Marketplace::Aws, Route::Tackle, "t", lease, later, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            resent.iter().map(|r| r.record.key).collect::<Vec<_>>(),
+            vec![second],
+            "a conflict is never resent"
+        );
+        assert!(resent[0].uncertain);
+        let summary = store
+            .record_marketplace_submission(
+                later,
+                &[(second, forwarded())],
+                vec![fixtures::exchange(vec![second])],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!((summary.accepted, summary.conflicts), (1, 0));
+        let now_held = store
+            .marketplace_records(&LedgerFilter::default())
+            .await
+            .unwrap();
+        let state = |key| {
+            now_held
+                .iter()
+                .find(|r| r.record.key == key)
+                .map(|r| r.state)
+                .unwrap()
+        };
+        assert_eq!(state(first), DeliveryState::Conflict);
+        assert_eq!(state(second), DeliveryState::Accepted);
+        // Reconciliation shows the conflict, and the roll-up counts the acceptance.
+        let report = store
+            .reconcile_marketplaces(hours(0), hours(2))
+            .await
+            .unwrap();
+        assert_eq!(report.count(Finding::Conflict), 1);
+        assert!(!report.is_clean());
     }
 );

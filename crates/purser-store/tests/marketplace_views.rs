@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jiff::{SignedDuration, Timestamp};
-use purser_core::marketplace::{DeliveryState, RecordOutcome};
+use purser_core::marketplace::{DeliveryState, RecordOutcome, Route};
 use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
@@ -112,7 +112,14 @@ both_backends!(
         // Half past hour 1: hour 0 is sent. Acme's is taken, the agency's refused.
         let sim = hours(1) + SignedDuration::from_mins(30);
         let claimed = store
-            .claim_marketplace_records(Marketplace::Aws, "a", SignedDuration::from_secs(60), sim, 2)
+            .claim_marketplace_records(
+                Marketplace::Aws,
+                Route::Direct,
+                "a",
+                SignedDuration::from_secs(60),
+                sim,
+                2,
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2);

@@ -11,7 +11,7 @@ use purser_core::commercial::{
     CommitmentDraft, EntitlementDraft, Offer, OfferDimensionDraft, OfferDraft,
 };
 use purser_core::marketplace::Binding;
-use purser_core::marketplace::DeliveryState;
+use purser_core::marketplace::{DeliveryState, Route};
 use purser_core::meter::MeterDraft;
 use purser_core::{AccountScope, BoundaryRule, Marketplace};
 use purser_fakes::FakeMarketplaces;
@@ -44,7 +44,18 @@ pub fn binding(marketplace: Marketplace, i: usize) -> Binding {
     }
 }
 
-/// What a binding bills, as the fakes record it (consumer, resource or AWS account).
+/// The `i`-th customer of `cloud` routed through Tackle: Tackle's product and
+/// customer ids, distinct per cloud and `i`.
+pub fn tackle_binding(cloud: Marketplace, i: usize) -> Binding {
+    Binding::Tackle {
+        cloud,
+        product_id: format!("tackle-prod-{cloud}"),
+        customer_id: format!("tackle-cust-{cloud}-{i}"),
+    }
+}
+
+/// What a binding bills, as the fakes record it (consumer, resource, AWS account or
+/// Tackle customer).
 pub fn billed_party(binding: &Binding) -> String {
     match binding {
         Binding::Gcp {
@@ -59,20 +70,37 @@ pub fn billed_party(binding: &Binding) -> String {
             customer_identifier,
             ..
         } => customer_identifier.clone(),
+        Binding::Tackle { customer_id, .. } => customer_id.clone(),
     }
 }
 
-/// One record a marketplace took: (marketplace, billed party, the marketplace's
-/// dimension or metric, hour, quantity).
-pub type Billed = (Marketplace, String, String, Timestamp, Decimal);
+/// One record a marketplace took: (marketplace, the route it came by, billed party,
+/// the marketplace's dimension or metric, hour, quantity).
+pub type Billed = (Marketplace, Route, String, String, Timestamp, Decimal);
 
-/// What each fake marketplace holds, sorted: one entry per record it took.
+/// What each fake marketplace holds, by the route it came by, sorted: one entry per
+/// record it took (directly, or forwarded by Tackle; Tackle's own zeros excluded).
 pub fn billed_by_fakes(fakes: &FakeMarketplaces) -> Vec<Billed> {
     let mut billed = Vec::new();
+    for r in fakes.tackle().records() {
+        if r.zero_fill {
+            continue;
+        }
+        let cloud = Marketplace::parse(&r.cloud).expect("the Tackle fake's cloud");
+        billed.push((
+            cloud,
+            Route::Tackle,
+            r.customer_id,
+            r.dimension,
+            r.hour,
+            r.quantity.normalize(),
+        ));
+    }
     for u in fakes.gcp().usage() {
         let metric = u.metric.rsplit('/').next().unwrap_or_default().to_owned();
         billed.push((
             Marketplace::Gcp,
+            Route::Direct,
             u.consumer_id,
             metric,
             u.start_time,
@@ -82,6 +110,7 @@ pub fn billed_by_fakes(fakes: &FakeMarketplaces) -> Vec<Billed> {
     for e in fakes.azure().events() {
         billed.push((
             Marketplace::Azure,
+            Route::Direct,
             e.resource,
             e.dimension,
             e.hour,
@@ -98,6 +127,7 @@ pub fn billed_by_fakes(fakes: &FakeMarketplaces) -> Vec<Billed> {
         };
         billed.push((
             Marketplace::Aws,
+            Route::Direct,
             party,
             r.dimension,
             r.hour,
@@ -122,6 +152,7 @@ pub async fn billed_by_ledger(store: &Store) -> Vec<Billed> {
         .map(|r| {
             (
                 r.marketplace,
+                r.route,
                 billed_party(&r.record.binding),
                 r.record.marketplace_dimension,
                 r.record.hour,
@@ -227,9 +258,19 @@ pub async fn account(
 /// Creates the customer's account and its entitlement, bound to its marketplace;
 /// returns the account's id.
 pub async fn customer(store: &Store, offer: &Offer, customer: &Customer<'_>) -> String {
+    let binding = binding(offer.marketplace, customer.index);
+    customer_bound(store, offer, customer, binding).await
+}
+
+/// Like [`customer`], with the entitlement bound by `binding` (a Tackle binding, say).
+pub async fn customer_bound(
+    store: &Store,
+    offer: &Offer,
+    customer: &Customer<'_>,
+    binding: Binding,
+) -> String {
     let system = AccountScope::system("test", &BoundaryRule::built_in());
     let marketplace = offer.marketplace;
-    let binding = binding(marketplace, customer.index);
     let account_id = account(
         store,
         marketplace,
@@ -300,6 +341,36 @@ pub async fn customers(
             committed_dimensions,
         };
         customer(store, offer, &spec).await;
+        externals.push(external_id);
+    }
+    externals
+}
+
+/// Creates `n` customers of `offer`'s cloud routed through Tackle (see
+/// [`tackle_binding`]) in the standard boundary; returns their external ids
+/// (`{marketplace}-tackle-{i}`). Their accounts take indices from 500 on, so their
+/// marketplace account ids differ from [`customers`]'.
+pub async fn tackle_customers(
+    store: &Store,
+    offer: &Offer,
+    n: usize,
+    around: Timestamp,
+    committed: &str,
+    committed_dimensions: &[&str],
+) -> Vec<String> {
+    let mut externals = Vec::with_capacity(n);
+    for i in 0..n {
+        let external_id = format!("{}-tackle-{i}", offer.marketplace);
+        let spec = Customer {
+            name: format!("Customer {external_id}"),
+            external_id: external_id.clone(),
+            boundary: "standard",
+            index: 500 + i,
+            around,
+            committed,
+            committed_dimensions,
+        };
+        customer_bound(store, offer, &spec, tackle_binding(offer.marketplace, i)).await;
         externals.push(external_id);
     }
     externals

@@ -156,6 +156,7 @@ async fn build(store: &Store, args: &Args) -> anyhow::Result<(Expected, f64, f64
                             binding: binding.clone(),
                         },
                         marketplace: offer.marketplace,
+                        route: binding.route(),
                         entitlement_id: entitlement.id.clone(),
                         owed: quantity,
                         carried_in: Decimal::ZERO,

@@ -51,7 +51,69 @@ pub enum Binding {
         customer_identifier: String,
         product_code: String,
     },
+    /// Any of the three clouds, reported through Tackle.io's metering API rather than
+    /// to the cloud directly, for sellers who route their listings through Tackle:
+    /// Tackle's product and customer ids, and the cloud Tackle forwards to. The ledger
+    /// keys a record by the cloud (see [`Binding::marketplace`]), so moving an account
+    /// between the direct route and Tackle can never bill an hour twice.
+    Tackle {
+        cloud: Marketplace,
+        product_id: String,
+        customer_id: String,
+    },
 }
+
+/// How a record reaches its marketplace: straight to the cloud's metering API, or
+/// through Tackle.io, which forwards it. Stored with each ledger record, so that a
+/// client claims only the records of its own route.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    Direct,
+    Tackle,
+}
+
+impl Route {
+    pub const ALL: [Route; 2] = [Route::Direct, Route::Tackle];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Tackle => "tackle",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == value)
+            .ok_or_else(|| format!("`{value}` is not a route (direct or tackle)"))
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The longest Tackle product or customer id Purser takes. Tackle publishes no limit
+/// (developers.tackle.io, read 2026-12-01); the clouds' own ids are at most 255
+/// characters (AWS's CustomerIdentifier and ProductCode, botocore), so anything longer
+/// is a mistake in the data, not an id.
+const TACKLE_ID_MAX: usize = 255;
 
 impl Binding {
     pub fn marketplace(&self) -> Marketplace {
@@ -59,6 +121,20 @@ impl Binding {
             Binding::Gcp { .. } => Marketplace::Gcp,
             Binding::Azure { .. } => Marketplace::Azure,
             Binding::Aws { .. } | Binding::AwsLegacy { .. } => Marketplace::Aws,
+            // The cloud Tackle forwards to bills the buyer, and its rules (window,
+            // month-end cutoff) still bind; the record key is the cloud's too.
+            Binding::Tackle { cloud, .. } => *cloud,
+        }
+    }
+
+    /// Whether the record goes to the cloud directly or through Tackle.
+    pub fn route(&self) -> Route {
+        match self {
+            Binding::Tackle { .. } => Route::Tackle,
+            Binding::Gcp { .. }
+            | Binding::Azure { .. }
+            | Binding::Aws { .. }
+            | Binding::AwsLegacy { .. } => Route::Direct,
         }
     }
 
@@ -77,6 +153,7 @@ impl Binding {
                 customer_identifier,
                 ..
             } => format!("customer {customer_identifier}"),
+            Binding::Tackle { customer_id, .. } => format!("Tackle customer {customer_id}"),
         }
     }
 
@@ -148,6 +225,29 @@ impl Binding {
                         at("product_code"),
                         "a product code is letters, digits and -/=:_.@ (at most 255)",
                     );
+                }
+            }
+            Binding::Tackle {
+                cloud,
+                product_id,
+                customer_id,
+            } => {
+                // Tackle's body takes `cloud` as aws, gcp or azure only.
+                if !matches!(
+                    cloud,
+                    Marketplace::Aws | Marketplace::Gcp | Marketplace::Azure
+                ) {
+                    errors.add(at("cloud"), "Tackle forwards to aws, gcp or azure only");
+                }
+                // Tackle publishes no shape for its ids (read 2026-12-01): required,
+                // no whitespace, at most TACKLE_ID_MAX characters.
+                for (name, value) in [("product_id", product_id), ("customer_id", customer_id)] {
+                    if !(no_space(value) && value.chars().count() <= TACKLE_ID_MAX) {
+                        errors.add(
+                            at(name),
+                            format!("Tackle's {name} is required, has no spaces and is at most {TACKLE_ID_MAX} characters"),
+                        );
+                    }
                 }
             }
         }
@@ -233,6 +333,11 @@ pub enum RecordOutcome {
     Refused { code: String, message: String },
     /// Its window has closed.
     Expired { message: String },
+    /// Tackle answered 409 Conflict: it already forwarded a record for this product,
+    /// dimension, customer and hour to the cloud, and will not take another; it does
+    /// not say with what quantity. What that means depends on whether an earlier
+    /// attempt of ours may have reached Tackle ([`DeliveryState::after_given`]).
+    AlreadyForwarded { message: String },
 }
 
 impl RecordOutcome {
@@ -306,13 +411,34 @@ impl DeliveryState {
         !matches!(self, DeliveryState::Due | DeliveryState::Sending)
     }
 
-    /// The state an outcome leads to.
+    /// The state an outcome leads to, for a record no earlier attempt of which may
+    /// have reached the marketplace (see [`DeliveryState::after_given`]).
     pub fn after(outcome: &RecordOutcome) -> DeliveryState {
+        DeliveryState::after_given(outcome, false)
+    }
+
+    /// The state an outcome leads to, given whether an earlier attempt of the record
+    /// may have reached the marketplace (the ledger's `uncertain`).
+    ///
+    /// Only Tackle's 409 needs it. Tackle holds one record per product, dimension,
+    /// customer and hour and forwards it; once forwarded, a PUT for that hour is
+    /// answered 409 (developers.tackle.io "Create a metering record", read
+    /// 2026-12-01). If an earlier PUT of ours may have reached Tackle, the record it
+    /// forwarded is ours, sent under the same hour with the same quantity: accepted.
+    /// If none can have (this is the first attempt that got anywhere), what Tackle
+    /// forwarded is someone else's — almost surely the zero record Tackle sends itself
+    /// for every hour it received nothing for (developers.tackle.io "Metering best
+    /// practices", read 2026-12-01), because Purser was late: the hour is billed
+    /// with another quantity, which is a conflict, final and alerted, never resent.
+    pub fn after_given(outcome: &RecordOutcome, uncertain: bool) -> DeliveryState {
         match outcome {
             RecordOutcome::Accepted { .. } | RecordOutcome::AlreadyAccepted { .. } => {
                 DeliveryState::Accepted
             }
-            RecordOutcome::Conflict { .. } => DeliveryState::Conflict,
+            RecordOutcome::AlreadyForwarded { .. } if uncertain => DeliveryState::Accepted,
+            RecordOutcome::AlreadyForwarded { .. } | RecordOutcome::Conflict { .. } => {
+                DeliveryState::Conflict
+            }
             RecordOutcome::Retry { .. } => DeliveryState::Due,
             RecordOutcome::Refused { .. } => DeliveryState::Refused,
             RecordOutcome::Expired { .. } => DeliveryState::Expired,
@@ -436,6 +562,92 @@ mod tests {
             .marketplace(),
             Marketplace::Aws
         );
+    }
+
+    #[test]
+    fn tackle_bindings_bill_the_cloud_they_forward_to_and_are_checked() {
+        let check = |b: &Binding| {
+            let mut errors = ValidationErrors::default();
+            b.validate("marketplace_binding", &mut errors);
+            errors
+                .errors
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        let good = Binding::Tackle {
+            cloud: Marketplace::Azure,
+            product_id: "prod-7d1a".into(),
+            customer_id: "cust-91".into(),
+        };
+        assert!(check(&good).is_empty());
+        assert_eq!(good.marketplace(), Marketplace::Azure);
+        assert_eq!(good.route(), Route::Tackle);
+        assert_eq!(good.billed_party(), "Tackle customer cust-91");
+        assert_eq!(
+            Binding::Gcp {
+                service_name: "a.b".into(),
+                usage_reporting_id: "c".into()
+            }
+            .route(),
+            Route::Direct
+        );
+        // The same account × dimension × hour has the same key on either route.
+        let hour = ts("2026-11-10T13:00:00Z");
+        assert_eq!(
+            record_key(good.marketplace(), "acc-1", "capacity", hour),
+            record_key(Marketplace::Azure, "acc-1", "capacity", hour)
+        );
+        assert_eq!(
+            check(&Binding::Tackle {
+                cloud: Marketplace::Direct,
+                product_id: "has space".into(),
+                customer_id: "x".repeat(256),
+            }),
+            vec![
+                "marketplace_binding.cloud".to_owned(),
+                "marketplace_binding.product_id".to_owned(),
+                "marketplace_binding.customer_id".to_owned(),
+            ]
+        );
+        // The serde tag is `tackle`, with the cloud in lower case.
+        let json = serde_json::to_value(&good).expect("json");
+        assert_eq!(json["kind"], "tackle");
+        assert_eq!(json["cloud"], "azure");
+        assert_eq!(
+            serde_json::from_value::<Binding>(json).expect("binding"),
+            good
+        );
+        for r in Route::ALL {
+            assert_eq!(Route::parse(r.as_str()), Ok(r));
+        }
+        assert!(Route::parse("post").is_err());
+    }
+
+    #[test]
+    fn a_409_from_tackle_is_ours_only_if_an_earlier_attempt_may_have_reached_it() {
+        let forwarded = RecordOutcome::AlreadyForwarded {
+            message: "already sent".into(),
+        };
+        assert_eq!(
+            DeliveryState::after_given(&forwarded, true),
+            DeliveryState::Accepted
+        );
+        assert_eq!(
+            DeliveryState::after_given(&forwarded, false),
+            DeliveryState::Conflict
+        );
+        assert_eq!(DeliveryState::after(&forwarded), DeliveryState::Conflict);
+        // Other outcomes do not depend on it.
+        let refused = RecordOutcome::Refused {
+            code: "400".into(),
+            message: "bad".into(),
+        };
+        assert_eq!(
+            DeliveryState::after_given(&refused, true),
+            DeliveryState::Refused
+        );
+        assert!(!forwarded.is_accepted());
     }
 
     #[test]

@@ -338,6 +338,46 @@ mod tests {
     }
 
     #[test]
+    fn through_tackle_quiet_hours_send_nothing_and_keys_are_the_clouds() {
+        let e = entitlement(OverageReporting::Hourly);
+        let o = offer(Reporting::Exact);
+        let tackle_binding = Binding::Tackle {
+            cloud: Marketplace::Aws,
+            product_id: "prod-1".into(),
+            customer_id: "cust-1".into(),
+        };
+        let rules = Rules::for_binding(o.marketplace, &tackle_binding).expect("tackle rules");
+        // Within the commitment AWS would get a zero; through Tackle nothing is sent
+        // (Tackle errors on 0 and fills the hour with its own zero).
+        let h = hour("2026-11-10T10:00:00Z", "40", "2.5", "0", &e);
+        let p = plan_account_hour(&rules, &h, &e, &tackle_binding, &o, &mut BTreeMap::new());
+        assert_eq!(
+            quantities(&p),
+            vec![
+                ("capacity".into(), None),
+                ("written".into(), Some("2.5".into()))
+            ]
+        );
+        let direct = plan_account_hour(
+            &Rules::of(Marketplace::Aws).expect("aws"),
+            &h,
+            &e,
+            &binding(),
+            &o,
+            &mut BTreeMap::new(),
+        );
+        // The same hour has the same key whichever route it takes.
+        assert_eq!(
+            p[1].record.as_ref().map(|r| r.key),
+            direct[1].record.as_ref().map(|r| r.key)
+        );
+        assert_eq!(
+            p[1].record.as_ref().map(|r| r.binding.route()),
+            Some(super::super::Route::Tackle)
+        );
+    }
+
+    #[test]
     fn only_overage_beyond_the_commit_is_owed_and_uncommitted_dimensions_owe_everything() {
         let aws = Rules::of(Marketplace::Aws).expect("aws");
         let e = entitlement(OverageReporting::Hourly);

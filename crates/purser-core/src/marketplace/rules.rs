@@ -13,6 +13,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 
+use super::{Binding, Route};
 use crate::account::Marketplace;
 use crate::commercial::BillingPeriod;
 
@@ -143,7 +144,64 @@ const GCP_SOURCES: &[Source] = &[
     },
 ];
 
+/// Tackle.io's metering API, read on 2026-12-01. Facts the documentation available
+/// here did not state are marked unverified in the rules that rely on them.
+const TACKLE_READ_ON: &str = "2026-12-01";
+
+const TACKLE_SOURCES: &[Source] = &[
+    Source {
+        what: "PUT /v1/metering/usage-records, one record a request ({cloud, product_id, customer_id, start_time, [end_time for gcp], [scheduled_at], dimension: {name, quantity}}); PUT creates or updates the record of product, dimension, customer and hour of start_time until it is sent, then answers 409; POST creates duplicates and is never used",
+        reference: "https://developers.tackle.io/docs/create-a-metering-record; reference v1-create-metering-usage-records",
+        read_on: TACKLE_READ_ON,
+    },
+    Source {
+        what: "meter only positive non-zero values (\"Sending a metering value of 0 quantity for any dimension will cause an error\"); Tackle itself sends zero records every hour it received none for; one payload per product, customer and dimension per hour",
+        reference: "https://developers.tackle.io/docs/metering-best-practices",
+        read_on: TACKLE_READ_ON,
+    },
+    Source {
+        what: "UNVERIFIED: the quantity's digits (taken as a JSON number with at most 6 fraction digits, as the clouds take), the request quota (none published: concurrency is configurable), the answer's body (an `id` read when present)",
+        reference: "not stated in developers.tackle.io as read; re-check with Tackle",
+        read_on: TACKLE_READ_ON,
+    },
+];
+
 impl Rules {
+    /// The rules for records of `cloud` sent through Tackle.io: the cloud's window,
+    /// month-end cutoff, carrying and alarm timing still bind (Tackle forwards to it,
+    /// and the cloud refuses what is late), but Tackle's own contract decides the
+    /// request: one record a PUT, no zero records (Tackle errors on 0 and fills quiet
+    /// hours with zeros itself), and no published quota. `None` for a cloud Tackle
+    /// does not forward to.
+    pub fn through_tackle(cloud: Marketplace) -> Option<Rules> {
+        let direct = Rules::of(cloud)?;
+        Some(Rules {
+            max_records_per_request: 1,
+            // One small JSON object per request; the clouds' limit is far above it.
+            max_request_bytes: direct.max_request_bytes,
+            requests_per_second: None,
+            report_zero_hours: false,
+            refuses_zero: true,
+            // Unverified (see TACKLE_SOURCES): Tackle's example quantity is a JSON
+            // integer; fractions are sent as a JSON number of at most six digits,
+            // which every cloud behind it takes.
+            quantity: QuantityFormat::Number {
+                max_fraction_digits: 6,
+            },
+            sources: TACKLE_SOURCES,
+            ..direct
+        })
+    }
+
+    /// The rules for an entitlement of an offer sold through `offer_marketplace`
+    /// bound by `binding`: the cloud's own, or through Tackle.
+    pub fn for_binding(offer_marketplace: Marketplace, binding: &Binding) -> Option<Rules> {
+        match binding.route() {
+            Route::Direct => Rules::of(offer_marketplace),
+            Route::Tackle => Rules::through_tackle(offer_marketplace),
+        }
+    }
+
     /// The rules Purser follows for `marketplace`; `None` for direct sales, which are
     /// invoiced through the ERP, not a marketplace.
     pub fn of(marketplace: Marketplace) -> Option<Rules> {
@@ -349,9 +407,79 @@ mod tests {
     }
 
     #[test]
+    fn through_tackle_the_clouds_windows_bind_but_tackles_request_rules_apply() {
+        for cloud in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws] {
+            let direct = rules(cloud);
+            let tackle = Rules::through_tackle(cloud).expect("tackle rules");
+            // The cloud still decides when an hour is too late.
+            assert_eq!(tackle.marketplace, cloud);
+            assert_eq!(
+                tackle.window_after_hour_start,
+                direct.window_after_hour_start
+            );
+            assert_eq!(tackle.month_end_cutoff, direct.month_end_cutoff);
+            assert_eq!(tackle.alert_before_deadline, direct.alert_before_deadline);
+            assert_eq!(tackle.carries_missed_usage, direct.carries_missed_usage);
+            let hour = ts("2026-11-30T23:00:00Z");
+            assert_eq!(tackle.deadline(hour), direct.deadline(hour));
+            // Tackle's own: one record a PUT, never a zero, no published quota.
+            assert_eq!(tackle.max_records_per_request, 1);
+            assert!(!tackle.report_zero_hours);
+            assert!(tackle.refuses_zero);
+            assert_eq!(tackle.requests_per_second, None);
+            assert_eq!(
+                tackle.quantity,
+                QuantityFormat::Number {
+                    max_fraction_digits: 6
+                }
+            );
+            assert_eq!(tackle.sources, TACKLE_SOURCES);
+            let (sent, carried) = tackle.quantize(Decimal::from_str("2.1234567").expect("d"));
+            assert_eq!(
+                (sent.to_string(), carried.to_string()),
+                ("2.123456".into(), "0.0000007".into())
+            );
+        }
+        assert!(Rules::through_tackle(Marketplace::Direct).is_none());
+        assert!(
+            TACKLE_SOURCES
+                .iter()
+                .any(|s| s.what.starts_with("UNVERIFIED"))
+        );
+    }
+
+    #[test]
+    fn the_binding_chooses_direct_or_tackle_rules() {
+        let tackle = Binding::Tackle {
+            cloud: Marketplace::Aws,
+            product_id: "p".into(),
+            customer_id: "c".into(),
+        };
+        let direct = Binding::Aws {
+            customer_aws_account_id: "123456789012".into(),
+            license_arn: "arn:aws:license-manager::123456789012:license:l-1".into(),
+        };
+        assert_eq!(
+            Rules::for_binding(Marketplace::Aws, &tackle),
+            Rules::through_tackle(Marketplace::Aws)
+        );
+        assert_eq!(
+            Rules::for_binding(Marketplace::Aws, &direct),
+            Rules::of(Marketplace::Aws)
+        );
+        assert!(Rules::for_binding(Marketplace::Direct, &tackle).is_none());
+    }
+
+    #[test]
     fn every_marketplace_rule_cites_a_dated_source() {
-        for m in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws] {
-            let r = rules(m);
+        let tackle = [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws]
+            .map(|m| Rules::through_tackle(m).expect("tackle rules"));
+        for r in [Marketplace::Gcp, Marketplace::Azure, Marketplace::Aws]
+            .map(rules)
+            .into_iter()
+            .chain(tackle)
+        {
+            let m = r.marketplace;
             assert!(!r.sources.is_empty());
             for s in r.sources {
                 assert!(Date::from_str(s.read_on).is_ok(), "{m}: {}", s.read_on);

@@ -152,6 +152,8 @@ struct RecordRow {
     account_id: String,
     account_name: String,
     restricted_boundary: Option<String>,
+    /// Reported through Tackle rather than to the marketplace directly.
+    through_tackle: bool,
     dimension: String,
     marketplace_dimension: String,
     hour: String,
@@ -252,6 +254,7 @@ pub async fn records(
                 restricted_boundary: purser_core::BoundaryName::parse(&r.boundary)
                     .map_or(true, |b| scope.is_restricted(&b))
                     .then(|| r.boundary.clone()),
+                through_tackle: r.route == purser_core::marketplace::Route::Tackle,
                 account_id: r.account_id,
                 account_name: r.account_name,
                 dimension: r.dimension,
