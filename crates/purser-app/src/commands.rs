@@ -53,8 +53,11 @@ pub async fn run_demo(config: &Config, history_days: i64) -> Result<(), AppError
     marketplaces.run_in_real_time();
     let mut config = config.clone();
     let own = &config.marketplaces;
-    let to_fakes =
-        own.gcp.is_none() && own.azure.is_none() && own.aws.is_none() && !bound.is_empty();
+    let to_fakes = own.gcp.is_none()
+        && own.azure.is_none()
+        && own.aws.is_none()
+        && own.tackle.is_none()
+        && !bound.is_empty();
     if to_fakes {
         config.marketplaces = marketplaces.config();
     }
@@ -62,10 +65,11 @@ pub async fn run_demo(config: &Config, history_days: i64) -> Result<(), AppError
     let fakes = marketplaces.fakes();
     let reporting = if to_fakes {
         format!(
-            "fake Google {}, Azure {}, AWS {} (in this process)",
+            "fake Google {}, Azure {}, AWS {}, Tackle {} (in this process)",
             fakes.gcp_url(),
             fakes.azure_url(),
-            fakes.aws_url()
+            fakes.aws_url(),
+            fakes.tackle_url()
         )
     } else if bound.is_empty() {
         "none (no entitlement is bound to one)".to_owned()

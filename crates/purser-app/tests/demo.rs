@@ -85,6 +85,25 @@ both_backends!(
             "no record for {last_of_month}"
         );
 
+        // One account's usage went through Tackle, and only through Tackle.
+        let tackle_routed: Vec<_> = all
+            .iter()
+            .filter(|r| r.route == purser_core::marketplace::Route::Tackle)
+            .collect();
+        assert!(!tackle_routed.is_empty(), "nothing went through Tackle");
+        assert!(
+            tackle_routed
+                .iter()
+                .all(|r| r.marketplace == Marketplace::Aws
+                    && r.record.account_id == tackle_routed[0].record.account_id
+                    && r.record.quantity > rust_decimal::Decimal::ZERO)
+        );
+        assert!(
+            all.iter()
+                .filter(|r| r.record.account_id == tackle_routed[0].record.account_id)
+                .all(|r| r.route == purser_core::marketplace::Route::Tackle)
+        );
+
         // What the fakes hold is exactly what the ledger says they accepted.
         let ledger = fixtures::billed_by_ledger(&store).await;
         assert_eq!(ledger.len(), all.len());

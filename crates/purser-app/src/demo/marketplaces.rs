@@ -91,6 +91,9 @@ impl DemoMarketplaces {
 
 /// Whom each demo account's marketplace bills, in that marketplace's identifiers, made
 /// up from the account's place in the demo and its buyer id.
+/// The demo account whose usage is reported through Tackle.
+pub const TACKLE_ROUTED: &str = "Zephyr Airlines";
+
 /// The SaaS offer is a product of its own on Google, so a service of its own.
 pub(crate) fn demo_binding(
     account: &purser_core::Account,
@@ -98,6 +101,15 @@ pub(crate) fn demo_binding(
     saas: bool,
 ) -> Option<Binding> {
     let buyer = account.fields.marketplace_account_id.clone()?;
+    // One seller's listing routes through Tackle: its usage goes to Tackle's metering
+    // API, which forwards it to AWS.
+    if account.fields.name == TACKLE_ROUTED {
+        return Some(Binding::Tackle {
+            cloud: account.fields.marketplace,
+            product_id: "prod-purser-storage".into(),
+            customer_id: format!("tkl-{buyer}"),
+        });
+    }
     match account.fields.marketplace {
         Marketplace::Gcp => Some(Binding::Gcp {
             service_name: if saas { GCP_SAAS_SERVICE } else { GCP_SERVICE }.into(),

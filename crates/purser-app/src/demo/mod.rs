@@ -8,7 +8,7 @@
 
 mod marketplaces;
 
-pub use marketplaces::{DemoMarketplaces, GCP_SAAS_SERVICE, GCP_SERVICE};
+pub use marketplaces::{DemoMarketplaces, GCP_SAAS_SERVICE, GCP_SERVICE, TACKLE_ROUTED};
 
 use purser_core::account::{AccountDraft, Owners};
 use purser_core::audit::Actor;
