@@ -529,6 +529,28 @@ both_backends!(
         let base = serve_intake(&store, &processor).await;
         let saas = fakes.aws_saas();
         saas.set_sns_endpoint(&format!("{base}/hooks/aws/sns"));
+        // SNS first asks the endpoint to confirm its subscription to the topic: Purser
+        // verifies the message and visits its SubscribeURL, once it is proven SNS's.
+        let confirmation = saas.signed_subscription_confirmation(&topic).unwrap();
+        let confirmed = saas.deliver(&confirmation).await.unwrap();
+        assert_eq!(confirmed.status, Some(200));
+        assert_eq!(saas.confirmed_topics(), vec![topic.clone()]);
+        assert_eq!(saas.confirmation_visits(), 1);
+        // One whose signature does not hold (its SubscribeURL swapped) is not visited.
+        let mut swapped = saas.signed_subscription_confirmation(&topic).unwrap();
+        swapped["SubscribeURL"] = serde_json::json!(
+            confirmation["SubscribeURL"]
+                .as_str()
+                .unwrap()
+                .replace("Token=", "Token=x")
+        );
+        let refused = saas.deliver(&swapped).await.unwrap();
+        assert_eq!(refused.status, Some(400));
+        assert_eq!(
+            saas.confirmation_visits(),
+            1,
+            "a forged SubscribeURL was visited"
+        );
 
         let offer = fixtures::written_offer(&store, Marketplace::Aws).await;
         store
@@ -701,6 +723,13 @@ both_backends!(
             .into_iter()
             .filter(|n| n.channel == "sns" && n.status != NotificationStatus::Malformed)
             .collect();
-        assert_eq!(sns.len(), 2, "{sns:?}");
+        // The two notifications, and the confirmation kept as the control message it is.
+        assert_eq!(sns.len(), 3, "{sns:?}");
+        assert_eq!(
+            sns.iter()
+                .filter(|n| n.kind.as_deref() == Some("SubscriptionConfirmation"))
+                .count(),
+            1
+        );
     }
 );

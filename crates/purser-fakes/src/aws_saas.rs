@@ -99,6 +99,9 @@ struct Ledger {
     resolve_calls: u64,
     entitlement_calls: u64,
     certificate_fetches: u64,
+    /// SubscriptionConfirmation tokens issued, by token: (topic, confirmed).
+    confirmations: HashMap<String, (String, bool)>,
+    confirmation_visits: u64,
 }
 
 /// How long a registration token resolves (AWS publishes no figure; "redeem this token
@@ -262,16 +265,46 @@ impl AwsSaasFake {
         self.sign(envelope)
     }
 
-    /// A signed SubscriptionConfirmation for `topic_arn` (not sent).
+    /// The topics whose subscription was confirmed by visiting a SubscribeURL, sorted.
+    pub fn confirmed_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .ledger()
+            .confirmations
+            .values()
+            .filter(|(_, confirmed)| *confirmed)
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        topics.sort();
+        topics
+    }
+
+    /// How often a SubscribeURL was visited, whatever it carried.
+    pub fn confirmation_visits(&self) -> u64 {
+        self.ledger().confirmation_visits
+    }
+
+    /// A signed SubscriptionConfirmation for `topic_arn` (not sent). Its SubscribeURL
+    /// is the fake's own ConfirmSubscription (on the certificate server, so the same
+    /// trusted prefix covers both), or SNS's real one when that server is not running.
     pub fn signed_subscription_confirmation(&self, topic_arn: &str) -> Result<Value, FakeError> {
         let token = random_token("");
+        let base = {
+            let mut ledger = self.ledger();
+            ledger
+                .confirmations
+                .insert(token.clone(), (topic_arn.to_owned(), false));
+            ledger
+                .sns_cert_base
+                .clone()
+                .unwrap_or_else(|| "https://sns.us-east-1.amazonaws.com".into())
+        };
         let envelope = json!({
             "Type": "SubscriptionConfirmation",
             "MessageId": uuid::Uuid::new_v4().to_string(),
             "Token": token,
             "TopicArn": topic_arn,
             "Message": format!("You have chosen to subscribe to the topic {topic_arn}.\nTo confirm the subscription, visit the SubscribeURL included in this message."),
-            "SubscribeURL": format!("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}"),
+            "SubscribeURL": format!("{base}/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}"),
             "Timestamp": self.clock.now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             "SignatureVersion": "2",
         });
@@ -436,6 +469,7 @@ pub(crate) fn build(
 ) -> (Router, Router) {
     let certificates = Router::new()
         .route(SNS_CERT_PATH, get(certificate))
+        .route("/", get(confirm_subscription))
         .with_state(fake.clone());
     let state = AppState {
         fake,
@@ -447,6 +481,43 @@ pub(crate) fn build(
         .route("/", any(get_entitlements))
         .with_state(state);
     (entitlement, certificates)
+}
+
+/// SNS's `ConfirmSubscription` as a SubscribeURL visit makes it: a token issued for
+/// the topic confirms it (again: SNS answers a repeated visit the same), anything else
+/// is refused as SNS does, with its XML error.
+async fn confirm_subscription(
+    State(fake): State<AwsSaasFake>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let refuse = |code: &str, message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "text/xml")],
+            format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>"),
+        )
+            .into_response()
+    };
+    if query.get("Action").map(String::as_str) != Some("ConfirmSubscription") {
+        return refuse("InvalidAction", "the action is not ConfirmSubscription");
+    }
+    let (Some(topic), Some(token)) = (query.get("TopicArn"), query.get("Token")) else {
+        return refuse("InvalidParameter", "TopicArn and Token are required");
+    };
+    let mut ledger = fake.ledger();
+    ledger.confirmation_visits += 1;
+    match ledger.confirmations.get_mut(token) {
+        Some((issued_for, confirmed)) if issued_for == topic => {
+            *confirmed = true;
+            (
+                StatusCode::OK,
+                [("content-type", "text/xml")],
+                format!("<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>{topic}:{}</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>", uuid::Uuid::new_v4()),
+            )
+                .into_response()
+        }
+        _ => refuse("InvalidParameter", "Invalid token"),
+    }
 }
 
 async fn certificate(State(fake): State<AwsSaasFake>) -> Response {
