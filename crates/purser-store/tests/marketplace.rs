@@ -290,18 +290,7 @@ both_backends!(
         let store = db.open().await;
         setup(&store).await;
         write(&store, "w0", 0, 3).await;
-        store
-            .close_due_hours(
-                hours(1) + SignedDuration::from_mins(16),
-                &MeteringSettings::default(),
-                1000,
-            )
-            .await
-            .unwrap();
-        store
-            .plan_marketplace_hours(Timestamp::now(), 1000)
-            .await
-            .unwrap();
+        fixtures::close_and_plan(&store, hours(1)).await;
         let sim = hours(1);
         let lease = SignedDuration::from_secs(60);
         let claimed = store
@@ -444,18 +433,7 @@ async fn ledger_with_every_finding(store: &Store) -> (String, String) {
     assert_eq!(fixtures::ingest(store, &lines).await, lines.len());
     // The first planning reaches back a day only: plan the first hours, then the rest.
     for through in [3, 50] {
-        store
-            .close_due_hours(
-                hours(through) + SignedDuration::from_mins(16),
-                &MeteringSettings::default(),
-                1000,
-            )
-            .await
-            .unwrap();
-        store
-            .plan_marketplace_hours(Timestamp::now(), 1000)
-            .await
-            .unwrap();
+        fixtures::close_and_plan(store, hours(through)).await;
     }
     let records = store
         .marketplace_records(&LedgerFilter::default())
@@ -752,18 +730,7 @@ both_backends!(
             );
             assert_eq!(fixtures::ingest(&store, &[line]).await, 1);
         }
-        store
-            .close_due_hours(
-                hours(2) + SignedDuration::from_mins(16),
-                &MeteringSettings::default(),
-                1000,
-            )
-            .await
-            .unwrap();
-        store
-            .plan_marketplace_hours(Timestamp::now(), 1000)
-            .await
-            .unwrap();
+        fixtures::close_and_plan(&store, hours(2)).await;
         let all = store
             .marketplace_records(&LedgerFilter::default())
             .await

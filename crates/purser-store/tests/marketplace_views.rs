@@ -11,7 +11,6 @@ use purser_core::{AccountScope, Marketplace, Role};
 use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::marketplace_views::RecordQuery;
-use purser_store::metering::MeteringSettings;
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 
@@ -96,18 +95,7 @@ both_backends!(
             write(&store, subject, &format!("{subject}-0"), 0, n).await;
             write(&store, subject, &format!("{subject}-1"), 1, n + 1).await;
         }
-        store
-            .close_due_hours(
-                hours(2) + SignedDuration::from_mins(16),
-                &MeteringSettings::default(),
-                1000,
-            )
-            .await
-            .unwrap();
-        store
-            .plan_marketplace_hours(Timestamp::now(), 1000)
-            .await
-            .unwrap();
+        fixtures::close_and_plan(&store, hours(2)).await;
 
         // Half past hour 1: hour 0 is sent. Acme's is taken, the agency's refused.
         let sim = hours(1) + SignedDuration::from_mins(30);

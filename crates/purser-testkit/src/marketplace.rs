@@ -328,22 +328,8 @@ pub async fn customers(
     committed: &str,
     committed_dimensions: &[&str],
 ) -> Vec<String> {
-    let mut externals = Vec::with_capacity(n);
-    for index in 0..n {
-        let external_id = format!("{}-{index}", offer.marketplace);
-        let spec = Customer {
-            name: format!("Customer {external_id}"),
-            external_id: external_id.clone(),
-            boundary: "standard",
-            index,
-            around,
-            committed,
-            committed_dimensions,
-        };
-        customer(store, offer, &spec).await;
-        externals.push(external_id);
-    }
-    externals
+    let terms = (around, committed, committed_dimensions);
+    customers_routed(store, offer, n, terms, false).await
 }
 
 /// Creates `n` customers of `offer`'s cloud routed through Tackle (see
@@ -358,22 +344,58 @@ pub async fn tackle_customers(
     committed: &str,
     committed_dimensions: &[&str],
 ) -> Vec<String> {
+    let terms = (around, committed, committed_dimensions);
+    customers_routed(store, offer, n, terms, true).await
+}
+
+/// `n` customers, bound directly or through Tackle; `terms` is (around, committed,
+/// committed dimensions) as [`Customer`] has them.
+async fn customers_routed(
+    store: &Store,
+    offer: &Offer,
+    n: usize,
+    (around, committed, committed_dimensions): (Timestamp, &str, &[&str]),
+    through_tackle: bool,
+) -> Vec<String> {
     let mut externals = Vec::with_capacity(n);
     for i in 0..n {
-        let external_id = format!("{}-tackle-{i}", offer.marketplace);
+        let (external_id, index, bound) = if through_tackle {
+            let external_id = format!("{}-tackle-{i}", offer.marketplace);
+            (external_id, 500 + i, tackle_binding(offer.marketplace, i))
+        } else {
+            let external_id = format!("{}-{i}", offer.marketplace);
+            (external_id, i, binding(offer.marketplace, i))
+        };
         let spec = Customer {
             name: format!("Customer {external_id}"),
             external_id: external_id.clone(),
             boundary: "standard",
-            index: 500 + i,
+            index,
             around,
             committed,
             committed_dimensions,
         };
-        customer_bound(store, offer, &spec, tackle_binding(offer.marketplace, i)).await;
+        customer_bound(store, offer, &spec, bound).await;
         externals.push(external_id);
     }
     externals
+}
+
+/// Closes the hours due by 16 minutes past `hour_end` (the default grace is 15) and
+/// plans them for their marketplaces, as the jobs would.
+pub async fn close_and_plan(store: &Store, hour_end: Timestamp) {
+    store
+        .close_due_hours(
+            hour_end + SignedDuration::from_mins(16),
+            &purser_store::metering::MeteringSettings::default(),
+            1000,
+        )
+        .await
+        .expect("the hours close");
+    store
+        .plan_marketplace_hours(Timestamp::now(), 1000)
+        .await
+        .expect("the hours are planned");
 }
 
 /// Defines the meters and the offer, returning the offer as stored.
