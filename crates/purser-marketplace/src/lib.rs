@@ -31,6 +31,7 @@ pub mod azure;
 pub mod fulfillment;
 pub mod gcp;
 mod http;
+pub mod jwt;
 pub mod limiter;
 pub mod procurement;
 pub mod pubsub;

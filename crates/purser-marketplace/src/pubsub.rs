@@ -305,6 +305,50 @@ impl PubSubClient {
         }
     }
 
+    /// `projects.subscriptions.create` of a push subscription: Pub/Sub POSTs each
+    /// message to `push_endpoint` (`pushConfig.pushEndpoint`), with an OIDC token for
+    /// `(service account email, audience)` when given (`pushConfig.oidcToken`;
+    /// https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#PushConfig,
+    /// read 2026-12-01). An existing subscription is not an error.
+    pub async fn create_push_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline_seconds: u32,
+        push_endpoint: &str,
+        oidc_token: Option<(&str, &str)>,
+    ) -> Result<(), ClientError> {
+        resource(
+            "subscriptions.create",
+            "subscription",
+            subscription,
+            "subscriptions",
+        )?;
+        resource("subscriptions.create", "topic", topic, "topics")?;
+        let mut push_config = json!({ "pushEndpoint": push_endpoint });
+        if let Some((email, audience)) = oidc_token {
+            push_config["oidcToken"] =
+                json!({ "serviceAccountEmail": email, "audience": audience });
+        }
+        let body = json!({
+            "topic": topic,
+            "ackDeadlineSeconds": ack_deadline_seconds,
+            "pushConfig": push_config,
+        });
+        match self
+            .call(
+                "subscriptions.create",
+                Method::PUT,
+                &path(subscription, None),
+                Some(body),
+            )
+            .await
+        {
+            Err(e) if e.code() == Some("ALREADY_EXISTS") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// `projects.topics.publish`; the message ids, in order.
     pub async fn publish(
         &self,
