@@ -565,6 +565,66 @@ mod tests {
     }
 
     #[test]
+    fn push_and_webhook_verification_are_configured_and_on_by_default() {
+        let config: crate::Config = toml::from_str(
+            r#"
+            [subscriptions.azure]
+            tenant_id = "t-1"
+            client_id = "app-1"
+            client_secret = "very-secret"
+            [subscriptions.gcp]
+            subscription = "projects/vendor/subscriptions/procurement"
+            [subscriptions.gcp.procurement]
+            provider_id = "vendor"
+            credentials = { kind = "token", token = "ya29.x" }
+            [subscriptions.gcp.pubsub]
+            base_url = "http://127.0.0.1:8085"
+            [subscriptions.gcp.push]
+            audience = "https://purser.example/hooks/gcp/pubsub"
+            service_account_email = "push@vendor.iam.gserviceaccount.com"
+            "#,
+        )
+        .expect("a valid configuration");
+        let azure = config.subscriptions.azure.as_ref().expect("azure");
+        assert!(azure.webhook.verify_token, "verified unless turned off");
+        assert_eq!(
+            azure.webhook.jwks_url,
+            purser_marketplace::jwt::ENTRA_JWKS_URL
+        );
+        assert_eq!(azure.api.client_id, "app-1");
+        let push = config
+            .subscriptions
+            .gcp
+            .as_ref()
+            .and_then(|g| g.push.clone())
+            .expect("push");
+        assert!(push.verify_token);
+        assert_eq!(push.jwks_url, purser_marketplace::jwt::GOOGLE_JWKS_URL);
+        SubscriptionProcessor::from_config(&config.subscriptions).expect("desks");
+
+        // The escape hatch is explicit; a misspelt key is refused in either table.
+        let off: crate::Config = toml::from_str(
+            "[subscriptions.azure]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[subscriptions.azure.webhook]\nverify_token = false\n",
+        )
+        .expect("opt-out");
+        assert!(!off.subscriptions.azure.expect("azure").webhook.verify_token);
+        for bad in [
+            "[subscriptions.azure]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[subscriptions.azure.webhook]\nverify = false\n",
+            "[subscriptions.azure]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\ntenantid = \"x\"\n",
+        ] {
+            assert!(toml::from_str::<crate::Config>(bad).is_err(), "{bad}");
+        }
+        // Verification on without an audience cannot start.
+        let mut gcp = config.subscriptions.clone();
+        if let Some(g) = gcp.gcp.as_mut()
+            && let Some(p) = g.push.as_mut()
+        {
+            p.audience = None;
+        }
+        assert!(SubscriptionProcessor::from_config(&gcp).is_err());
+    }
+
+    #[test]
     fn backoff_doubles_and_is_bounded() {
         assert_eq!(backoff(0), SignedDuration::from_secs(30));
         assert_eq!(backoff(1), SignedDuration::from_secs(60));

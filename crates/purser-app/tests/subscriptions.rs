@@ -492,6 +492,15 @@ both_backends!(
                 .any(|n| n.channel == "webhook" && n.kind.as_deref() == Some("Unsubscribe"))
         );
         assert!(kept.iter().any(|n| n.channel == "landing"));
+        // Every webhook above was taken with its JWT verified against the fake Entra
+        // issuer's published keys.
+        assert!(fakes.entra_oidc().jwks_fetches() >= 1);
+        assert!(
+            fulfillment
+                .deliveries()
+                .iter()
+                .all(|d| d.attempts == 1 && d.delivered)
+        );
     }
 );
 
