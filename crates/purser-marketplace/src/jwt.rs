@@ -393,7 +393,10 @@ mod tests {
         let keys = parse_jwks(text).expect("a JWKS");
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["a"]);
         assert!(matches!(parse_jwks("not json"), Err(JwtError::Keys(_))));
-        assert!(matches!(parse_jwks(r#"{"keys":3}"#), Err(JwtError::Keys(_))));
+        assert!(matches!(
+            parse_jwks(r#"{"keys":3}"#),
+            Err(JwtError::Keys(_))
+        ));
     }
 
     #[test]
