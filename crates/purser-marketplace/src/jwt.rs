@@ -158,6 +158,7 @@ pub struct JwksVerifier {
     policy: JwtPolicy,
     http: reqwest::Client,
     cache: JwksCache,
+    min_refetch: Duration,
 }
 
 impl std::fmt::Debug for JwksVerifier {
@@ -197,7 +198,15 @@ impl JwksVerifier {
             policy,
             http,
             cache,
+            min_refetch: MIN_REFETCH,
         })
+    }
+
+    /// How soon an unknown `kid` may fetch the key set again ([`MIN_REFETCH`] unless
+    /// set; tests shorten it).
+    pub fn with_min_refetch(mut self, interval: Duration) -> JwksVerifier {
+        self.min_refetch = interval;
+        self
     }
 
     pub fn policy(&self) -> &JwtPolicy {
@@ -291,7 +300,7 @@ impl JwksVerifier {
                 if let Some(key) = set.keys.get(kid) {
                     return Ok(key.clone());
                 }
-                if age < MIN_REFETCH {
+                if age < self.min_refetch {
                     return Err(JwtError::UnknownKey(kid.to_owned()));
                 }
             }

@@ -438,7 +438,7 @@ pub mod testing {
         &'static str,
         serde_json::Value,
     )> {
-        use crate::pubsub::{path, pull_body};
+        use crate::pubsub::{path, pull_body, push_subscription_body};
         use serde_json::json;
         let sub = "{+subscription}";
         vec![
@@ -476,6 +476,21 @@ pub mod testing {
                 path("{+name}", None),
                 "Subscription",
                 json!({ "topic": "projects/p/topics/t", "ackDeadlineSeconds": 10 }),
+            ),
+            (
+                "subscriptions.create",
+                "PUT",
+                path("{+name}", None),
+                "Subscription",
+                push_subscription_body(
+                    "projects/p/topics/t",
+                    10,
+                    "https://purser.example/hooks/gcp/pubsub",
+                    Some((
+                        "push@p.iam.gserviceaccount.com",
+                        "https://purser.example/hooks/gcp/pubsub",
+                    )),
+                ),
             ),
             (
                 "topics.create",

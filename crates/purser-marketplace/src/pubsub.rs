@@ -325,16 +325,7 @@ impl PubSubClient {
             "subscriptions",
         )?;
         resource("subscriptions.create", "topic", topic, "topics")?;
-        let mut push_config = json!({ "pushEndpoint": push_endpoint });
-        if let Some((email, audience)) = oidc_token {
-            push_config["oidcToken"] =
-                json!({ "serviceAccountEmail": email, "audience": audience });
-        }
-        let body = json!({
-            "topic": topic,
-            "ackDeadlineSeconds": ack_deadline_seconds,
-            "pushConfig": push_config,
-        });
+        let body = push_subscription_body(topic, ack_deadline_seconds, push_endpoint, oidc_token);
         match self
             .call(
                 "subscriptions.create",
@@ -423,6 +414,25 @@ pub(crate) fn path(resource: &str, verb: Option<&str>) -> String {
         Some(verb) => format!("v1/{resource}:{verb}"),
         None => format!("v1/{resource}"),
     }
+}
+
+/// A push `Subscription`: `pushConfig` with its endpoint and, when given, the OIDC
+/// token's service account and audience.
+pub(crate) fn push_subscription_body(
+    topic: &str,
+    ack_deadline_seconds: u32,
+    push_endpoint: &str,
+    oidc_token: Option<(&str, &str)>,
+) -> serde_json::Value {
+    let mut push_config = json!({ "pushEndpoint": push_endpoint });
+    if let Some((email, audience)) = oidc_token {
+        push_config["oidcToken"] = json!({ "serviceAccountEmail": email, "audience": audience });
+    }
+    json!({
+        "topic": topic,
+        "ackDeadlineSeconds": ack_deadline_seconds,
+        "pushConfig": push_config,
+    })
 }
 
 /// `PullRequest`. `returnImmediately` is deprecated: sent only when asked for (tests

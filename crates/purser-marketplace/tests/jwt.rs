@@ -210,6 +210,35 @@ async fn google_tokens_are_accepted_and_every_failed_check_is_named() {
 }
 
 #[tokio::test]
+async fn an_unknown_key_id_fetches_the_key_set_again_once_the_interval_has_passed() {
+    let fakes = FakeMarketplaces::start(FakeConfig::default())
+        .await
+        .unwrap();
+    // An interval of zero: every unknown kid may refetch (a rotated key is found at once).
+    let verifier = google_verifier(&fakes).with_min_refetch(std::time::Duration::ZERO);
+    let issuer = fakes.google_oidc();
+    let good = issuer.sign(&google_claims()).unwrap();
+    verifier.verify(&good).await.unwrap();
+    assert_eq!(issuer.jwks_fetches(), 1);
+    verifier.verify(&good).await.unwrap();
+    assert_eq!(
+        issuer.jwks_fetches(),
+        1,
+        "a known key is served from the cache"
+    );
+    let unknown = issuer
+        .sign_as(&google_claims(), Signing::UnknownKeyId)
+        .unwrap();
+    assert!(matches!(
+        verifier.verify(&unknown).await,
+        Err(JwtError::UnknownKey(_))
+    ));
+    assert_eq!(issuer.jwks_fetches(), 2, "an unknown kid fetched again");
+    verifier.verify(&good).await.unwrap();
+    assert_eq!(issuer.jwks_fetches(), 2);
+}
+
+#[tokio::test]
 async fn entra_tokens_are_checked_for_the_tenant_and_application() {
     let fakes = FakeMarketplaces::start(FakeConfig::default())
         .await
