@@ -338,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn azure_subscriptions_with_their_webhook_table_load_through_the_layers() {
+        let f = file(
+            "[subscriptions.azure]\ntenant_id = \"t-1\"\nclient_id = \"app-1\"\nclient_secret = \"s\"\nrequest_timeout_ms = 2500\n[subscriptions.azure.webhook]\nverify_token = false\n",
+        );
+        let config =
+            Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[])).expect("valid");
+        let azure = config.subscriptions.azure.expect("azure");
+        assert_eq!(azure.api.request_timeout_ms, 2500);
+        assert!(!azure.webhook.verify_token);
+        let f = file(
+            "[subscriptions.azure]\ntenant_id = \"t-1\"\nclient_id = \"app-1\"\nclient_secret = \"s\"\n[subscriptions.azure.webhook]\nverifytoken = false\n",
+        );
+        let error = Config::load_from(Some(f.path()), &FlagOverrides::default(), env(&[]))
+            .expect_err("a misspelt key");
+        assert!(error.to_string().contains("verifytoken"), "{error}");
+    }
+
+    #[test]
     fn flags_override_environment_which_overrides_the_file() {
         let f = file(
             "listen = \"127.0.0.1:1000\"\nlog_level = \"debug\"\nsession_hours = 2\n[jobs]\nlease_seconds = 10\n",

@@ -30,8 +30,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct SubscriptionsConfig {
     pub gcp: Option<gcp::GcpSubscriptionsConfig>,
-    /// The SaaS Fulfillment API: the same endpoint and Entra application as metering.
-    pub azure: Option<purser_marketplace::AzureConfig>,
+    /// The SaaS Fulfillment API: the same endpoint and Entra application as metering,
+    /// and how webhook calls are verified.
+    pub azure: Option<azure::AzureSubscriptionsConfig>,
     pub aws: Option<aws::AwsSubscriptionsConfig>,
 }
 
@@ -70,6 +71,19 @@ pub enum DeskError {
     /// The marketplace refused the seller's call (a state that no longer allows it).
     #[error("{0}")]
     Refused(String),
+    /// A pushed delivery did not prove it is the marketplace's (its JWT): nothing of
+    /// it is stored.
+    #[error("{0}")]
+    Unauthenticated(String),
+}
+
+/// What a pushed body holds for storing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The delivery's key; the body's digest when none.
+    pub key: Option<String>,
+    /// The notification as stored and read later.
+    pub body: String,
 }
 
 /// How a notification's body reads.
@@ -102,6 +116,22 @@ pub trait SubscriptionDesk: Send + Sync {
     fn delivery_key(&self, _body: &str) -> Option<String> {
         None
     }
+    /// Checks who sent a pushed delivery, from its `Authorization` header (the JWT
+    /// Google's Pub/Sub push and Microsoft's webhook calls carry), before anything of
+    /// it is stored: `Unauthenticated` when it is not the marketplace's,
+    /// `Unavailable` when it cannot be told now (the keys could not be fetched).
+    async fn authenticate(&self, _authorization: Option<&str>) -> Result<(), DeskError> {
+        Ok(())
+    }
+    /// Opens a pushed body: its delivery key and the notification to store (Pub/Sub
+    /// push wraps the message in an envelope). By default the body itself, under
+    /// [`Self::delivery_key`]; `Refused` when the envelope cannot be read.
+    fn unwrap_push(&self, body: &str) -> Result<Pushed, DeskError> {
+        Ok(Pushed {
+            key: self.delivery_key(body),
+            body: body.to_owned(),
+        })
+    }
     /// Checks that a pushed delivery is the marketplace's (SNS's signature) and does
     /// what its protocol asks on receipt (SNS's subscription confirmation).
     async fn accept(&self, _body: &str) -> Result<(), DeskError> {
@@ -121,6 +151,25 @@ pub trait SubscriptionDesk: Send + Sync {
     async fn pull(&self, _store: &Store) -> Result<usize, DeskError> {
         Ok(0)
     }
+}
+
+/// Checks a pushed delivery's bearer JWT: `Unavailable` when the keys could not be
+/// had (the sender tries again), `Unauthenticated` for any other failure.
+pub(crate) async fn verify_bearer(
+    verifier: &purser_marketplace::jwt::JwksVerifier,
+    authorization: Option<&str>,
+) -> Result<(), DeskError> {
+    verifier
+        .verify_header(authorization)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            if e.is_unavailable() {
+                DeskError::Unavailable(e.to_string())
+            } else {
+                DeskError::Unauthenticated(e.to_string())
+            }
+        })
 }
 
 /// Stores a delivery as its desk reads it: to act on, or kept aside with the reason.
@@ -171,6 +220,7 @@ impl purser_http::intake::NotificationIntake for DeskIntake {
         store: &Store,
         marketplace: Marketplace,
         channel: purser_store::subscriptions::Channel,
+        authorization: Option<&str>,
         body: &str,
     ) -> Result<purser_store::subscriptions::Stored, purser_http::intake::IntakeError> {
         use purser_http::intake::IntakeError;
@@ -178,15 +228,30 @@ impl purser_http::intake::NotificationIntake for DeskIntake {
             .processor
             .desk(marketplace)
             .ok_or(IntakeError::NotConfigured(marketplace))?;
-        let key = desk.delivery_key(body).unwrap_or_else(|| {
+        // Who sent it comes first: what a stranger sends is not kept at all.
+        desk.authenticate(authorization)
+            .await
+            .map_err(|e| match e {
+                DeskError::Unavailable(reason) => IntakeError::Unavailable(reason),
+                other => IntakeError::Unauthenticated(other.to_string()),
+            })?;
+        let digest = || {
             use sha2::Digest;
             format!(
                 "sha256:{}",
                 hex::encode(sha2::Sha256::digest(body.as_bytes()))
             )
-        });
-        match desk.accept(body).await {
-            Ok(()) => store_delivery(store, desk.as_ref(), channel, &key, body)
+        };
+        let opened = match desk.accept(body).await {
+            Ok(()) => desk.unwrap_push(body),
+            Err(e) => Err(e),
+        };
+        let key = match &opened {
+            Ok(Pushed { key: Some(key), .. }) => key.clone(),
+            _ => desk.delivery_key(body).unwrap_or_else(digest),
+        };
+        match opened {
+            Ok(pushed) => store_delivery(store, desk.as_ref(), channel, &key, &pushed.body)
                 .await
                 .map_err(|e| IntakeError::Unavailable(e.to_string())),
             // Not the marketplace's: kept, shown with why, never acted on.
@@ -207,6 +272,7 @@ impl purser_http::intake::NotificationIntake for DeskIntake {
                 Err(IntakeError::Refused(reason))
             }
             Err(DeskError::Unavailable(reason)) => Err(IntakeError::Unavailable(reason)),
+            Err(DeskError::Unauthenticated(reason)) => Err(IntakeError::Unauthenticated(reason)),
         }
     }
 
@@ -223,7 +289,9 @@ impl purser_http::intake::NotificationIntake for DeskIntake {
             .ok_or(IntakeError::NotConfigured(marketplace))?;
         let external_id = desk.resolve_landing(token).await.map_err(|e| match e {
             DeskError::Unavailable(reason) => IntakeError::Unavailable(reason),
-            DeskError::Unknown(reason) | DeskError::Refused(reason) => IntakeError::Refused(reason),
+            DeskError::Unknown(reason)
+            | DeskError::Refused(reason)
+            | DeskError::Unauthenticated(reason) => IntakeError::Refused(reason),
         })?;
         store
             .store_notification(NewNotification {
@@ -494,6 +562,66 @@ mod tests {
         let unknown: Result<crate::Config, _> =
             toml::from_str("[subscriptions.gcp]\nsubscriptoin = \"x\"\n");
         assert!(unknown.is_err(), "a misspelt key is refused");
+    }
+
+    #[test]
+    fn push_and_webhook_verification_are_configured_and_on_by_default() {
+        let config: crate::Config = toml::from_str(
+            r#"
+            [subscriptions.azure]
+            tenant_id = "t-1"
+            client_id = "app-1"
+            client_secret = "very-secret"
+            [subscriptions.gcp]
+            subscription = "projects/vendor/subscriptions/procurement"
+            [subscriptions.gcp.procurement]
+            provider_id = "vendor"
+            credentials = { kind = "token", token = "ya29.x" }
+            [subscriptions.gcp.pubsub]
+            base_url = "http://127.0.0.1:8085"
+            [subscriptions.gcp.push]
+            audience = "https://purser.example/hooks/gcp/pubsub"
+            service_account_email = "push@vendor.iam.gserviceaccount.com"
+            "#,
+        )
+        .expect("a valid configuration");
+        let azure = config.subscriptions.azure.as_ref().expect("azure");
+        assert!(azure.webhook.verify_token, "verified unless turned off");
+        assert_eq!(
+            azure.webhook.jwks_url,
+            purser_marketplace::jwt::ENTRA_JWKS_URL
+        );
+        assert_eq!(azure.api.client_id, "app-1");
+        let push = config
+            .subscriptions
+            .gcp
+            .as_ref()
+            .and_then(|g| g.push.clone())
+            .expect("push");
+        assert!(push.verify_token);
+        assert_eq!(push.jwks_url, purser_marketplace::jwt::GOOGLE_JWKS_URL);
+        SubscriptionProcessor::from_config(&config.subscriptions).expect("desks");
+
+        // The escape hatch is explicit; a misspelt key is refused in either table.
+        let off: crate::Config = toml::from_str(
+            "[subscriptions.azure]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[subscriptions.azure.webhook]\nverify_token = false\n",
+        )
+        .expect("opt-out");
+        assert!(!off.subscriptions.azure.expect("azure").webhook.verify_token);
+        for bad in [
+            "[subscriptions.azure]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[subscriptions.azure.webhook]\nverify = false\n",
+            "[subscriptions.azure]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\ntenantid = \"x\"\n",
+        ] {
+            assert!(toml::from_str::<crate::Config>(bad).is_err(), "{bad}");
+        }
+        // Verification on without an audience cannot start.
+        let mut gcp = config.subscriptions.clone();
+        if let Some(g) = gcp.gcp.as_mut()
+            && let Some(p) = g.push.as_mut()
+        {
+            p.audience = None;
+        }
+        assert!(SubscriptionProcessor::from_config(&gcp).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use purser_app::subscriptions::gcp::{GcpDesk, GcpSubscriptionsConfig};
+use purser_app::subscriptions::gcp::{GcpDesk, GcpPushConfig, GcpSubscriptionsConfig};
 use purser_app::subscriptions::{SubscriptionDesk, SubscriptionProcessor};
 use purser_core::audit::Actor;
 use purser_core::commercial::EntitlementStatus;
@@ -67,6 +67,7 @@ async fn world() -> World {
         subscription,
         service_name: Some(SERVICE.into()),
         pull_max_messages: 100,
+        push: None,
     })
     .expect("desk");
     let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
@@ -346,7 +347,9 @@ both_backends!(
         );
         azure.base_url = fakes.fulfillment_url();
         azure.login_base = fakes.azure_login_url();
-        let desk = purser_app::subscriptions::azure::AzureDesk::new(&azure).expect("desk");
+        // Verification on: the fake signs each webhook call as Entra would for the
+        // fake tenant and application.
+        let desk = azure_desk(&fakes, azure);
         let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
         let processor = SubscriptionProcessor::new(desks);
         let base = serve_intake(&store, &processor).await;
@@ -489,6 +492,15 @@ both_backends!(
                 .any(|n| n.channel == "webhook" && n.kind.as_deref() == Some("Unsubscribe"))
         );
         assert!(kept.iter().any(|n| n.channel == "landing"));
+        // Every webhook above was taken with its JWT verified against the fake Entra
+        // issuer's published keys.
+        assert!(fakes.entra_oidc().jwks_fetches() >= 1);
+        assert!(
+            fulfillment
+                .deliveries()
+                .iter()
+                .all(|d| d.attempts == 1 && d.delivered)
+        );
     }
 );
 
@@ -731,5 +743,448 @@ both_backends!(
                 .count(),
             1
         );
+    }
+);
+
+/// The Azure desk against the fakes, its webhook JWTs verified against the fake
+/// Entra issuer's keys.
+fn azure_desk(
+    fakes: &FakeMarketplaces,
+    api: purser_marketplace::AzureConfig,
+) -> purser_app::subscriptions::azure::AzureDesk {
+    use purser_app::subscriptions::azure::{
+        AzureDesk, AzureSubscriptionsConfig, AzureWebhookConfig,
+    };
+    AzureDesk::new(&AzureSubscriptionsConfig {
+        api,
+        webhook: AzureWebhookConfig {
+            jwks_url: fakes.entra_jwks_url(),
+            ..AzureWebhookConfig::default()
+        },
+    })
+    .expect("desk")
+}
+
+/// `[subscriptions.gcp]` against the fake Procurement API.
+fn gcp_config(
+    fakes: &FakeMarketplaces,
+    pubsub: PubSubConfig,
+    subscription: &str,
+    push: Option<GcpPushConfig>,
+) -> GcpSubscriptionsConfig {
+    let mut procurement = ProcurementConfig::new(
+        fakes.procurement().provider_id(),
+        GcpCredentials::Token {
+            token: SecretSource::Inline(Secret::new(&purser_fakes::GcpConfig::default().token)),
+        },
+    );
+    procurement.base_url = fakes.procurement_url();
+    GcpSubscriptionsConfig {
+        procurement,
+        pubsub,
+        subscription: subscription.into(),
+        service_name: Some(SERVICE.into()),
+        pull_max_messages: 100,
+        push,
+    }
+}
+
+/// POSTs `body` to Purser's `path` with `token` as the bearer, and gives the status.
+async fn post_hook(base: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+both_backends!(
+    google_notifications_pushed_by_pubsub_are_stored_once_and_acted_on,
+    |db: TestDatabase| async move {
+        let store = db.open().await;
+        let actor = Actor::new("system:test", None);
+        let emulator = PubSubEmulator::start().await.expect("the Pub/Sub emulator");
+        let fakes = FakeMarketplaces::start(FakeConfig::default())
+            .await
+            .expect("fakes");
+        let pubsub_config = PubSubConfig::emulator(&emulator.url());
+        let pubsub = PubSubClient::new(&pubsub_config).expect("pubsub");
+        let topic = format!("projects/{PROJECT}/topics/procurement-pushed");
+        let pull = format!("projects/{PROJECT}/subscriptions/purser-pull");
+        let push = format!("projects/{PROJECT}/subscriptions/purser-push");
+        pubsub.create_topic(&topic).await.expect("topic");
+        // The emulator cannot sign its pushes: verification explicitly off.
+        let desk = GcpDesk::new(&gcp_config(
+            &fakes,
+            pubsub_config,
+            &pull,
+            Some(GcpPushConfig::unverified()),
+        ))
+        .expect("desk");
+        let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
+        let processor = SubscriptionProcessor::new(desks);
+        let base = serve_intake(&store, &processor).await;
+        // Both a push subscription to Purser's hook and the job's pull subscription
+        // get every message: each is stored once all the same.
+        pubsub
+            .create_push_subscription(&push, &topic, 10, &format!("{base}/hooks/gcp/pubsub"), None)
+            .await
+            .expect("push subscription");
+        pubsub
+            .create_subscription(&pull, &topic, 10)
+            .await
+            .expect("pull subscription");
+        fakes.procurement().connect_pubsub(&emulator.url(), &topic);
+
+        let offer = fixtures::written_offer(&store, Marketplace::Gcp).await;
+        store
+            .set_marketplace_plan(
+                &actor,
+                Marketplace::Gcp,
+                "standard",
+                &fixtures::plan_terms(&offer.id, 100),
+            )
+            .await
+            .unwrap();
+        let account =
+            fixtures::account(&store, Marketplace::Gcp, "hooli", "Hooli", "standard", 5).await;
+        let admin = scope("root", &[Role::Admin], &[], Some("US"));
+        let procurement = fakes.procurement();
+        let id = procurement
+            .order(EntitlementOrder {
+                account_id: "gcp-acct-push".into(),
+                product: SERVICE.into(),
+                plan: "standard".into(),
+                usage_reporting_id: Some("project_number:5510".into()),
+                offer: None,
+                offer_end_time: None,
+            })
+            .await
+            .unwrap();
+
+        // Pushed: stored by the hook before the job has run at all.
+        let about = |kept: &[purser_store::subscriptions::Notification]| {
+            kept.iter()
+                .filter(|n| n.external_id.as_deref() == Some(id.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut pushed = Vec::new();
+        for _ in 0..150 {
+            pushed = about(&store.notifications(None, 100).await.unwrap());
+            if !pushed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(pushed.len(), 1, "the push reached the store");
+        let event = procurement
+            .published()
+            .into_iter()
+            .find(|e| e["entitlement"]["id"] == serde_json::json!(id))
+            .unwrap();
+        assert_eq!(pushed[0].channel, "pubsub");
+        assert_eq!(pushed[0].status, NotificationStatus::Received);
+        assert_eq!(
+            Some(pushed[0].delivery_key.as_str()),
+            event["eventId"].as_str(),
+            "keyed by eventId, as a pulled message is"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&pushed[0].body).unwrap(),
+            event,
+            "the message's data is stored, not the envelope"
+        );
+
+        // The job pulls the same message and acts on the one stored notification.
+        process_until_with(
+            &processor,
+            &store,
+            state_is(&id, SubscriptionState::Requested),
+        )
+        .await;
+        let report = processor.run(&store, Timestamp::now()).await.unwrap();
+        assert_eq!(
+            report.pulled, 0,
+            "the pull subscription was drained: {report:?}"
+        );
+        assert_eq!(
+            about(&store.notifications(None, 100).await.unwrap()).len(),
+            1,
+            "delivered by push and by pull, stored once"
+        );
+        store
+            .link_subscription(
+                &admin,
+                Marketplace::Gcp,
+                &id,
+                &account,
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        process_until_with(&processor, &store, state_is(&id, SubscriptionState::Active)).await;
+        assert_eq!(
+            procurement.entitlement(&id).unwrap().state,
+            "ENTITLEMENT_ACTIVE"
+        );
+    }
+);
+
+both_backends!(
+    pushed_deliveries_without_googles_token_are_refused_and_not_stored,
+    |db: TestDatabase| async move {
+        use base64::Engine;
+        use purser_fakes::oidc::Signing;
+        use serde_json::json;
+        const AUDIENCE: &str = "https://purser.example/hooks/gcp/pubsub";
+        const EMAIL: &str = "procurement-push@vendor.iam.gserviceaccount.com";
+        let store = db.open().await;
+        let fakes = FakeMarketplaces::start(FakeConfig::default())
+            .await
+            .expect("fakes");
+        let mut push = GcpPushConfig::verified(AUDIENCE, EMAIL);
+        push.jwks_url = fakes.google_jwks_url();
+        let desk = GcpDesk::new(&gcp_config(
+            &fakes,
+            // Never reached: nothing is pulled here.
+            PubSubConfig::emulator("http://127.0.0.1:9"),
+            "projects/p/subscriptions/pull",
+            Some(push),
+        ))
+        .expect("desk");
+        let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(desk)];
+        let processor = SubscriptionProcessor::new(desks);
+        let base = serve_intake(&store, &processor).await;
+
+        let notification = r#"{"eventId":"ev-push-1","eventType":"ENTITLEMENT_CREATION_REQUESTED","entitlement":{"id":"ent-push-1"}}"#;
+        let envelope = json!({
+            "message": {
+                "data": base64::engine::general_purpose::STANDARD.encode(notification),
+                "messageId": "2070443601311540",
+                "publishTime": "2026-12-01T15:00:00.000Z",
+            },
+            "subscription": "projects/p/subscriptions/push",
+        })
+        .to_string();
+        let now = Timestamp::now().as_second();
+        let claims = json!({
+            "iss": "https://accounts.google.com",
+            "aud": AUDIENCE,
+            "email": EMAIL,
+            "email_verified": true,
+            "sub": "10888",
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let with = |key: &str, value: serde_json::Value| {
+            let mut c = claims.clone();
+            c[key] = value;
+            c
+        };
+        let issuer = fakes.google_oidc();
+        let refused: Vec<(&str, Option<String>)> = vec![
+            ("no token", None),
+            (
+                "wrong audience",
+                Some(
+                    issuer
+                        .sign(&with("aud", json!("https://other.example")))
+                        .unwrap(),
+                ),
+            ),
+            (
+                "wrong email",
+                Some(issuer.sign(&with("email", json!("x@y.example"))).unwrap()),
+            ),
+            (
+                "email not verified",
+                Some(issuer.sign(&with("email_verified", json!(false))).unwrap()),
+            ),
+            (
+                "expired",
+                Some(issuer.sign(&with("exp", json!(now - 600))).unwrap()),
+            ),
+            (
+                "wrong issuer",
+                Some(
+                    issuer
+                        .sign(&with("iss", json!("https://accounts.evil.example")))
+                        .unwrap(),
+                ),
+            ),
+            (
+                "unknown key",
+                Some(issuer.sign_as(&claims, Signing::UnknownKeyId).unwrap()),
+            ),
+            (
+                "unpublished key",
+                Some(issuer.sign_as(&claims, Signing::UnpublishedKey).unwrap()),
+            ),
+            (
+                "alg none",
+                Some(issuer.sign_as(&claims, Signing::None).unwrap()),
+            ),
+            (
+                "HS256",
+                Some(
+                    issuer
+                        .sign_as(&claims, Signing::Hs256WithPublicKey)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "tampered signature",
+                Some(issuer.sign_as(&claims, Signing::Tampered).unwrap()),
+            ),
+        ];
+        for (what, token) in &refused {
+            assert_eq!(
+                post_hook(&base, "/hooks/gcp/pubsub", token.as_deref(), &envelope).await,
+                401,
+                "{what}"
+            );
+            assert!(
+                store.notifications(None, 100).await.unwrap().is_empty(),
+                "{what}: nothing stored"
+            );
+        }
+
+        // Google's own token: stored (once, however often it is pushed), then 2xx.
+        let token = issuer.sign(&claims).unwrap();
+        for _ in 0..2 {
+            let status = post_hook(&base, "/hooks/gcp/pubsub", Some(&token), &envelope).await;
+            assert!((200..300).contains(&status), "{status}");
+        }
+        let kept = store.notifications(None, 100).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].delivery_key, "ev-push-1");
+        assert_eq!(kept[0].body, notification);
+        assert_eq!(kept[0].external_id.as_deref(), Some("ent-push-1"));
+
+        // An envelope that cannot be read, from Google: kept as malformed, 400.
+        assert_eq!(
+            post_hook(
+                &base,
+                "/hooks/gcp/pubsub",
+                Some(&token),
+                r#"{"message":{"data":"***","messageId":"7"},"subscription":"projects/p/subscriptions/push"}"#
+            )
+            .await,
+            400
+        );
+        let kept = store.notifications(None, 100).await.unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(kept.iter().any(|n| {
+            n.status == NotificationStatus::Malformed
+                && n.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("base64"))
+        }));
+    }
+);
+
+both_backends!(
+    azure_webhooks_without_entras_token_are_refused_and_not_stored,
+    |db: TestDatabase| async move {
+        use purser_fakes::oidc::Signing;
+        use serde_json::json;
+        let store = db.open().await;
+        let fakes = FakeMarketplaces::start(FakeConfig::default())
+            .await
+            .expect("fakes");
+        let defaults = purser_fakes::AzureConfig::default();
+        let mut azure = purser_marketplace::AzureConfig::new(
+            &defaults.tenant_id,
+            &defaults.client_id,
+            SecretSource::Inline(Secret::new(defaults.client_secret.clone())),
+        );
+        azure.base_url = fakes.fulfillment_url();
+        azure.login_base = fakes.azure_login_url();
+        let desks: Vec<Arc<dyn SubscriptionDesk>> = vec![Arc::new(azure_desk(&fakes, azure))];
+        let processor = SubscriptionProcessor::new(desks);
+        let base = serve_intake(&store, &processor).await;
+
+        let body = r#"{"id":"74dfb4db-c193-4891-827d-eb05fbdc64b0","activityId":"5e7a1b1e-3b7d-4f4b-9d0a-6a3c2a1b0c9d","subscriptionId":"6c7b9f52-5a7e-4b7e-9d3c-2f0c1b1a0d01","publisherId":"contoso","offerId":"storage","planId":"gold","timeStamp":"2026-12-01T10:05:29.9799053Z","action":"Unsubscribe","status":"Succeeded","operationRequestSource":"Azure","subscription":{"id":"6c7b9f52-5a7e-4b7e-9d3c-2f0c1b1a0d01"},"purchaseToken":null}"#;
+        let now = Timestamp::now().as_second();
+        let claims = |tenant: &str, aud: &str, exp: i64| {
+            json!({
+                "iss": format!("https://sts.windows.net/{tenant}/"),
+                "aud": aud,
+                "tid": tenant,
+                "iat": now,
+                "nbf": now,
+                "exp": exp,
+            })
+        };
+        let issuer = fakes.entra_oidc();
+        let tenant = defaults.tenant_id.as_str();
+        let app = defaults.client_id.as_str();
+        let refused: Vec<(&str, Option<String>)> = vec![
+            ("no token", None),
+            (
+                "wrong audience",
+                Some(
+                    issuer
+                        .sign(&claims(tenant, "another-app", now + 3600))
+                        .unwrap(),
+                ),
+            ),
+            (
+                "wrong tenant",
+                Some(
+                    issuer
+                        .sign(&claims(
+                            "9a9a9a9a-0000-0000-0000-000000000000",
+                            app,
+                            now + 3600,
+                        ))
+                        .unwrap(),
+                ),
+            ),
+            (
+                "expired",
+                Some(issuer.sign(&claims(tenant, app, now - 600)).unwrap()),
+            ),
+            (
+                "tampered",
+                Some(
+                    issuer
+                        .sign_as(&claims(tenant, app, now + 3600), Signing::Tampered)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "Google's issuer's key",
+                Some(
+                    fakes
+                        .google_oidc()
+                        .sign(&claims(tenant, app, now + 3600))
+                        .unwrap(),
+                ),
+            ),
+        ];
+        for (what, token) in &refused {
+            assert_eq!(
+                post_hook(&base, "/hooks/azure/fulfillment", token.as_deref(), body).await,
+                401,
+                "{what}"
+            );
+            assert!(
+                store.notifications(None, 100).await.unwrap().is_empty(),
+                "{what}: nothing stored"
+            );
+        }
+        let token = issuer.sign(&claims(tenant, app, now + 3600)).unwrap();
+        assert_eq!(
+            post_hook(&base, "/hooks/azure/fulfillment", Some(&token), body).await,
+            200
+        );
+        let kept = store.notifications(None, 100).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].kind.as_deref(), Some("Unsubscribe"));
     }
 );

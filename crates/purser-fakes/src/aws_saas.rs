@@ -119,7 +119,7 @@ pub struct AwsSaasFake {
 /// The fake SNS's signing key and certificate, made once per process (RSA key generation
 /// takes a moment).
 struct SnsKey {
-    key: rsa::PrivateKey,
+    key: &'static rsa::PrivateKey,
     certificate_pem: String,
 }
 
@@ -131,7 +131,6 @@ fn sns_key() -> Result<&'static SnsKey, FakeError> {
 }
 
 fn make_sns_key() -> Result<SnsKey, String> {
-    use rsa::Generate;
     use std::str::FromStr;
     use x509_cert::builder::{Builder, CertificateBuilder, profile};
     use x509_cert::der::EncodePem;
@@ -140,7 +139,7 @@ fn make_sns_key() -> Result<SnsKey, String> {
     use x509_cert::spki::SubjectPublicKeyInfoOwned;
     use x509_cert::time::{Time, Validity};
 
-    let key = rsa::PrivateKey::generate();
+    let key = crate::keys::rsa_key(crate::keys::KeySlot::Sns);
     let public_der = key
         .to_public_key()
         .to_public_key_der()

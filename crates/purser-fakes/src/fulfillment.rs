@@ -30,7 +30,11 @@
 //!   operationRequestSource, subscription, purchaseToken}` (prose, webhook page); any
 //!   answer but 2xx is retried, Microsoft retrying "500 times over 8 hours"
 //!   (shared/reference/metering-and-marketplaces.md §1b, SECONDARY): tests shorten the
-//!   interval. The fake sends no JWT in Authorization, which Microsoft's webhook calls carry.
+//!   interval. Each call carries `Authorization: Bearer <JWT>` as Microsoft's do (prose,
+//!   webhook page: the publisher should validate it): RS256 from the fake Entra issuer
+//!   ([`crate::oidc`]), `aud` the publisher's Entra application id, `iss`
+//!   `https://sts.windows.net/{tenant}/`, `tid` the tenant, `iat`/`nbf` now and `exp` an
+//!   hour on, on the real clock (the verifier's), not the fake one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +55,7 @@ use crate::FakeError;
 use crate::azure::AzureFake;
 use crate::clock::FakeClock;
 use crate::contract::FulfillmentContract;
+use crate::oidc::OidcIssuer;
 use crate::server::{bearer, random_token};
 
 /// The fake's settings.
@@ -65,6 +70,12 @@ pub struct FulfillmentConfig {
     /// How often a webhook call is tried in all, and the wait between tries.
     pub webhook_attempts: u32,
     pub webhook_retry_interval: Duration,
+    /// Whether webhook calls carry Entra's JWT (Microsoft's always do).
+    pub webhook_signed: bool,
+    /// The tenant and the Entra application id (`aud`) the JWT is issued for; the
+    /// fake Azure's tenant and client id when not set.
+    pub webhook_tenant_id: Option<String>,
+    pub webhook_audience: Option<String>,
 }
 
 impl Default for FulfillmentConfig {
@@ -77,6 +88,9 @@ impl Default for FulfillmentConfig {
             webhook_attempts: 500,
             // 8 hours over 500 tries.
             webhook_retry_interval: Duration::from_millis(57_600),
+            webhook_signed: true,
+            webhook_tenant_id: None,
+            webhook_audience: None,
         }
     }
 }
@@ -132,6 +146,8 @@ struct Ledger {
     operations: BTreeMap<Uuid, FakeOperation>,
     deliveries: Vec<WebhookDelivery>,
     webhook_url: Option<String>,
+    /// (tenant, audience) of the webhook's JWT; none: unsigned calls.
+    webhook_identity: Option<(String, String)>,
 }
 
 /// A handle to the fake SaaS Fulfillment API.
@@ -141,6 +157,7 @@ pub struct FulfillmentFake {
     config: Arc<FulfillmentConfig>,
     clock: FakeClock,
     http: reqwest::Client,
+    issuer: OidcIssuer,
 }
 
 const PENDING: &str = "PendingFulfillmentStart";
@@ -156,6 +173,29 @@ impl FulfillmentFake {
     /// Sends later webhook calls to `url`.
     pub fn set_webhook_url(&self, url: &str) {
         self.ledger().webhook_url = Some(url.to_owned());
+    }
+
+    /// Signs later webhook calls for `tenant_id` and `audience` (tests of refusals);
+    /// none: calls without a JWT.
+    pub fn set_webhook_identity(&self, identity: Option<(&str, &str)>) {
+        self.ledger().webhook_identity = identity.map(|(t, a)| (t.to_owned(), a.to_owned()));
+    }
+
+    /// The JWT a webhook call carries now, if calls are signed.
+    fn webhook_token(&self) -> Result<Option<String>, FakeError> {
+        let Some((tenant, audience)) = self.ledger().webhook_identity.clone() else {
+            return Ok(None);
+        };
+        let now = jiff::Timestamp::now().as_second();
+        let claims = json!({
+            "aud": audience,
+            "iss": format!("https://sts.windows.net/{tenant}/"),
+            "tid": tenant,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+        });
+        self.issuer.sign(&claims).map(Some)
     }
 
     /// A customer buys `plan_id` of `offer_id`: a PendingFulfillmentStart subscription and
@@ -346,9 +386,13 @@ impl FulfillmentFake {
 
     async fn deliver(self, url: String, operation_id: Uuid, body: Value) {
         for attempt in 1..=self.config.webhook_attempts {
-            let status = self
-                .http
-                .post(&url)
+            let mut request = self.http.post(&url);
+            match self.webhook_token() {
+                Ok(Some(token)) => request = request.bearer_auth(token),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "the webhook's JWT could not be signed"),
+            }
+            let status = request
                 .json(&body)
                 .timeout(Duration::from_secs(10))
                 .send()
@@ -440,12 +484,25 @@ pub(crate) fn build(
     contract: &'static FulfillmentContract,
     clock: FakeClock,
     azure: AzureFake,
+    issuer: OidcIssuer,
+    // The fake Entra's tenant and client id: whom webhooks are signed for by default.
+    (tenant_id, client_id): (String, String),
 ) -> (FulfillmentFake, Router) {
+    let identity = config.webhook_signed.then(|| {
+        (
+            config.webhook_tenant_id.clone().unwrap_or(tenant_id),
+            config.webhook_audience.clone().unwrap_or(client_id),
+        )
+    });
     let fake = FulfillmentFake {
-        ledger: Arc::new(Mutex::new(Ledger::default())),
+        ledger: Arc::new(Mutex::new(Ledger {
+            webhook_identity: identity,
+            ..Ledger::default()
+        })),
         config: Arc::new(config),
         clock,
         http: reqwest::Client::new(),
+        issuer,
     };
     let state = AppState {
         fake: fake.clone(),

@@ -6,7 +6,8 @@
 //! [`pubsub_emulator`] starts and stops), Azure's SaaS Fulfillment API v2 and its webhook
 //! ([`fulfillment`]), and AWS's ResolveCustomer, GetEntitlements and signed SNS
 //! notifications ([`aws_saas`]); and Tackle.io's metering API ([`tackle`]), which holds
-//! one record an hour and forwards it to the cloud.
+//! one record an hour and forwards it to the cloud; and fake OIDC issuers ([`oidc`]) for
+//! the JWTs Google's Pub/Sub push and Microsoft's webhook calls carry.
 //!
 //! Each fake enforces its provider's published contract, reading the limits from the vendored
 //! machine-readable contracts in `/contracts` ([`contract`]), and records everything it
@@ -34,6 +35,8 @@ pub mod contract;
 pub mod faults;
 pub mod fulfillment;
 pub mod gcp;
+mod keys;
+pub mod oidc;
 pub mod procurement;
 pub mod pubsub_emulator;
 mod server;
@@ -118,6 +121,9 @@ pub struct FakeMarketplaces {
     aws_sns_addr: SocketAddr,
     tackle: TackleFake,
     tackle_addr: SocketAddr,
+    google_oidc: oidc::OidcIssuer,
+    entra_oidc: oidc::OidcIssuer,
+    oidc_addr: SocketAddr,
     clock: FakeClock,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -143,11 +149,18 @@ impl FakeMarketplaces {
             config.latency,
             config.faults.clone(),
         );
+        let (google_oidc, entra_oidc, oidc_router) = oidc::build();
+        let (oidc_addr, oidc_task) = server::spawn("oidc", oidc_router, receiver.clone()).await?;
         let (fulfillment, fulfillment_router) = fulfillment::build(
             config.fulfillment.clone(),
             &contracts.fulfillment,
             config.clock.clone(),
             azure.clone(),
+            entra_oidc.clone(),
+            (
+                config.azure.tenant_id.clone(),
+                config.azure.client_id.clone(),
+            ),
         );
         let azure_router = azure_router.merge(fulfillment_router);
         let (azure_addr, azure_task) =
@@ -208,6 +221,9 @@ impl FakeMarketplaces {
             aws_sns_addr,
             tackle,
             tackle_addr,
+            google_oidc,
+            entra_oidc,
+            oidc_addr,
             clock: config.clock,
             shutdown,
             tasks: vec![
@@ -220,6 +236,7 @@ impl FakeMarketplaces {
                 entitlement_task,
                 sns_task,
                 tackle_task,
+                oidc_task,
             ],
         })
     }
@@ -281,6 +298,27 @@ impl FakeMarketplaces {
     /// is `https://api.tackle.io`).
     pub fn tackle_url(&self) -> String {
         format!("http://{}", self.tackle_addr)
+    }
+
+    /// The fake Google issuer of the OIDC tokens Pub/Sub push attaches.
+    pub fn google_oidc(&self) -> &oidc::OidcIssuer {
+        &self.google_oidc
+    }
+
+    /// Its key set (Google's is `https://www.googleapis.com/oauth2/v3/certs`).
+    pub fn google_jwks_url(&self) -> String {
+        format!("http://{}{}", self.oidc_addr, oidc::GOOGLE_JWKS_PATH)
+    }
+
+    /// The fake Entra ID issuer of the tokens on SaaS webhook calls.
+    pub fn entra_oidc(&self) -> &oidc::OidcIssuer {
+        &self.entra_oidc
+    }
+
+    /// Its key set (Entra's is
+    /// `https://login.microsoftonline.com/common/discovery/v2.0/keys`).
+    pub fn entra_jwks_url(&self) -> String {
+        format!("http://{}{}", self.oidc_addr, oidc::ENTRA_JWKS_PATH)
     }
 
     pub fn tackle(&self) -> &TackleFake {

@@ -1,15 +1,18 @@
-//! Where the marketplaces push to Purser: Azure's SaaS webhook, and the landing page a
-//! buyer reaches from Azure with a token. Each delivery is stored before the answer,
+//! Where the marketplaces push to Purser: Azure's SaaS webhook, AWS's SNS
+//! notifications, Google's Pub/Sub push, and the landing pages buyers reach with a
+//! token. Each delivery is stored before the answer,
 //! so an acknowledged one is never lost; reading it and acting on it belong to the
 //! application's desks ([`NotificationIntake`]), which the server is given at start.
 //!
 //! These routes are public (the marketplaces and buyers have no Purser session). That
 //! is safe because a delivery only ever prompts Purser to re-read the subscription
-//! from the marketplace's API: what it says is never acted on by itself.
+//! from the marketplace's API: what it says is never acted on by itself. Where the
+//! marketplace signs its calls (Microsoft's and Google's JWTs, SNS's signature) the
+//! desk checks that first, so a stranger cannot even fill the inbox.
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use purser_core::Marketplace;
 use purser_store::Store;
@@ -31,18 +34,24 @@ pub enum IntakeError {
     /// The marketplace or the database did not answer; try again.
     #[error("{0}")]
     Unavailable(String),
+    /// The delivery did not prove it is the marketplace's (its JWT); nothing was stored.
+    #[error("{0}")]
+    Unauthenticated(String),
 }
 
 /// The application's side of intake: reading a pushed body with its marketplace's
 /// desk, and resolving a landing-page token.
 #[async_trait::async_trait]
 pub trait NotificationIntake: Send + Sync {
-    /// Stores a delivery as its desk reads it (to act on, or kept aside with why).
+    /// Stores a delivery as its desk reads it (to act on, or kept aside with why),
+    /// once the desk has checked who sent it from `authorization` (the request's
+    /// `Authorization` header, where the marketplace signs its calls).
     async fn take(
         &self,
         store: &Store,
         marketplace: Marketplace,
         channel: Channel,
+        authorization: Option<&str>,
         body: &str,
     ) -> Result<Stored, IntakeError>;
     /// Resolves a landing-page token to its subscription id and stores that the buyer
@@ -83,16 +92,25 @@ async fn keep_unread(
 /// Stores a pushed delivery through its marketplace's desk: 200 once stored (the
 /// marketplaces want a fast answer), also when the marketplace is not configured here
 /// (the delivery is then kept as delivered and shown, set aside, for a person); 400
-/// when it is not the marketplace's (kept and shown too); 503 only when it could not
-/// be stored, so that the marketplace tries again.
+/// when it is not the marketplace's (kept and shown too); 401 when its JWT does not
+/// verify (nothing stored: it is not the marketplace's, and a stranger must not fill
+/// the inbox); 503 only when it could not be stored, so that the marketplace tries
+/// again.
 async fn take_push(
     state: &AppState,
     marketplace: Marketplace,
     channel: Channel,
+    headers: &HeaderMap,
     body: &str,
 ) -> Response {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let stored = match &state.intake {
-        Some(intake) => match intake.take(&state.store, marketplace, channel, body).await {
+        Some(intake) => match intake
+            .take(&state.store, marketplace, channel, authorization, body)
+            .await
+        {
             Err(IntakeError::NotConfigured(_)) => {
                 keep_unread(&state.store, marketplace, channel, body)
                     .await
@@ -112,6 +130,11 @@ async fn take_push(
             tracing::warn!(%marketplace, %reason, "a delivery that is not the marketplace's was refused (kept)");
             (StatusCode::BAD_REQUEST, "refused: not the marketplace's").into_response()
         }
+        Err(IntakeError::Unauthenticated(reason)) => {
+            // The reason says which check failed; the token itself is never logged.
+            tracing::warn!(%marketplace, %reason, "an unauthenticated delivery was refused (not stored)");
+            (StatusCode::UNAUTHORIZED, "refused: not authenticated").into_response()
+        }
         Err(error) => {
             tracing::warn!(%marketplace, %error, "a delivery could not be stored");
             (StatusCode::SERVICE_UNAVAILABLE, "not stored; try again").into_response()
@@ -119,15 +142,38 @@ async fn take_push(
     }
 }
 
-/// `POST /hooks/azure/fulfillment`: Azure's SaaS webhook.
-pub async fn azure_webhook(State(state): State<AppState>, body: String) -> Response {
-    take_push(&state, Marketplace::Azure, Channel::Webhook, &body).await
+/// `POST /hooks/azure/fulfillment`: Azure's SaaS webhook, its Entra ID JWT verified.
+pub async fn azure_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    take_push(
+        &state,
+        Marketplace::Azure,
+        Channel::Webhook,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 /// `POST /hooks/aws/sns`: AWS Marketplace's SNS notifications (subscription and
 /// entitlement topics), verified by their signature before they are stored as such.
-pub async fn aws_sns(State(state): State<AppState>, body: String) -> Response {
-    take_push(&state, Marketplace::Aws, Channel::Sns, &body).await
+pub async fn aws_sns(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
+    take_push(&state, Marketplace::Aws, Channel::Sns, &headers, &body).await
+}
+
+/// `POST /hooks/gcp/pubsub`: Procurement notifications pushed by a Pub/Sub push
+/// subscription, its OIDC token verified; stored under the same key as when pulled.
+/// Any 2xx acknowledges the message; anything else is redelivered with backoff
+/// (https://cloud.google.com/pubsub/docs/push, read 2026-12-01).
+pub async fn gcp_pubsub(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    take_push(&state, Marketplace::Gcp, Channel::Pubsub, &headers, &body).await
 }
 
 #[derive(Debug, serde::Deserialize)]

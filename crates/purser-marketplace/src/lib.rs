@@ -31,6 +31,7 @@ pub mod azure;
 pub mod fulfillment;
 pub mod gcp;
 mod http;
+pub mod jwt;
 pub mod limiter;
 pub mod procurement;
 pub mod pubsub;
@@ -437,7 +438,7 @@ pub mod testing {
         &'static str,
         serde_json::Value,
     )> {
-        use crate::pubsub::{path, pull_body};
+        use crate::pubsub::{path, pull_body, push_subscription_body};
         use serde_json::json;
         let sub = "{+subscription}";
         vec![
@@ -475,6 +476,21 @@ pub mod testing {
                 path("{+name}", None),
                 "Subscription",
                 json!({ "topic": "projects/p/topics/t", "ackDeadlineSeconds": 10 }),
+            ),
+            (
+                "subscriptions.create",
+                "PUT",
+                path("{+name}", None),
+                "Subscription",
+                push_subscription_body(
+                    "projects/p/topics/t",
+                    10,
+                    "https://purser.example/hooks/gcp/pubsub",
+                    Some((
+                        "push@p.iam.gserviceaccount.com",
+                        "https://purser.example/hooks/gcp/pubsub",
+                    )),
+                ),
             ),
             (
                 "topics.create",

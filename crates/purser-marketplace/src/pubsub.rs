@@ -305,6 +305,41 @@ impl PubSubClient {
         }
     }
 
+    /// `projects.subscriptions.create` of a push subscription: Pub/Sub POSTs each
+    /// message to `push_endpoint` (`pushConfig.pushEndpoint`), with an OIDC token for
+    /// `(service account email, audience)` when given (`pushConfig.oidcToken`;
+    /// https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#PushConfig,
+    /// read 2026-12-01). An existing subscription is not an error.
+    pub async fn create_push_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline_seconds: u32,
+        push_endpoint: &str,
+        oidc_token: Option<(&str, &str)>,
+    ) -> Result<(), ClientError> {
+        resource(
+            "subscriptions.create",
+            "subscription",
+            subscription,
+            "subscriptions",
+        )?;
+        resource("subscriptions.create", "topic", topic, "topics")?;
+        let body = push_subscription_body(topic, ack_deadline_seconds, push_endpoint, oidc_token);
+        match self
+            .call(
+                "subscriptions.create",
+                Method::PUT,
+                &path(subscription, None),
+                Some(body),
+            )
+            .await
+        {
+            Err(e) if e.code() == Some("ALREADY_EXISTS") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// `projects.topics.publish`; the message ids, in order.
     pub async fn publish(
         &self,
@@ -379,6 +414,25 @@ pub(crate) fn path(resource: &str, verb: Option<&str>) -> String {
         Some(verb) => format!("v1/{resource}:{verb}"),
         None => format!("v1/{resource}"),
     }
+}
+
+/// A push `Subscription`: `pushConfig` with its endpoint and, when given, the OIDC
+/// token's service account and audience.
+pub(crate) fn push_subscription_body(
+    topic: &str,
+    ack_deadline_seconds: u32,
+    push_endpoint: &str,
+    oidc_token: Option<(&str, &str)>,
+) -> serde_json::Value {
+    let mut push_config = json!({ "pushEndpoint": push_endpoint });
+    if let Some((email, audience)) = oidc_token {
+        push_config["oidcToken"] = json!({ "serviceAccountEmail": email, "audience": audience });
+    }
+    json!({
+        "topic": topic,
+        "ackDeadlineSeconds": ack_deadline_seconds,
+        "pushConfig": push_config,
+    })
 }
 
 /// `PullRequest`. `returnImmediately` is deprecated: sent only when asked for (tests

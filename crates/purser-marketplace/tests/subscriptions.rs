@@ -444,13 +444,26 @@ fn azure_config(fakes: &FakeMarketplaces) -> AzureConfig {
 
 /// A webhook endpoint that answers 500 to the first `failures` calls.
 async fn webhook_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Bytes>>>) {
+    let (url, received, _) = webhook_receiver_with_auth(failures).await;
+    (url, received)
+}
+
+type Authorizations = Arc<Mutex<Vec<Option<String>>>>;
+
+/// As [`webhook_receiver`], keeping each accepted call's `Authorization` header too.
+async fn webhook_receiver_with_auth(
+    failures: usize,
+) -> (String, Arc<Mutex<Vec<Bytes>>>, Authorizations) {
     let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let authorizations: Authorizations = Arc::default();
     let calls = Arc::new(Mutex::new(0usize));
     let store = received.clone();
+    let auths = authorizations.clone();
     let app = Router::new().route(
         "/webhook",
-        post(move |body: Bytes| {
+        post(move |headers: axum::http::HeaderMap, body: Bytes| {
             let store = store.clone();
+            let auths = auths.clone();
             let calls = calls.clone();
             async move {
                 let mut n = calls.lock().unwrap();
@@ -459,6 +472,12 @@ async fn webhook_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Bytes>>>) {
                     return StatusCode::INTERNAL_SERVER_ERROR;
                 }
                 store.lock().unwrap().push(body);
+                auths.lock().unwrap().push(
+                    headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                );
                 StatusCode::OK
             }
         }),
@@ -466,12 +485,12 @@ async fn webhook_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Bytes>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/webhook"), received)
+    (format!("http://{addr}/webhook"), received, authorizations)
 }
 
 #[tokio::test]
 async fn azure_fulfillment_resolves_activates_lists_and_answers_operations() {
-    let (webhook, received) = webhook_receiver(2).await;
+    let (webhook, received, authorizations) = webhook_receiver_with_auth(2).await;
     let fakes = FakeMarketplaces::start(FakeConfig {
         fulfillment: FulfillmentConfig {
             page_size: 2,
@@ -543,6 +562,25 @@ async fn azure_fulfillment_resolves_activates_lists_and_answers_operations() {
     assert_eq!(webhook.operation_id, operation);
     assert_eq!(webhook.action, OperationAction::ChangeQuantity);
     assert_eq!(webhook.quantity, Some(20));
+    // The call carries Entra's JWT for the fake tenant and application: it verifies
+    // against the fake issuer's published keys.
+    let defaults = purser_fakes::AzureConfig::default();
+    let verifier = purser_marketplace::jwt::JwksVerifier::new(
+        purser_marketplace::jwt::JwtPolicy {
+            jwks_url: fakes.entra_jwks_url(),
+            issuers: purser_marketplace::jwt::entra_issuers(&defaults.tenant_id),
+            audience: defaults.client_id.clone(),
+            required: vec![],
+        },
+        5_000,
+    )
+    .unwrap();
+    let authorization = authorizations.lock().unwrap()[0].clone();
+    let claims = verifier
+        .verify_header(authorization.as_deref())
+        .await
+        .expect("the webhook's JWT");
+    assert_eq!(claims["tid"], json!(defaults.tenant_id));
     let checked = client
         .get_operation(id, webhook.operation_id)
         .await

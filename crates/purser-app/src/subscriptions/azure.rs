@@ -1,7 +1,8 @@
 //! Azure Marketplace's desk: the SaaS Fulfillment API v2. Webhooks (stored by the
 //! HTTP intake before it answers) and landing-page tokens name a SaaS subscription;
 //! the subscription and its operations are re-read before anything is done, as
-//! Microsoft asks of webhook handlers.
+//! Microsoft asks of webhook handlers. A webhook call's Entra ID JWT is verified
+//! before anything of it is stored.
 
 use jiff::Timestamp;
 use purser_core::Marketplace;
@@ -11,19 +12,111 @@ use purser_marketplace::fulfillment::{
     FulfillmentClient, OperationAction, OperationOutcome, OperationStatus, SaasSubscriptionStatus,
     parse_webhook,
 };
+use purser_marketplace::jwt::{ENTRA_JWKS_URL, JwksVerifier, JwtPolicy, entra_issuers};
 use purser_marketplace::{AzureConfig, ClientError};
+use serde::Deserialize;
 use uuid::Uuid;
 
+use super::gcp::{default_jwks_timeout, default_true};
 use super::{DeskError, Reading, SubscriptionDesk};
+
+/// `[subscriptions.azure]`: the keys of `[marketplaces.azure]` (the SaaS Fulfillment
+/// API shares metering's endpoint and Entra application), and
+/// `[subscriptions.azure.webhook]`.
+#[derive(Debug, Clone)]
+pub struct AzureSubscriptionsConfig {
+    pub api: AzureConfig,
+    pub webhook: AzureWebhookConfig,
+}
+
+impl AzureSubscriptionsConfig {
+    /// Webhook calls verified against Entra's published keys.
+    pub fn new(api: AzureConfig) -> AzureSubscriptionsConfig {
+        AzureSubscriptionsConfig {
+            api,
+            webhook: AzureWebhookConfig::default(),
+        }
+    }
+}
+
+/// `webhook` is taken out before the rest is read as an `AzureConfig`, so both keep
+/// refusing unknown keys (serde's `flatten` would silently accept them).
+impl<'de> Deserialize<'de> for AzureSubscriptionsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let webhook = match table.remove("webhook") {
+            None => AzureWebhookConfig::default(),
+            Some(value) => AzureWebhookConfig::deserialize(value)
+                .map_err(|e| D::Error::custom(format!("webhook: {e}")))?,
+        };
+        let api = AzureConfig::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(AzureSubscriptionsConfig { api, webhook })
+    }
+}
+
+/// `[subscriptions.azure.webhook]`: how a webhook call proves it is Microsoft's. The
+/// call carries `Authorization: Bearer <JWT>` issued by Entra ID for the offer's
+/// technical configuration (its tenant and Entra application id), which the publisher
+/// validates
+/// (https://learn.microsoft.com/partner-center/marketplace-offers/pc-saas-fulfillment-webhook,
+/// read 2026-12-01): signature against Entra's keys, `aud` the application (client)
+/// id — `client_id` here —, `iss` of the tenant — `tenant_id` here — (v1 or v2), and
+/// `exp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureWebhookConfig {
+    /// Entra's common keys; a tenant's own list works too.
+    #[serde(default = "default_entra_jwks")]
+    pub jwks_url: String,
+    /// `false` only where nothing can sign (a local fake without an issuer): then any
+    /// caller can make Purser re-read subscriptions (never more: decisions come from
+    /// the Fulfillment API's word).
+    #[serde(default = "default_true")]
+    pub verify_token: bool,
+    #[serde(default = "default_jwks_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_entra_jwks() -> String {
+    ENTRA_JWKS_URL.into()
+}
+
+impl Default for AzureWebhookConfig {
+    fn default() -> Self {
+        AzureWebhookConfig {
+            jwks_url: default_entra_jwks(),
+            verify_token: true,
+            request_timeout_ms: default_jwks_timeout(),
+        }
+    }
+}
 
 pub struct AzureDesk {
     fulfillment: FulfillmentClient,
+    /// None when verification is explicitly off.
+    webhook: Option<JwksVerifier>,
 }
 
 impl AzureDesk {
-    pub fn new(config: &AzureConfig) -> Result<AzureDesk, ClientError> {
+    pub fn new(config: &AzureSubscriptionsConfig) -> Result<AzureDesk, ClientError> {
+        let webhook = &config.webhook;
+        let verifier = if webhook.verify_token {
+            Some(JwksVerifier::new(
+                JwtPolicy {
+                    jwks_url: webhook.jwks_url.clone(),
+                    issuers: entra_issuers(&config.api.tenant_id),
+                    audience: config.api.client_id.clone(),
+                    required: vec![],
+                },
+                webhook.request_timeout_ms,
+            )?)
+        } else {
+            None
+        };
         Ok(AzureDesk {
-            fulfillment: FulfillmentClient::new(config)?,
+            fulfillment: FulfillmentClient::new(&config.api)?,
+            webhook: verifier,
         })
     }
 }
@@ -58,6 +151,13 @@ impl SubscriptionDesk for AzureDesk {
 
     fn delivery_key(&self, body: &str) -> Option<String> {
         webhook_key(body)
+    }
+
+    async fn authenticate(&self, authorization: Option<&str>) -> Result<(), DeskError> {
+        let Some(verifier) = &self.webhook else {
+            return Ok(());
+        };
+        super::verify_bearer(verifier, authorization).await
     }
 
     /// `resolve`: the landing page's token, URL-decoded by the query's parsing.

@@ -1,22 +1,26 @@
 //! Google Cloud Marketplace's desk: Partner Procurement notifications from the
-//! seller's Pub/Sub subscription, entitlements re-read from the Procurement API, and
-//! the seller's approvals.
+//! seller's Pub/Sub subscription (pulled by the job, or pushed to
+//! `/hooks/gcp/pubsub` where a push subscription is configured), entitlements re-read
+//! from the Procurement API, and the seller's approvals.
 
 use jiff::Timestamp;
 use purser_core::Marketplace;
 use purser_core::marketplace::Binding;
 use purser_core::marketplace::subscription::{SellerCall, SubscriptionSnapshot, SubscriptionState};
 use purser_marketplace::ClientError;
+use purser_marketplace::jwt::{
+    GOOGLE_ISSUERS, GOOGLE_JWKS_URL, JwksVerifier, JwtPolicy, RequiredClaim,
+};
 use purser_marketplace::procurement::{
     ApprovalState, EntitlementState, NotificationSubject, ProcurementClient, ProcurementConfig,
     ProcurementEventType, parse_notification,
 };
-use purser_marketplace::pubsub::{PubSubClient, PubSubConfig};
+use purser_marketplace::pubsub::{PubSubClient, PubSubConfig, parse_push};
 use purser_store::Store;
 use purser_store::subscriptions::Channel;
 use serde::Deserialize;
 
-use super::{DeskError, Reading, SubscriptionDesk, store_delivery};
+use super::{DeskError, Pushed, Reading, SubscriptionDesk, store_delivery};
 
 /// `[subscriptions.gcp]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,10 +38,131 @@ pub struct GcpSubscriptionsConfig {
     /// Messages taken per pull.
     #[serde(default = "default_pull_max")]
     pub pull_max_messages: u32,
+    /// `[subscriptions.gcp.push]`: a push subscription delivering to
+    /// `/hooks/gcp/pubsub`. Without it, pushed deliveries are refused (401): Purser
+    /// could not tell Google's from a stranger's.
+    #[serde(default)]
+    pub push: Option<GcpPushConfig>,
 }
 
 fn default_pull_max() -> u32 {
     100
+}
+
+/// `[subscriptions.gcp.push]`: how a Pub/Sub push delivery proves it is Google's. The
+/// push subscription is created with an OIDC token (`pushConfig.oidcToken`: a service
+/// account and an audience); Pub/Sub then signs a JWT per delivery
+/// (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions, read
+/// 2026-12-01).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpPushConfig {
+    /// The `aud` set on the push subscription's OIDC token (Google uses the push
+    /// endpoint's URL when none was set).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The service account Pub/Sub signs as (`email`, which must be verified).
+    #[serde(default)]
+    pub service_account_email: Option<String>,
+    #[serde(default = "default_google_jwks")]
+    pub jwks_url: String,
+    /// `false` only where nothing can sign: the Pub/Sub emulator sends no token. Then
+    /// any caller can make Purser re-read entitlements (never more: decisions come
+    /// from Procurement's word), so it is for tests and local set-ups.
+    #[serde(default = "default_true")]
+    pub verify_token: bool,
+    #[serde(default = "default_jwks_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_google_jwks() -> String {
+    GOOGLE_JWKS_URL.into()
+}
+
+pub(crate) fn default_true() -> bool {
+    true
+}
+
+pub(crate) fn default_jwks_timeout() -> u64 {
+    10_000
+}
+
+impl GcpPushConfig {
+    /// Push verified against Google's keys for this audience and service account.
+    pub fn verified(audience: &str, service_account_email: &str) -> GcpPushConfig {
+        GcpPushConfig {
+            audience: Some(audience.into()),
+            service_account_email: Some(service_account_email.into()),
+            jwks_url: default_google_jwks(),
+            verify_token: true,
+            request_timeout_ms: default_jwks_timeout(),
+        }
+    }
+
+    /// Push without a token (the emulator's).
+    pub fn unverified() -> GcpPushConfig {
+        GcpPushConfig {
+            audience: None,
+            service_account_email: None,
+            jwks_url: default_google_jwks(),
+            verify_token: false,
+            request_timeout_ms: default_jwks_timeout(),
+        }
+    }
+
+    /// The verifier, or none when verification is explicitly off.
+    fn verifier(&self) -> Result<Option<JwksVerifier>, ClientError> {
+        if !self.verify_token {
+            return Ok(None);
+        }
+        let missing = |what: &str| {
+            ClientError::Config(format!(
+                "push.{what} is required unless push.verify_token = false"
+            ))
+        };
+        let audience = self.audience.clone().ok_or_else(|| missing("audience"))?;
+        let email = self
+            .service_account_email
+            .clone()
+            .ok_or_else(|| missing("service_account_email"))?;
+        JwksVerifier::new(
+            JwtPolicy {
+                jwks_url: self.jwks_url.clone(),
+                issuers: GOOGLE_ISSUERS.iter().map(|i| (*i).to_owned()).collect(),
+                audience,
+                required: vec![
+                    RequiredClaim {
+                        name: "email".into(),
+                        value: serde_json::Value::String(email),
+                    },
+                    RequiredClaim {
+                        name: "email_verified".into(),
+                        value: serde_json::Value::Bool(true),
+                    },
+                ],
+            },
+            self.request_timeout_ms,
+        )
+        .map(Some)
+    }
+}
+
+/// Whether and how pushed deliveries are taken.
+enum PushIntake {
+    /// No push subscription is configured: refused.
+    Off,
+    /// Verification explicitly off (the emulator).
+    Unverified,
+    Verified(JwksVerifier),
+}
+
+/// A delivery's key, the same whether it was pulled or pushed, so that one message
+/// delivered both ways is stored once: Google's eventId where the message reads; the
+/// Pub/Sub message id (the same on every redelivery) otherwise.
+fn delivery_key(data: &[u8], message_id: &str) -> String {
+    parse_notification(data)
+        .map(|n| n.event_id)
+        .unwrap_or_else(|_| format!("message:{message_id}"))
 }
 
 /// The approval Google's signup flow asks the provider to grant on the account.
@@ -49,6 +174,7 @@ pub struct GcpDesk {
     subscription: String,
     service_name: Option<String>,
     pull_max: u32,
+    push: PushIntake,
 }
 
 impl GcpDesk {
@@ -59,6 +185,13 @@ impl GcpDesk {
             subscription: config.subscription.clone(),
             service_name: config.service_name.clone(),
             pull_max: config.pull_max_messages.max(1),
+            push: match &config.push {
+                None => PushIntake::Off,
+                Some(push) => match push.verifier()? {
+                    None => PushIntake::Unverified,
+                    Some(verifier) => PushIntake::Verified(verifier),
+                },
+            },
         })
     }
 }
@@ -203,6 +336,28 @@ impl SubscriptionDesk for GcpDesk {
         }
     }
 
+    /// A push delivery's OIDC token, checked before anything is stored: an
+    /// unauthenticated delivery is not Google's.
+    async fn authenticate(&self, authorization: Option<&str>) -> Result<(), DeskError> {
+        match &self.push {
+            PushIntake::Off => Err(DeskError::Unauthenticated(
+                "Pub/Sub push is not configured here ([subscriptions.gcp.push])".into(),
+            )),
+            PushIntake::Unverified => Ok(()),
+            PushIntake::Verified(verifier) => super::verify_bearer(verifier, authorization).await,
+        }
+    }
+
+    /// The push envelope opened: the message's data is stored as a pulled one is,
+    /// under the same key.
+    fn unwrap_push(&self, body: &str) -> Result<Pushed, DeskError> {
+        let push = parse_push(body.as_bytes()).map_err(|m| DeskError::Refused(m.reason))?;
+        Ok(Pushed {
+            key: Some(delivery_key(&push.data, &push.message_id)),
+            body: String::from_utf8_lossy(&push.data).into_owned(),
+        })
+    }
+
     async fn pull(&self, store: &Store) -> Result<usize, DeskError> {
         let messages = self
             .pubsub
@@ -212,11 +367,7 @@ impl SubscriptionDesk for GcpDesk {
         let mut acked = Vec::with_capacity(messages.len());
         for message in &messages {
             let body = String::from_utf8_lossy(&message.data).into_owned();
-            // Google's eventId where the message reads; the Pub/Sub message id (the
-            // same on every redelivery) otherwise.
-            let key = parse_notification(&message.data)
-                .map(|n| n.event_id)
-                .unwrap_or_else(|_| format!("message:{}", message.message_id));
+            let key = delivery_key(&message.data, &message.message_id);
             store_delivery(store, self, Channel::Pubsub, &key, &body)
                 .await
                 .map_err(|e| {

@@ -189,6 +189,12 @@ pub fn routes(pages: Pages, openapi: OpenApi) -> Pages {
         )
         .add(
             Method::POST,
+            "/hooks/gcp/pubsub",
+            Access::Public,
+            post(crate::intake::gcp_pubsub),
+        )
+        .add(
+            Method::POST,
             "/register/aws",
             Access::Public,
             post(crate::intake::aws_landing),
