@@ -11,7 +11,8 @@
 //!
 //! Then times, `--runs` times each, `Store::reconcile_marketplaces` over the month
 //! (what `purser reconcile --from --to` runs), over its first day alone, over a period
-//! that starts and ends mid-day, and the scoped reconciliation the API and page run. Checks every
+//! that starts and ends mid-day, the scoped reconciliation the API and page run, and the
+//! marketplace pages' reads (the overview's 48 hours, an hour's records). Checks every
 //! count and sum against what was loaded.
 //!
 //!     target/release/bench-reconcile [--accounts 10000] [--days 31] [--data-dir DIR | --database-url URL]
@@ -346,7 +347,13 @@ async fn main() -> anyhow::Result<()> {
     let mut mid_month = Vec::new();
     let mut scoped = Vec::new();
     let mut one_day = Vec::new();
+    let mut overview = Vec::new();
+    let mut hour_records = Vec::new();
     let mut first = None;
+    // The pages at this scale: the overview's last 48 hours, and one hour's records of
+    // one marketplace (a page of 50), as an administrator sees them.
+    let last_hour = end - SignedDuration::from_hours(1);
+    let overview_from = end - SignedDuration::from_hours(48);
     for _ in 0..args.runs {
         // One day: what the month costs apart from its per-day share.
         let t = Instant::now();
@@ -365,6 +372,34 @@ async fn main() -> anyhow::Result<()> {
         scoped.push(t.elapsed().as_secs_f64());
         if view.summaries != report.summaries || partial.records() >= report.records() {
             bail!("the scoped and partial reconciliations disagree with the whole one");
+        }
+        let t = Instant::now();
+        let hours = store
+            .marketplace_hours(&admin, None, overview_from, end, end)
+            .await?;
+        overview.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let page = store
+            .marketplace_record_views(
+                &admin,
+                &purser_store::marketplace_views::RecordQuery {
+                    marketplace: Some(Marketplace::Aws),
+                    account_id: None,
+                    hour: Some(last_hour),
+                    state: None,
+                    limit: 50,
+                    offset: 0,
+                },
+                end,
+            )
+            .await?;
+        hour_records.push(t.elapsed().as_secs_f64());
+        let overview_records: i64 = hours.iter().map(|h| h.records).sum();
+        if overview_records != args.accounts as i64 * 3 * 48 || page.items.len() != 50 {
+            bail!(
+                "the overview counted {overview_records} records, the records page showed {}",
+                page.items.len()
+            );
         }
         first.get_or_insert((report, partial));
     }
@@ -412,6 +447,8 @@ async fn main() -> anyhow::Result<()> {
             "mid_month_median_seconds": (median(&mut mid_month) * 1000.0).round() / 1000.0,
             "scoped_median_seconds": (median(&mut scoped) * 1000.0).round() / 1000.0,
             "one_day_median_seconds": (median(&mut one_day) * 1000.0).round() / 1000.0,
+            "overview_48h_median_seconds": (median(&mut overview) * 1000.0).round() / 1000.0,
+            "hour_records_page_median_seconds": (median(&mut hour_records) * 1000.0).round() / 1000.0,
         })
     );
     Ok(())
