@@ -283,26 +283,9 @@ impl PubSubClient {
         topic: &str,
         ack_deadline_seconds: u32,
     ) -> Result<(), ClientError> {
-        resource(
-            "subscriptions.create",
-            "subscription",
-            subscription,
-            "subscriptions",
-        )?;
-        resource("subscriptions.create", "topic", topic, "topics")?;
         let body = json!({ "topic": topic, "ackDeadlineSeconds": ack_deadline_seconds });
-        match self
-            .call(
-                "subscriptions.create",
-                Method::PUT,
-                &path(subscription, None),
-                Some(body),
-            )
+        self.create_subscription_with(subscription, topic, body)
             .await
-        {
-            Err(e) if e.code() == Some("ALREADY_EXISTS") => Ok(()),
-            other => other.map(|_| ()),
-        }
     }
 
     /// `projects.subscriptions.create` of a push subscription: Pub/Sub POSTs each
@@ -318,6 +301,19 @@ impl PubSubClient {
         push_endpoint: &str,
         oidc_token: Option<(&str, &str)>,
     ) -> Result<(), ClientError> {
+        let body = push_subscription_body(topic, ack_deadline_seconds, push_endpoint, oidc_token);
+        self.create_subscription_with(subscription, topic, body)
+            .await
+    }
+
+    /// `projects.subscriptions.create` with `body` (the subscription's resource), the
+    /// names checked first; an existing subscription is not an error.
+    async fn create_subscription_with(
+        &self,
+        subscription: &str,
+        topic: &str,
+        body: serde_json::Value,
+    ) -> Result<(), ClientError> {
         resource(
             "subscriptions.create",
             "subscription",
@@ -325,7 +321,6 @@ impl PubSubClient {
             "subscriptions",
         )?;
         resource("subscriptions.create", "topic", topic, "topics")?;
-        let body = push_subscription_body(topic, ack_deadline_seconds, push_endpoint, oidc_token);
         match self
             .call(
                 "subscriptions.create",
