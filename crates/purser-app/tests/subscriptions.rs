@@ -133,26 +133,9 @@ both_backends!(
     |db: TestDatabase| async move {
         let store = db.open().await;
         let world = world().await;
-        let actor = Actor::new("system:test", None);
         let offer = fixtures::written_offer(&store, Marketplace::Gcp).await;
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Gcp,
-                "standard",
-                &fixtures::plan_terms(&offer.id, 100),
-            )
-            .await
-            .unwrap();
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Gcp,
-                "premium",
-                &fixtures::plan_terms(&offer.id, 1000),
-            )
-            .await
-            .unwrap();
+        fixtures::sell_plan(&store, Marketplace::Gcp, "standard", &offer.id, 100).await;
+        fixtures::sell_plan(&store, Marketplace::Gcp, "premium", &offer.id, 1000).await;
         let account =
             fixtures::account(&store, Marketplace::Gcp, "globex", "Globex", "standard", 3).await;
         let admin = scope("root", &[Role::Admin], &[], Some("US"));
@@ -363,15 +346,7 @@ both_backends!(
             .set_marketplace_plan(&actor, Marketplace::Azure, "seats", &seats)
             .await
             .unwrap();
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Azure,
-                "seats-plus",
-                &fixtures::plan_terms(&offer.id, 5000),
-            )
-            .await
-            .unwrap();
+        fixtures::sell_plan(&store, Marketplace::Azure, "seats-plus", &offer.id, 5000).await;
         let account = fixtures::account(
             &store,
             Marketplace::Azure,
@@ -509,7 +484,6 @@ both_backends!(
     |db: TestDatabase| async move {
         use purser_fakes::{AwsSaasCustomer, FakeAwsEntitlement, FakeEntitlementValue};
         let store = db.open().await;
-        let actor = Actor::new("system:test", None);
         let fakes = FakeMarketplaces::start(FakeConfig::default())
             .await
             .expect("fakes");
@@ -565,15 +539,7 @@ both_backends!(
         );
 
         let offer = fixtures::written_offer(&store, Marketplace::Aws).await;
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Aws,
-                "capacity",
-                &fixtures::plan_terms(&offer.id, 100),
-            )
-            .await
-            .unwrap();
+        fixtures::sell_plan(&store, Marketplace::Aws, "capacity", &offer.id, 100).await;
         let account = fixtures::account(
             &store,
             Marketplace::Aws,
@@ -805,7 +771,6 @@ both_backends!(
     google_notifications_pushed_by_pubsub_are_stored_once_and_acted_on,
     |db: TestDatabase| async move {
         let store = db.open().await;
-        let actor = Actor::new("system:test", None);
         let emulator = PubSubEmulator::start().await.expect("the Pub/Sub emulator");
         let fakes = FakeMarketplaces::start(FakeConfig::default())
             .await
@@ -840,15 +805,7 @@ both_backends!(
         fakes.procurement().connect_pubsub(&emulator.url(), &topic);
 
         let offer = fixtures::written_offer(&store, Marketplace::Gcp).await;
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Gcp,
-                "standard",
-                &fixtures::plan_terms(&offer.id, 100),
-            )
-            .await
-            .unwrap();
+        fixtures::sell_plan(&store, Marketplace::Gcp, "standard", &offer.id, 100).await;
         let account =
             fixtures::account(&store, Marketplace::Gcp, "hooli", "Hooli", "standard", 5).await;
         let admin = scope("root", &[Role::Admin], &[], Some("US"));

@@ -83,24 +83,8 @@ both_backends!(
         let store = db.open().await;
         let actor = Actor::new("system:subscriptions", None);
         let offer = fixtures::written_offer(&store, Marketplace::Gcp).await;
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Gcp,
-                "standard",
-                &fixtures::plan_terms(&offer.id, 0),
-            )
-            .await
-            .unwrap();
-        store
-            .set_marketplace_plan(
-                &actor,
-                Marketplace::Gcp,
-                "premium",
-                &fixtures::plan_terms(&offer.id, 1_000_000),
-            )
-            .await
-            .unwrap();
+        fixtures::sell_plan(&store, Marketplace::Gcp, "standard", &offer.id, 0).await;
+        fixtures::sell_plan(&store, Marketplace::Gcp, "premium", &offer.id, 1_000_000).await;
         let account =
             fixtures::account(&store, Marketplace::Gcp, "globex", "Globex", "standard", 7).await;
 

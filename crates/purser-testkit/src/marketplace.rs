@@ -472,6 +472,26 @@ pub fn written_event(id: &str, subject: &str, time: Timestamp, bytes: u64) -> St
     )
 }
 
+/// Sells `plan` on `marketplace` under `offer_id`, committing `committed` GiB a month
+/// (see [`plan_terms`]).
+pub async fn sell_plan(
+    store: &Store,
+    marketplace: Marketplace,
+    plan: &str,
+    offer_id: &str,
+    committed: i64,
+) {
+    store
+        .set_marketplace_plan(
+            &Actor::new("system:test", None),
+            marketplace,
+            plan,
+            &plan_terms(offer_id, committed),
+        )
+        .await
+        .expect("the plan is sold");
+}
+
 /// What a marketplace plan sells: `offer_id` committing `committed` of
 /// `data_written_gib` a month, overage at 0.02 USD billed hourly.
 pub fn plan_terms(
