@@ -48,8 +48,7 @@ pub async fn run_demo(config: &Config, history_days: i64) -> Result<(), AppError
     let seeded = demo::seed(&store, &options).await?;
     // A database seeded by an earlier run: its customers, registered anew. One whose
     // entitlements are bound to no marketplace has nothing to report to the fakes.
-    let bound = store.bound_entitlements().await?;
-    marketplaces.register(&store).await?;
+    let bound = marketplaces.register(&store).await?;
     marketplaces.run_in_real_time();
     let mut config = config.clone();
     let own = &config.marketplaces;

@@ -128,6 +128,25 @@ fn state_is_in(
     }
 }
 
+/// Whether `account` has exactly `n` entitlement segments (as an administrator sees).
+fn segments_are(
+    account: &str,
+    n: usize,
+) -> impl Fn(Store) -> futures::future::BoxFuture<'static, bool> {
+    let account = account.to_string();
+    move |store: Store| {
+        let account = account.clone();
+        Box::pin(async move {
+            store
+                .entitlements(&scope("root", &[Role::Admin], &[], Some("US")), &account)
+                .await
+                .unwrap()
+                .len()
+                == n
+        })
+    }
+}
+
 both_backends!(
     google_subscriptions_flow_from_pubsub_to_entitlements,
     |db: TestDatabase| async move {
@@ -204,18 +223,7 @@ both_backends!(
             .request_plan_change(&id, "premium")
             .await
             .unwrap();
-        process_until(&world, &store, |store: Store| {
-            let account = account.clone();
-            Box::pin(async move {
-                store
-                    .entitlements(&scope("root", &[Role::Admin], &[], Some("US")), &account)
-                    .await
-                    .unwrap()
-                    .len()
-                    == 2
-            })
-        })
-        .await;
+        process_until(&world, &store, segments_are(&account, 2)).await;
         let fake = procurement.entitlement(&id).unwrap();
         assert_eq!(
             (fake.state.as_str(), fake.plan.as_str()),
@@ -433,18 +441,7 @@ both_backends!(
         // The buyer changes plan in the portal: the webhook arrives, Purser checks the
         // operation, approves it, and bills the new plan.
         fulfillment.change_plan(id, "seats-plus").unwrap();
-        process_until_with(&processor, &store, |store: Store| {
-            let account = account.clone();
-            Box::pin(async move {
-                store
-                    .entitlements(&scope("root", &[Role::Admin], &[], Some("US")), &account)
-                    .await
-                    .unwrap()
-                    .len()
-                    == 2
-            })
-        })
-        .await;
+        process_until_with(&processor, &store, segments_are(&account, 2)).await;
         assert_eq!(fulfillment.subscription(id).unwrap().plan_id, "seats-plus");
 
         // Unsubscribed: over.

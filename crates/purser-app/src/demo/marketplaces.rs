@@ -55,10 +55,20 @@ impl DemoMarketplaces {
     }
 
     /// Registers every bound entitlement of `store` with the fakes, so that what
-    /// Purser owes can be taken.
-    pub async fn register(&self, store: &Store) -> Result<(), StoreError> {
-        register_with_fakes(&self.fakes, &store.bound_entitlements().await?);
-        Ok(())
+    /// Purser owes can be taken; returns them.
+    pub async fn register(
+        &self,
+        store: &Store,
+    ) -> Result<
+        Vec<(
+            purser_core::commercial::Entitlement,
+            purser_core::commercial::Offer,
+        )>,
+        StoreError,
+    > {
+        let bound = store.bound_entitlements().await?;
+        register_with_fakes(&self.fakes, &bound);
+        Ok(bound)
     }
 
     /// Hands the fakes' clock back to real time, for the running demo.

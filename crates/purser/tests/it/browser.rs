@@ -171,20 +171,26 @@ async fn text(browser: &Client, locator: Locator<'_>) -> String {
         .expect("text")
 }
 
+/// `purser demo` on `dir`, serving on a free port; a new database gets
+/// `history_days` of history (one seeded beforehand keeps its own).
+async fn demo_server(dir: &std::path::Path, history_days: u32) -> Server {
+    Server::start(purser(&[
+        "demo",
+        "--history-days",
+        &history_days.to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg(dir),
+    ]))
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
     let dir = tempfile::tempdir().expect("dir");
     let profiles = tempfile::tempdir().expect("profiles");
-    let server = Server::start(purser(&[
-        "demo",
-        "--history-days",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 2).await;
     assert!(
         server.banner.contains("support-usgov"),
         "the demo prints its sign-ins: {}",
@@ -317,16 +323,7 @@ async fn sign_in_find_an_account_and_be_refused_a_restricted_one() {
 async fn a_csm_creates_an_account_and_sees_field_errors_first() {
     let dir = tempfile::tempdir().expect("dir");
     let profiles = tempfile::tempdir().expect("profiles");
-    let server = Server::start(purser(&[
-        "demo",
-        "--history-days",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 2).await;
     let base = server.url.clone();
     let driver = Driver::start().await;
     let browser = driver.browser(profiles.path()).await;
@@ -361,16 +358,7 @@ async fn a_csm_creates_an_account_and_sees_field_errors_first() {
 async fn finance_records_an_entitlement_from_the_account_page() {
     let dir = tempfile::tempdir().expect("dir");
     let profiles = tempfile::tempdir().expect("profiles");
-    let server = Server::start(purser(&[
-        "demo",
-        "--history-days",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 2).await;
     let base = server.url.clone();
     let driver = Driver::start().await;
     let browser = driver.browser(profiles.path()).await;
@@ -439,16 +427,7 @@ async fn finance_records_an_entitlement_from_the_account_page() {
 async fn finance_sees_a_week_of_usage_against_the_commitment_and_the_metering_page() {
     let dir = tempfile::tempdir().expect("dir");
     let profiles = tempfile::tempdir().expect("profiles");
-    let server = Server::start(purser(&[
-        "demo",
-        "--history-days",
-        "7",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 7).await;
     let base = server.url.clone();
     let driver = Driver::start().await;
     let browser = driver.browser(profiles.path()).await;
@@ -679,14 +658,7 @@ async fn finance_sees_marketplace_hours_records_and_reconciliation_without_the_s
     let profiles = tempfile::tempdir().expect("profiles");
     let (hour, defense_id) = seed_marketplace_demo(dir.path()).await;
     let hour = jiff::Timestamp::from_microsecond(hour).expect("hour");
-    let server = Server::start(purser(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 2).await;
     let base = server.url.clone();
     let driver = Driver::start().await;
     let browser = driver.browser(&profiles.path().join("finance")).await;
@@ -905,14 +877,7 @@ async fn sales_ops_see_the_hygiene_report_and_finance_the_erp_export_without_the
         !sovereign.is_empty(),
         "the demo bills a us-gov account this month"
     );
-    let server = Server::start(purser(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 2).await;
     let base = server.url.clone();
     let driver = Driver::start().await;
 
@@ -993,16 +958,7 @@ async fn sales_ops_see_the_hygiene_report_and_finance_the_erp_export_without_the
 async fn finance_links_a_waiting_subscription_and_never_sees_the_sovereign_one() {
     let dir = tempfile::tempdir().expect("dir");
     let profiles = tempfile::tempdir().expect("profiles");
-    let server = Server::start(purser(&[
-        "demo",
-        "--history-days",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir_arg(dir.path()),
-    ]))
-    .await;
+    let server = demo_server(dir.path(), 2).await;
     let base = server.url.clone();
     let driver = Driver::start().await;
     let browser = driver.browser(&profiles.path().join("finance")).await;
