@@ -197,11 +197,13 @@ impl Db {
                 // loss, which matters more than write speed for money.
                 // A new database gets 16 KiB pages (batches' bytes and evidence are
                 // large rows: fewer, larger pages mean fewer page writes); an existing
-                // one keeps its own. Checkpoints every 64 MiB of WAL rather than 4.
+                // one keeps its own. Checkpoints every 256 MiB of WAL (16,384 pages), not
+                // SQLite's 1,000: a page written again before a checkpoint is copied into
+                // the database once, which spares closing a backlog a quarter of its writes.
                 conn.execute_batch(
                     "PRAGMA page_size = 16384;
                      PRAGMA journal_mode = WAL;
-                     PRAGMA wal_autocheckpoint = 4096;
+                     PRAGMA wal_autocheckpoint = 16384;
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA busy_timeout = 5000;

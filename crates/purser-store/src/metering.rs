@@ -50,7 +50,7 @@ use crate::{Store, StoreError, corrupt, decimal, from_micros, placeholders};
 
 mod slices;
 
-use slices::{DecodedSlice, ENCODING_PACKED, SliceWriter, keys_of};
+use slices::{DecodedSlice, ENCODING_PACKED, Numbered, SliceWriter, keys_of};
 
 const HOUR_MICROS: i64 = 3_600_000_000;
 
@@ -123,12 +123,30 @@ pub(crate) type SharedClosingState = Arc<Mutex<ClosingState>>;
 pub struct PreparedEvent {
     pub ordinal: usize,
     pub event: UsageEvent,
-    /// `(meter, group, value)` for every meter reading this event type; empty when no
-    /// meter does (the event goes to the quarantine).
-    pub contributions: Vec<(Arc<str>, Option<String>, Decimal)>,
+    /// Its subject's position in [`PreparedBatch::subjects`].
+    pub subject: u32,
+    /// Its contributions' positions in [`PreparedBatch::contributions`], one for every
+    /// meter reading its type; empty when no meter does (the event goes to the
+    /// quarantine).
+    pub contributions: std::ops::Range<u32>,
+}
+
+/// What an event gives one meter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreparedContribution {
+    /// The meter's name: a position in [`PreparedBatch::names`].
+    pub meter: u32,
+    /// The group's name, if the meter groups: a position in [`PreparedBatch::names`].
+    pub group: Option<u32>,
+    /// Normalised (no trailing zeros), as slices keep it.
+    pub value: Decimal,
 }
 
 /// A batch parsed and measured, off the async runtime (see [`prepare_batch`]).
+///
+/// Names are numbered once a batch, and the events are ordered by key, on the
+/// preparing thread: the store decides a batch on its one thread, under the lock, and
+/// there it only looks positions up, without hashing a name or sorting an event.
 #[derive(Debug)]
 pub struct PreparedBatch {
     pub framing: Framing,
@@ -138,6 +156,55 @@ pub struct PreparedBatch {
     pub n_events: usize,
     pub events: Vec<PreparedEvent>,
     pub rejected: Vec<EventRejection>,
+    /// The subjects the events name, each once.
+    pub subjects: Vec<String>,
+    /// The meter and group names the contributions use, each once.
+    pub names: Vec<Arc<str>>,
+    pub contributions: Vec<PreparedContribution>,
+    /// Positions in `events`, by key and then ordinal: repeats of a key are adjacent,
+    /// the first sent first, and slices are written in key order as they are kept.
+    pub by_key: Vec<u32>,
+    /// The distinct hours the events fall in, ascending.
+    pub hours: Vec<i64>,
+}
+
+impl PreparedBatch {
+    /// What an event gives each meter: (meter, group, value).
+    pub fn contributions_of<'a>(
+        &'a self,
+        event: &PreparedEvent,
+    ) -> impl Iterator<Item = (&'a str, Option<&'a str>, Decimal)> + 'a {
+        let range = event.contributions.start as usize..event.contributions.end as usize;
+        self.contributions
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| (self.name(c.meter), c.group.map(|g| self.name(g)), c.value))
+    }
+
+    fn name(&self, position: u32) -> &str {
+        self.names.get(position as usize).map_or("", |n| &**n)
+    }
+
+    /// [`Self::contributions_of`], with each name's position in the batch's table, as
+    /// [`SliceWriter::push_numbered`] takes them.
+    fn contributions_numbered<'a>(
+        &'a self,
+        event: &PreparedEvent,
+    ) -> impl Iterator<Item = (Numbered<'a>, Option<Numbered<'a>>, Decimal)> + 'a {
+        let range = event.contributions.start as usize..event.contributions.end as usize;
+        self.contributions
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    (c.meter, self.name(c.meter)),
+                    c.group.map(|g| (g, self.name(g))),
+                    c.value,
+                )
+            })
+    }
 }
 
 /// What became of a batch.
@@ -170,16 +237,22 @@ pub fn prepare_batch(
     let n_events = parsed.events.len() + parsed.n_rejected_events();
     let mut rejected = parsed.rejected;
     let mut events = Vec::with_capacity(parsed.events.len());
+    let mut contributions = Vec::with_capacity(parsed.events.len() * 2);
     let oldest = now.checked_sub(settings.max_event_age).unwrap_or(now);
     let newest = now.checked_add(settings.max_future_skew).unwrap_or(now);
-    // Each meter's name is shared by the contributions that name it.
-    let mut by_type: HashMap<&str, Vec<(&Meter, Arc<str>)>> = HashMap::new();
+    // The meters' names come first in the name table; groups are added as they come.
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut by_type: HashMap<&str, Vec<(&Meter, u32)>> = HashMap::new();
     for meter in meters {
+        names.push(Arc::from(meter.name.as_str()));
         by_type
             .entry(&meter.event_type)
             .or_default()
-            .push((meter, Arc::from(meter.name.as_str())));
+            .push((meter, (names.len() - 1) as u32));
     }
+    let mut group_positions: HashMap<String, u32> = HashMap::new();
+    let mut subjects: Vec<String> = Vec::new();
+    let mut subject_positions: HashMap<String, u32> = HashMap::new();
     for (ordinal, event) in parsed.events {
         if event.time() < oldest {
             rejected.push(EventRejection::new(
@@ -205,7 +278,7 @@ pub fn prepare_batch(
             ));
             continue;
         }
-        let mut contributions = Vec::new();
+        let start = contributions.len();
         let mut bad = None;
         for (meter, name) in by_type.get(event.event_type()).into_iter().flatten() {
             match meter.measure(&event) {
@@ -216,23 +289,58 @@ pub fn prepare_batch(
                     ));
                     break;
                 }
-                Ok(m) => contributions.push((name.clone(), m.key.group, m.sample.value)),
+                Ok(m) => {
+                    let group = m.key.group.map(|group| {
+                        if let Some(position) = group_positions.get(&group) {
+                            return *position;
+                        }
+                        names.push(Arc::from(group.as_str()));
+                        let position = (names.len() - 1) as u32;
+                        group_positions.insert(group, position);
+                        position
+                    });
+                    contributions.push(PreparedContribution {
+                        meter: *name,
+                        group,
+                        value: m.sample.value.normalize(),
+                    });
+                }
                 Err(e) => {
                     bad = Some(format!("meter `{}`: {e}", meter.name));
                     break;
                 }
             }
         }
-        match bad {
-            Some(reason) => rejected.push(EventRejection::new(ordinal, Some("data"), reason)),
-            None => events.push(PreparedEvent {
-                ordinal,
-                event,
-                contributions,
-            }),
+        if let Some(reason) = bad {
+            contributions.truncate(start);
+            rejected.push(EventRejection::new(ordinal, Some("data"), reason));
+            continue;
         }
+        let subject = match subject_positions.get(event.subject()) {
+            Some(position) => *position,
+            None => {
+                subjects.push(event.subject().to_owned());
+                let position = (subjects.len() - 1) as u32;
+                subject_positions.insert(event.subject().to_owned(), position);
+                position
+            }
+        };
+        events.push(PreparedEvent {
+            ordinal,
+            event,
+            subject,
+            contributions: start as u32..contributions.len() as u32,
+        });
     }
     rejected.sort_by_key(|r| r.index);
+    let mut by_key: Vec<u32> = (0..events.len() as u32).collect();
+    by_key.sort_unstable_by_key(|&i| {
+        let event = &events[i as usize];
+        (event.event.key(), event.ordinal)
+    });
+    let mut hours: Vec<i64> = events.iter().map(|e| hour_of(e.event.time())).collect();
+    hours.sort_unstable();
+    hours.dedup();
     Ok(PreparedBatch {
         framing,
         body_sha256: hex::encode(Sha256::digest(body)),
@@ -241,6 +349,11 @@ pub fn prepare_batch(
         n_events,
         events,
         rejected,
+        subjects,
+        names,
+        contributions,
+        by_key,
+        hours,
     })
 }
 
@@ -271,14 +384,12 @@ struct KnownAccount {
     boundary: BoundaryName,
 }
 
-enum Fate {
-    Accept {
-        account: usize,
-    },
-    Quarantine {
-        reason: &'static str,
-        detail: String,
-    },
+#[derive(Clone, Copy)]
+enum Fate<'a> {
+    Accept(&'a KnownAccount),
+    Quarantine(&'static str),
+    /// For an account the caller is not cleared for: refused, already reported.
+    Denied,
 }
 
 /// A quarantined event, as listed.
@@ -560,17 +671,16 @@ impl Store {
 
     async fn known_accounts(
         &self,
-        subjects: &HashSet<&str>,
+        subjects: &[String],
     ) -> Result<HashMap<String, KnownAccount>, StoreError> {
         let mut out = HashMap::new();
-        let subjects: Vec<&str> = subjects.iter().copied().collect();
         let mut handle = self.db.read().await?;
         for chunk in subjects.chunks(500) {
             let sql = format!(
                 "SELECT external_id, id, boundary FROM accounts WHERE external_id IN ({})",
                 placeholders(1, chunk.len())
             );
-            let params: Vec<Value> = chunk.iter().map(|s| Value::from(*s)).collect();
+            let params: Vec<Value> = chunk.iter().map(|s| Value::from(s.as_str())).collect();
             for row in handle.query(&sql, &params).await? {
                 out.insert(
                     row.text(0)?,
@@ -644,57 +754,61 @@ impl Store {
         &self,
         scope: &AccountScope,
         via: &str,
-        batch: PreparedBatch,
+        mut batch: PreparedBatch,
     ) -> Result<IngestReport, StoreError> {
-        let subjects: HashSet<&str> = batch.events.iter().map(|e| e.event.subject()).collect();
-        let accounts = self.known_accounts(&subjects).await?;
+        // Taken out of the batch, whose tables the slices borrow until they are written.
+        let rejected = std::mem::take(&mut batch.rejected);
+        let compressed = std::mem::take(&mut batch.compressed);
+        let body_sha256 = std::mem::take(&mut batch.body_sha256);
+        let accounts = self.known_accounts(&batch.subjects).await?;
         let mut report = IngestReport {
             events: batch.n_events,
-            rejections: batch.rejected,
+            rejections: rejected,
             ..IngestReport::default()
         };
 
-        // Decide each event's fate, apart from duplicates (which need the lock).
-        let mut known: Vec<&KnownAccount> = Vec::new();
-        let mut account_index: HashMap<&str, usize> = HashMap::new();
-        let mut denied: BTreeMap<String, (BoundaryName, usize)> = BTreeMap::new();
-        let mut candidates: Vec<(&PreparedEvent, Fate)> = Vec::new();
+        // Each subject's account, and whether the caller is cleared for it; events
+        // refer to their subject by position.
+        let subject_accounts: Vec<Option<&KnownAccount>> = batch
+            .subjects
+            .iter()
+            .map(|subject| accounts.get(subject))
+            .collect();
+        let fate_of = |prepared: &PreparedEvent| -> Fate<'_> {
+            match subject_accounts
+                .get(prepared.subject as usize)
+                .copied()
+                .flatten()
+            {
+                None => Fate::Quarantine("unknown_account"),
+                Some(account) if !scope.permits(&account.boundary) => Fate::Denied,
+                Some(_) if prepared.contributions.is_empty() => Fate::Quarantine("unknown_meter"),
+                Some(account) => Fate::Accept(account),
+            }
+        };
+        // Refusals first, in the batch's order (they need no lock).
+        let mut denied: BTreeMap<&str, (&BoundaryName, usize)> = BTreeMap::new();
+        let mut n_quarantine_fates = 0usize;
         for prepared in &batch.events {
-            let subject = prepared.event.subject();
-            let fate = match accounts.get(subject) {
-                None => Fate::Quarantine {
-                    reason: "unknown_account",
-                    detail: format!("no account has the external id `{subject}`"),
-                },
-                Some(account) if !scope.permits(&account.boundary) => {
+            match fate_of(prepared) {
+                Fate::Denied => {
+                    let account = subject_accounts[prepared.subject as usize].ok_or_else(|| {
+                        StoreError::Backend("a refused event has no account".into())
+                    })?;
                     report.denied += 1;
                     denied
-                        .entry(account.id.clone())
-                        .or_insert((account.boundary.clone(), 0))
+                        .entry(account.id.as_str())
+                        .or_insert((&account.boundary, 0))
                         .1 += 1;
                     report.rejections.push(EventRejection::new(
                         prepared.ordinal,
                         Some("subject"),
                         "the caller is not cleared for the data boundary of the account this event names",
                     ));
-                    continue;
                 }
-                Some(_) if prepared.contributions.is_empty() => Fate::Quarantine {
-                    reason: "unknown_meter",
-                    detail: format!(
-                        "no meter reads events of type `{}`",
-                        prepared.event.event_type()
-                    ),
-                },
-                Some(account) => {
-                    let index = *account_index.entry(subject).or_insert_with(|| {
-                        known.push(account);
-                        known.len() - 1
-                    });
-                    Fate::Accept { account: index }
-                }
-            };
-            candidates.push((prepared, fate));
+                Fate::Quarantine(_) => n_quarantine_fates += 1,
+                Fate::Accept(_) => {}
+            }
         }
         report.rejections.sort_by_key(|r| r.index);
         report.rejected = distinct_indices(&report.rejections);
@@ -702,10 +816,7 @@ impl Store {
         let mut cache = self.dedup.lock().await;
         let mut tx = self.db.begin().await?;
         let (closed_through, _) = lock_head(&mut tx).await?;
-        let hours: BTreeSet<i64> = candidates
-            .iter()
-            .map(|(p, _)| hour_of(p.event.time()))
-            .collect();
+        let hours: BTreeSet<i64> = batch.hours.iter().copied().collect();
         Self::sync_dedup(&mut tx, &mut cache, &hours).await?;
 
         // An event already in the quarantine is a duplicate if it would be
@@ -718,12 +829,21 @@ impl Store {
             )
             .await?
             .is_some();
-        let quarantine_keys: Vec<Value> = candidates
-            .iter()
-            .filter(|(_, fate)| pending || matches!(fate, Fate::Quarantine { .. }))
-            .map(|(p, _)| Value::Bytes(p.event.key().as_bytes().to_vec()))
-            .collect();
-        let mut already_quarantined: HashSet<EventKey> = HashSet::new();
+        let quarantine_keys: Vec<Value> = if pending || n_quarantine_fates > 0 {
+            batch
+                .events
+                .iter()
+                .filter(|p| match fate_of(p) {
+                    Fate::Quarantine(_) => true,
+                    Fate::Accept(_) => pending,
+                    Fate::Denied => false,
+                })
+                .map(|p| Value::Bytes(p.event.key().as_bytes().to_vec()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut already_quarantined: HashSet<EventKey, KeyHash> = HashSet::default();
         for chunk in quarantine_keys.chunks(500) {
             let sql = format!(
                 "SELECT event_key FROM usage_quarantine WHERE event_key IN ({})",
@@ -738,25 +858,41 @@ impl Store {
             }
         }
 
-        let mut seen: HashSet<EventKey, KeyHash> = HashSet::default();
+        // In key order: repeats of a key are adjacent (the first sent first), so the
+        // last key kept is all that tells a repeat within the batch.
+        let mut last_kept: Option<EventKey> = None;
+        let mut hour_keys: (i64, Option<&HashSet<EventKey, KeyHash>>) = (i64::MIN, None);
         let mut slices: BTreeMap<(i64, i64), SliceWriter<'_>> = BTreeMap::new();
-        let mut quarantine_rows: Vec<Vec<Value>> = Vec::new();
+        let mut quarantined_events: Vec<(&PreparedEvent, &'static str)> = Vec::new();
         let mut released: Vec<Value> = Vec::new();
         let now = Timestamp::now().as_microsecond();
-        for (prepared, fate) in &candidates {
+        for &position in &batch.by_key {
+            let Some(prepared) = batch.events.get(position as usize) else {
+                return Err(StoreError::Backend(
+                    "a batch's key order is out of range".into(),
+                ));
+            };
+            let fate = fate_of(prepared);
+            if matches!(fate, Fate::Denied) {
+                continue;
+            }
             let key = prepared.event.key();
             let hour = hour_of(prepared.event.time());
-            let stored = cache.hours.get(&hour).is_some_and(|s| s.contains(&key));
-            let quarantined = already_quarantined.contains(&key);
+            if hour_keys.0 != hour {
+                hour_keys = (hour, cache.hours.get(&hour));
+            }
+            let stored = hour_keys.1.is_some_and(|s| s.contains(&key));
+            let quarantined = !already_quarantined.is_empty() && already_quarantined.contains(&key);
             if stored
-                || (quarantined && matches!(fate, Fate::Quarantine { .. }))
-                || !seen.insert(key)
+                || (quarantined && matches!(fate, Fate::Quarantine(_)))
+                || last_kept == Some(key)
             {
                 report.duplicate += 1;
                 continue;
             }
+            last_kept = Some(key);
             match fate {
-                Fate::Accept { account } => {
+                Fate::Accept(account) => {
                     if quarantined {
                         released.push(Value::Bytes(key.as_bytes().to_vec()));
                     }
@@ -767,35 +903,49 @@ impl Store {
                         }
                         _ => hour,
                     };
-                    slices.entry((hour, booked)).or_default().push(
+                    slices.entry((hour, booked)).or_default().push_numbered(
                         key,
                         prepared.event.time().as_microsecond(),
-                        &known[*account].id,
-                        prepared
-                            .contributions
-                            .iter()
-                            .map(|(meter, group, value)| (&**meter, group.as_deref(), *value)),
+                        (prepared.subject, &account.id),
+                        batch.contributions_numbered(prepared),
                     );
                     report.accepted += 1;
                 }
-                Fate::Quarantine { reason, detail } => {
-                    let event_json = serde_json::to_string(&prepared.event)
-                        .map_err(|e| StoreError::Backend(format!("cannot encode an event: {e}")))?;
-                    quarantine_rows.push(vec![
-                        Value::Bytes(key.as_bytes().to_vec()),
-                        Value::Null, // batch id, set below
-                        Value::Int(prepared.ordinal as i64),
-                        prepared.event.subject().into(),
-                        prepared.event.event_type().into(),
-                        Value::Int(prepared.event.time().as_microsecond()),
-                        (*reason).into(),
-                        detail.into(),
-                        event_json.into(),
-                        Value::Int(now),
-                    ]);
+                Fate::Quarantine(reason) => {
+                    quarantined_events.push((prepared, reason));
                     report.quarantined += 1;
                 }
+                Fate::Denied => {}
             }
+        }
+        // Kept in the batch's order, as sent.
+        quarantined_events.sort_by_key(|(p, _)| p.ordinal);
+        let mut quarantine_rows: Vec<Vec<Value>> = Vec::with_capacity(quarantined_events.len());
+        for (prepared, reason) in quarantined_events {
+            let detail = match reason {
+                "unknown_account" => format!(
+                    "no account has the external id `{}`",
+                    prepared.event.subject()
+                ),
+                _ => format!(
+                    "no meter reads events of type `{}`",
+                    prepared.event.event_type()
+                ),
+            };
+            let event_json = serde_json::to_string(&prepared.event)
+                .map_err(|e| StoreError::Backend(format!("cannot encode an event: {e}")))?;
+            quarantine_rows.push(vec![
+                Value::Bytes(prepared.event.key().as_bytes().to_vec()),
+                Value::Null, // batch id, set below
+                Value::Int(prepared.ordinal as i64),
+                prepared.event.subject().into(),
+                prepared.event.event_type().into(),
+                Value::Int(prepared.event.time().as_microsecond()),
+                reason.into(),
+                detail.into(),
+                event_json.into(),
+                Value::Int(now),
+            ]);
         }
 
         for (account_id, (boundary, n)) in &denied {
@@ -825,9 +975,9 @@ impl Store {
                         (&scope.actor.name).into(),
                         scope.actor.request_id.clone().into(),
                         batch.framing.as_str().into(),
-                        batch.body_sha256.into(),
+                        body_sha256.into(),
                         Value::Int(batch.body_bytes as i64),
-                        Value::Bytes(batch.compressed),
+                        Value::Bytes(compressed),
                         Value::Int(report.events as i64),
                         Value::Int(report.accepted as i64),
                         Value::Int(report.duplicate as i64),
@@ -904,11 +1054,6 @@ impl Store {
             cache.synced_through = cache.synced_through.max(id);
         }
         drop(cache);
-        // Freeing a batch's events costs about as much as deciding them: done on a
-        // blocking thread, off the path of the next batch.
-        drop(candidates);
-        let events = batch.events;
-        tokio::task::spawn_blocking(move || drop(events));
         Ok(report)
     }
 
@@ -1100,14 +1245,37 @@ impl Store {
                     && closed.len() + 1 < max_hours
                     && in_transaction + 1 < HOURS_PER_TRANSACTION;
                 let ahead = if follows {
-                    let reading = read_hour(&mut tx, after, &mut consumption).await?;
+                    // Usually it is read there too, on a reader connection: nobody adds a
+                    // slice while this transaction holds the head, and all else the hour
+                    // after needs is carried in `consumption` or was committed before this
+                    // transaction began, so a reader sees what this transaction would.
+                    let source = if consumption.continues_to(after) {
+                        AheadSource::Reader(self.db.clone())
+                    } else {
+                        AheadSource::Read(read_hour(&mut tx, after, &mut consumption).await?)
+                    };
                     let (meters, catalogue) = (meters.clone(), catalogue.clone());
                     let mut state = std::mem::take(&mut consumption);
                     let head_before = sealed.head.clone();
-                    Some(tokio::task::spawn_blocking(move || {
-                        let sealed = compute_read_hour(reading, &meters, &catalogue, &mut state)
-                            .and_then(|computed| seal_hour(after, computed, head_before));
-                        (sealed, state)
+                    Some(tokio::spawn(async move {
+                        let reading = match source {
+                            AheadSource::Read(reading) => Ok(reading),
+                            AheadSource::Reader(db) => match db.read().await {
+                                Ok(mut reader) => read_hour(&mut reader, after, &mut state).await,
+                                Err(e) => Err(e),
+                            },
+                        };
+                        let reading = match reading {
+                            Ok(reading) => reading,
+                            Err(e) => return Ok((Err(e), state)),
+                        };
+                        tokio::task::spawn_blocking(move || {
+                            let sealed =
+                                compute_read_hour(reading, &meters, &catalogue, &mut state)
+                                    .and_then(|computed| seal_hour(after, computed, head_before));
+                            (sealed, state)
+                        })
+                        .await
                     }))
                 } else {
                     None
@@ -1116,9 +1284,8 @@ impl Store {
                 let summary = sealed.summary.clone();
                 write_hour(&mut tx, sealed).await?;
                 if let Some(ahead) = ahead {
-                    let (sealed, state) = ahead
-                        .await
-                        .map_err(|e| StoreError::Backend(format!("closing stopped: {e}")))?;
+                    let stopped = |e| StoreError::Backend(format!("closing stopped: {e}"));
+                    let (sealed, state) = ahead.await.map_err(stopped)?.map_err(stopped)?;
                     consumption = state;
                     sealed_next = Some(sealed?);
                 }
@@ -1973,6 +2140,14 @@ async fn compute_hour(
     compute_read_hour(reading, meters, catalogue, consumption)
 }
 
+/// Where the hour closed after the one being written is read from.
+enum AheadSource {
+    /// Already read, inside the closing transaction.
+    Read(HourReading),
+    /// To be read on a reader connection, beside the writes.
+    Reader(crate::db::Db),
+}
+
 /// Slices as read: encoding, keys, contributions.
 type RawSlices = Vec<(i64, Vec<u8>, Vec<u8>)>;
 
@@ -2244,6 +2419,12 @@ impl ClosingState {
         }
         self.next_hour = Some(hour + HOUR_MICROS);
         Ok(())
+    }
+
+    /// Whether the state holds all `hour` needs from the hours before it: the
+    /// consumption and carry-ins of the hour just computed.
+    fn continues_to(&self, hour: i64) -> bool {
+        self.next_hour == Some(hour) && self.carry.as_ref().is_some_and(|(h, _)| *h == hour)
     }
 
     fn of(&self, account: &str) -> BTreeMap<DimensionKey, Decimal> {
@@ -2613,10 +2794,9 @@ async fn verify_batch(
         let Some(account) = accounts.get(event.event.subject()).cloned() else {
             continue;
         };
-        let contributions = event
-            .contributions
-            .iter()
-            .map(|(meter, group, value)| (meter.to_string(), group.clone(), value.normalize()))
+        let contributions = prepared
+            .contributions_of(event)
+            .map(|(meter, group, value)| (meter.to_owned(), group.map(str::to_owned), value))
             .collect();
         expected.insert(
             event.event.key(),

@@ -411,6 +411,57 @@ both_backends!(
 );
 
 both_backends!(
+    a_key_sent_twice_in_one_batch_keeps_the_first_sent,
+    |db: TestDatabase| async move {
+        // The store decides a batch in key order; the first event sent under a key
+        // must still be the one kept, whatever its data or hour, and an event for an
+        // account nobody has is quarantined once however often it comes.
+        let store = db.open().await;
+        let (open, _gov) = setup(&store).await;
+        let polaris = admin();
+        let batch = vec![
+            written("a", "acme", 70, 9 * GIB),
+            written("z", "acme", 10, 7 * GIB),
+            written("m", "acme", 20, 2 * GIB),
+            // The same keys again, with other data and in the other hour.
+            written("z", "acme", 75, GIB),
+            written("a", "acme", 15, GIB),
+            written("q", "nobody", 10, GIB),
+            written("q", "nobody", 10, GIB),
+        ];
+        let report = ingest(&store, &polaris, &batch).await;
+        assert_eq!(
+            (report.accepted, report.duplicate, report.quarantined),
+            (3, 3, 1),
+            "{report:?}"
+        );
+        store
+            .close_due_hours(Timestamp::now(), &settings(), 1000)
+            .await
+            .unwrap();
+        let usage = store
+            .usage(
+                &admin(),
+                &open.id.0,
+                base_hour(),
+                at(120),
+                UsageOf::Dimensions,
+                Granularity::Hour,
+            )
+            .await
+            .unwrap();
+        let written_in = |hour: Timestamp| {
+            usage
+                .iter()
+                .find(|r| r.name == "data_written_gib" && r.start == hour)
+                .map(|r| r.quantity.clone())
+        };
+        assert_eq!(written_in(at(0)).as_deref(), Some("9"), "z (7) and m (2)");
+        assert_eq!(written_in(at(60)).as_deref(), Some("9"), "a (9)");
+    }
+);
+
+both_backends!(
     the_quarantine_keeps_events_until_their_account_exists,
     |db: TestDatabase| async move {
         let store = db.open().await;

@@ -11,6 +11,10 @@ use purser_app::config::LogFormat;
 use purser_app::{Config, FlagOverrides};
 use serde_json::{Value, json};
 
+// See the workspace's Cargo.toml: measured in BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "purser",

@@ -253,24 +253,44 @@ fn decode_entries(blob: &[u8]) -> Result<DecodedSlice<'static>, StoreError> {
     })
 }
 
+/// A name with the number its caller gives it (a position in a batch's table of
+/// subjects or names): [`SliceWriter::push_numbered`] finds a name's place in the
+/// slice's tables by that number, without hashing the name.
+pub(crate) type Numbered<'a> = (u32, &'a str);
+
 /// Builds a slice in encoding 2 from events in any order.
 #[derive(Default)]
 pub(crate) struct SliceWriter<'a> {
     accounts: Vec<&'a str>,
-    account_positions: HashMap<&'a str, u32>,
     names: Vec<&'a str>,
-    name_positions: HashMap<&'a str, u32>,
+    /// By the caller's number: the position in `accounts` (or `names`) plus one, 0
+    /// while unused.
+    account_at: Vec<u32>,
+    name_at: Vec<u32>,
+    /// Numbers for names given as text alone ([`SliceWriter::push`]).
+    numbers: HashMap<&'a str, u32>,
     /// key, time, account, contributions' range
     events: Vec<(EventKey, i64, u32, Range<usize>)>,
     contributions: Vec<PackedContribution>,
 }
 
+/// The position of a numbered name in `table`, added if new.
+fn place<'a>(table: &mut Vec<&'a str>, at: &mut Vec<u32>, (number, name): Numbered<'a>) -> u32 {
+    let number = number as usize;
+    if number >= at.len() {
+        at.resize(number + 1, 0);
+    }
+    if at[number] == 0 {
+        table.push(name);
+        at[number] = table.len() as u32;
+    }
+    at[number] - 1
+}
+
 impl<'a> SliceWriter<'a> {
-    fn name(&mut self, name: &'a str) -> u32 {
-        *self.name_positions.entry(name).or_insert_with(|| {
-            self.names.push(name);
-            (self.names.len() - 1) as u32
-        })
+    fn number(&mut self, name: &'a str) -> Numbered<'a> {
+        let next = self.numbers.len() as u32;
+        (*self.numbers.entry(name).or_insert(next), name)
     }
 
     /// Adds one event: its key, time (microseconds), account id and what it gives
@@ -282,15 +302,34 @@ impl<'a> SliceWriter<'a> {
         account: &'a str,
         contributions: impl IntoIterator<Item = (&'a str, Option<&'a str>, Decimal)>,
     ) {
-        let account = *self.account_positions.entry(account).or_insert_with(|| {
-            self.accounts.push(account);
-            (self.accounts.len() - 1) as u32
-        });
+        let account = self.number(account);
+        let contributions: Vec<_> = contributions
+            .into_iter()
+            .map(|(meter, group, value)| {
+                (
+                    self.number(meter),
+                    group.map(|g| self.number(g)),
+                    value.normalize(),
+                )
+            })
+            .collect();
+        self.push_numbered(key, time, account, contributions);
+    }
+
+    /// [`Self::push`] with numbered names (accounts numbered apart from meter and
+    /// group names) and values already normalised.
+    pub fn push_numbered(
+        &mut self,
+        key: EventKey,
+        time: i64,
+        account: Numbered<'a>,
+        contributions: impl IntoIterator<Item = (Numbered<'a>, Option<Numbered<'a>>, Decimal)>,
+    ) {
+        let account = place(&mut self.accounts, &mut self.account_at, account);
         let start = self.contributions.len();
         for (meter, group, value) in contributions {
-            let meter = self.name(meter);
-            let group = group.map_or(0, |g| self.name(g) + 1);
-            let value = value.normalize();
+            let meter = place(&mut self.names, &mut self.name_at, meter);
+            let group = group.map_or(0, |g| place(&mut self.names, &mut self.name_at, g) + 1);
             self.contributions.push(PackedContribution {
                 meter,
                 group,
