@@ -15,7 +15,9 @@ use purser_core::events::Framing;
 use purser_core::meter::{Meter, MeterDraft};
 use purser_core::{AccountScope, BoundaryRule, Role};
 use purser_store::db::Value;
-use purser_store::metering::{Granularity, IngestReport, MeteringSettings, UsageOf, prepare_batch};
+use purser_store::metering::{
+    Granularity, IngestReport, MeteringSettings, UsageOf, UsageRow, prepare_batch,
+};
 use purser_store::{AuditFilter, PageRequest, Store};
 use purser_testkit::{TestDatabase, both_backends, scope};
 
@@ -174,6 +176,28 @@ async fn ingest(store: &Store, scope: &AccountScope, lines: &[String]) -> Ingest
     store.ingest(scope, "api", batch).await.unwrap()
 }
 
+/// An account's billed dimensions, hour by hour, over the base hour and the next.
+async fn first_two_hours(store: &Store, account_id: &str) -> Vec<UsageRow> {
+    store
+        .usage(
+            &admin(),
+            account_id,
+            base_hour(),
+            at(120),
+            UsageOf::Dimensions,
+            Granularity::Hour,
+        )
+        .await
+        .unwrap()
+}
+
+fn quantity_in(usage: &[UsageRow], name: &str, hour: Timestamp) -> Option<String> {
+    usage
+        .iter()
+        .find(|r| r.name == name && r.start == hour)
+        .map(|r| r.quantity.clone())
+}
+
 fn settings() -> MeteringSettings {
     MeteringSettings::default()
 }
@@ -248,23 +272,8 @@ both_backends!(
         );
 
         // Time-weighted capacity: east holds 2 TiB for 30 min then 4 TiB; west 1 TiB.
-        let usage = store
-            .usage(
-                &admin(),
-                &open.id.0,
-                base_hour(),
-                at(120),
-                UsageOf::Dimensions,
-                Granularity::Hour,
-            )
-            .await
-            .unwrap();
-        let quantity = |name: &str, hour: Timestamp| {
-            usage
-                .iter()
-                .find(|r| r.name == name && r.start == hour)
-                .map(|r| r.quantity.clone())
-        };
+        let usage = first_two_hours(&store, &open.id.0).await;
+        let quantity = |name: &str, hour: Timestamp| quantity_in(&usage, name, hour);
         assert_eq!(quantity("capacity_tib_hours", at(0)).as_deref(), Some("4"));
         assert_eq!(quantity("data_written_gib", at(0)).as_deref(), Some("3"));
         assert_eq!(quantity("data_written_gib", at(60)).as_deref(), Some("5"));
@@ -439,23 +448,8 @@ both_backends!(
             .close_due_hours(Timestamp::now(), &settings(), 1000)
             .await
             .unwrap();
-        let usage = store
-            .usage(
-                &admin(),
-                &open.id.0,
-                base_hour(),
-                at(120),
-                UsageOf::Dimensions,
-                Granularity::Hour,
-            )
-            .await
-            .unwrap();
-        let written_in = |hour: Timestamp| {
-            usage
-                .iter()
-                .find(|r| r.name == "data_written_gib" && r.start == hour)
-                .map(|r| r.quantity.clone())
-        };
+        let usage = first_two_hours(&store, &open.id.0).await;
+        let written_in = |hour: Timestamp| quantity_in(&usage, "data_written_gib", hour);
         assert_eq!(written_in(at(0)).as_deref(), Some("9"), "z (7) and m (2)");
         assert_eq!(written_in(at(60)).as_deref(), Some("9"), "a (9)");
     }
