@@ -587,10 +587,7 @@ pub async fn submit_once(config: &Config) -> Result<SubmitReport, AppError> {
 /// what Purser owes can be taken.
 pub fn register_with_fakes(
     fakes: &purser_fakes::FakeMarketplaces,
-    bound: &[(
-        purser_core::commercial::Entitlement,
-        purser_core::commercial::Offer,
-    )],
+    bound: &[purser_store::marketplace::BoundEntitlement],
 ) {
     use purser_core::commercial::Reporting;
     use purser_core::marketplace::Binding;

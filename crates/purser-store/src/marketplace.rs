@@ -24,7 +24,10 @@ use jiff::{SignedDuration, Timestamp};
 use purser_core::Marketplace;
 use purser_core::chain::{Chained, Checkpoint};
 use purser_core::closing::{AccountHour, DimensionHour, RatedDimension};
-use purser_core::commercial::{DimensionKey, RatedHour};
+use purser_core::commercial::{DimensionKey, Entitlement, Offer, RatedHour};
+
+/// An entitlement bound to a marketplace, with its offer.
+pub type BoundEntitlement = (Entitlement, Offer);
 use purser_core::marketplace::exchange::{Exchange, ExchangeEvidence};
 use purser_core::marketplace::planning::{Position, plan_account_hour};
 use purser_core::marketplace::rules::Rules;
@@ -836,15 +839,7 @@ impl Store {
 
     /// Every entitlement bound to a marketplace, with its offer: whom the marketplaces
     /// bill, for registering them with test marketplaces and for pages.
-    pub async fn bound_entitlements(
-        &self,
-    ) -> Result<
-        Vec<(
-            purser_core::commercial::Entitlement,
-            purser_core::commercial::Offer,
-        )>,
-        StoreError,
-    > {
+    pub async fn bound_entitlements(&self) -> Result<Vec<BoundEntitlement>, StoreError> {
         let catalogue = self.rating_catalogue().await?;
         let mut bound: Vec<_> = catalogue
             .by_account

@@ -174,12 +174,8 @@ impl PreparedBatch {
         &'a self,
         event: &PreparedEvent,
     ) -> impl Iterator<Item = (&'a str, Option<&'a str>, Decimal)> + 'a {
-        let range = event.contributions.start as usize..event.contributions.end as usize;
-        self.contributions
-            .get(range)
-            .unwrap_or_default()
-            .iter()
-            .map(|c| (self.name(c.meter), c.group.map(|g| self.name(g)), c.value))
+        self.contributions_numbered(event)
+            .map(|((_, meter), group, value)| (meter, group.map(|(_, g)| g), value))
     }
 
     fn name(&self, position: u32) -> &str {
@@ -384,12 +380,20 @@ struct KnownAccount {
     boundary: BoundaryName,
 }
 
+/// What a batch's subject names, as the caller may see it.
+#[derive(Clone, Copy)]
+enum Standing<'a> {
+    Unknown,
+    /// An account the caller is not cleared for: its events are refused.
+    Denied(&'a KnownAccount),
+    Cleared(&'a KnownAccount),
+}
+
+/// What becomes of an event the caller may send, unless it is a repeat.
 #[derive(Clone, Copy)]
 enum Fate<'a> {
     Accept(&'a KnownAccount),
     Quarantine(&'static str),
-    /// For an account the caller is not cleared for: refused, already reported.
-    Denied,
 }
 
 /// A quarantined event, as listed.
@@ -767,34 +771,40 @@ impl Store {
             ..IngestReport::default()
         };
 
-        // Each subject's account, and whether the caller is cleared for it; events
-        // refer to their subject by position.
-        let subject_accounts: Vec<Option<&KnownAccount>> = batch
+        // Each subject's account and whether the caller is cleared for it, decided
+        // once a batch; events refer to their subject by position.
+        let standings: Vec<Standing<'_>> = batch
             .subjects
             .iter()
-            .map(|subject| accounts.get(subject))
+            .map(|subject| match accounts.get(subject) {
+                None => Standing::Unknown,
+                Some(account) if !scope.permits(&account.boundary) => Standing::Denied(account),
+                Some(account) => Standing::Cleared(account),
+            })
             .collect();
-        let fate_of = |prepared: &PreparedEvent| -> Fate<'_> {
-            match subject_accounts
+        let standing_of = |prepared: &PreparedEvent| {
+            standings
                 .get(prepared.subject as usize)
                 .copied()
-                .flatten()
-            {
-                None => Fate::Quarantine("unknown_account"),
-                Some(account) if !scope.permits(&account.boundary) => Fate::Denied,
-                Some(_) if prepared.contributions.is_empty() => Fate::Quarantine("unknown_meter"),
-                Some(account) => Fate::Accept(account),
+                .unwrap_or(Standing::Unknown)
+        };
+        // `None` for an event refused (reported below).
+        let fate_of = |prepared: &PreparedEvent| -> Option<Fate<'_>> {
+            match standing_of(prepared) {
+                Standing::Unknown => Some(Fate::Quarantine("unknown_account")),
+                Standing::Denied(_) => None,
+                Standing::Cleared(_) if prepared.contributions.is_empty() => {
+                    Some(Fate::Quarantine("unknown_meter"))
+                }
+                Standing::Cleared(account) => Some(Fate::Accept(account)),
             }
         };
         // Refusals first, in the batch's order (they need no lock).
         let mut denied: BTreeMap<&str, (&BoundaryName, usize)> = BTreeMap::new();
         let mut n_quarantine_fates = 0usize;
         for prepared in &batch.events {
-            match fate_of(prepared) {
-                Fate::Denied => {
-                    let account = subject_accounts[prepared.subject as usize].ok_or_else(|| {
-                        StoreError::Backend("a refused event has no account".into())
-                    })?;
+            match (standing_of(prepared), fate_of(prepared)) {
+                (Standing::Denied(account), _) => {
                     report.denied += 1;
                     denied
                         .entry(account.id.as_str())
@@ -806,8 +816,8 @@ impl Store {
                         "the caller is not cleared for the data boundary of the account this event names",
                     ));
                 }
-                Fate::Quarantine(_) => n_quarantine_fates += 1,
-                Fate::Accept(_) => {}
+                (_, Some(Fate::Quarantine(_))) => n_quarantine_fates += 1,
+                _ => {}
             }
         }
         report.rejections.sort_by_key(|r| r.index);
@@ -834,9 +844,9 @@ impl Store {
                 .events
                 .iter()
                 .filter(|p| match fate_of(p) {
-                    Fate::Quarantine(_) => true,
-                    Fate::Accept(_) => pending,
-                    Fate::Denied => false,
+                    Some(Fate::Quarantine(_)) => true,
+                    Some(Fate::Accept(_)) => pending,
+                    None => false,
                 })
                 .map(|p| Value::Bytes(p.event.key().as_bytes().to_vec()))
                 .collect()
@@ -872,10 +882,9 @@ impl Store {
                     "a batch's key order is out of range".into(),
                 ));
             };
-            let fate = fate_of(prepared);
-            if matches!(fate, Fate::Denied) {
+            let Some(fate) = fate_of(prepared) else {
                 continue;
-            }
+            };
             let key = prepared.event.key();
             let hour = hour_of(prepared.event.time());
             if hour_keys.0 != hour {
@@ -915,7 +924,6 @@ impl Store {
                     quarantined_events.push((prepared, reason));
                     report.quarantined += 1;
                 }
-                Fate::Denied => {}
             }
         }
         // Kept in the batch's order, as sent.

@@ -59,13 +59,7 @@ impl DemoMarketplaces {
     pub async fn register(
         &self,
         store: &Store,
-    ) -> Result<
-        Vec<(
-            purser_core::commercial::Entitlement,
-            purser_core::commercial::Offer,
-        )>,
-        StoreError,
-    > {
+    ) -> Result<Vec<purser_store::marketplace::BoundEntitlement>, StoreError> {
         let bound = store.bound_entitlements().await?;
         register_with_fakes(&self.fakes, &bound);
         Ok(bound)
