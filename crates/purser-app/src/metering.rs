@@ -176,7 +176,8 @@ pub async fn ingest_file(
     Ok(summary)
 }
 
-/// Closes every due hour, in runs of at most a day.
+/// Closes every due hour, in runs of at most a month (each run commits a day at a
+/// time, and computes the next hour while the one before is written or committed).
 pub async fn close_all_due(
     store: &Store,
     now: Timestamp,
@@ -184,7 +185,7 @@ pub async fn close_all_due(
 ) -> Result<usize, AppError> {
     let mut n = 0;
     loop {
-        let closed = store.close_due_hours(now, settings, 24).await?;
+        let closed = store.close_due_hours(now, settings, 31 * 24).await?;
         if closed.is_empty() {
             return Ok(n);
         }

@@ -170,16 +170,30 @@ fn aggregates(
     contributions: &[Contribution],
 ) -> Result<BTreeMap<Series, HourAggregate>, ClosingError> {
     let window = Window::hour(hour);
-    let mut out: BTreeMap<Series, HourAggregate> = BTreeMap::new();
+    // An account's hour has a handful of series: found by a linear look, so that a
+    // series' shared names are cloned once, not for each of its thousands of samples
+    // (each clone and drop is an atomic count that closing threads would contend on).
+    let mut found: Vec<(&Contribution, HourAggregate)> = Vec::new();
     for c in contributions {
-        let meter = meters
-            .get(&*c.meter)
-            .ok_or_else(|| ClosingError::UnknownMeter(c.meter.to_string()))?;
-        out.entry((c.meter.clone(), c.group.clone()))
-            .or_insert_with(|| HourAggregate::new(meter.aggregation, window))
-            .add(c.sample)?;
+        let same = |(first, _): &&mut (&Contribution, HourAggregate)| {
+            *first.meter == *c.meter && first.group.as_deref() == c.group.as_deref()
+        };
+        match found.iter_mut().find(same) {
+            Some((_, aggregate)) => aggregate.add(c.sample)?,
+            None => {
+                let meter = meters
+                    .get(&*c.meter)
+                    .ok_or_else(|| ClosingError::UnknownMeter(c.meter.to_string()))?;
+                let mut aggregate = HourAggregate::new(meter.aggregation, window);
+                aggregate.add(c.sample)?;
+                found.push((c, aggregate));
+            }
+        }
     }
-    Ok(out)
+    Ok(found
+        .into_iter()
+        .map(|(c, aggregate)| ((c.meter.clone(), c.group.clone()), aggregate))
+        .collect())
 }
 
 /// A series' quantity in its dimension's unit (zero when the meter feeds none).

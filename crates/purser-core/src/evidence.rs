@@ -65,20 +65,110 @@ pub struct HourEvidence {
 impl HourEvidence {
     /// Places a draft after the chain's current head.
     pub fn seal(draft: HourEvidenceDraft, head: &Checkpoint, closed_at: Timestamp) -> HourEvidence {
-        let mut evidence = HourEvidence {
-            seq: head.seq + 1,
+        PresealedEvidence::new(draft, head.seq + 1, closed_at).seal(&head.hash)
+    }
+
+    /// The chain hash fed with every field but the previous hash, which comes last:
+    /// what [`PresealedEvidence`] computes ahead of knowing it.
+    fn hasher_before_prev(seq: i64, closed_at: Timestamp, fields: Fields<'_>) -> ChainHasher {
+        let mut hasher = ChainHasher::new("purser-hour-evidence-v1");
+        hasher
+            .int(seq)
+            .int(closed_at.as_microsecond())
+            .text(fields.account_id)
+            .int(fields.hour.as_microsecond())
+            .text(fields.input_digest)
+            .int(fields.n_events as i64)
+            .text(fields.result)
+            .text(fields.result_digest);
+        hasher
+    }
+}
+
+/// The hashed fields an entry holds whether stored or still a draft, borrowed.
+struct Fields<'a> {
+    account_id: &'a str,
+    hour: Timestamp,
+    input_digest: &'a str,
+    n_events: u64,
+    result: &'a str,
+    result_digest: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn of_draft(draft: &'a HourEvidenceDraft, result_digest: &'a str) -> Fields<'a> {
+        Fields {
+            account_id: &draft.account_id,
+            hour: draft.hour,
+            input_digest: &draft.input_digest,
+            n_events: draft.n_events,
+            result: &draft.result,
+            result_digest,
+        }
+    }
+}
+
+/// A draft hashed as far as it can be before the hash of the entry before it is known:
+/// the result's digest and every chain field but the last. Closing an hour does this
+/// for each account on every core, so that chaining an hour's accounts in order (which
+/// only one thread can do) costs one more hash block each, not a pass over each result.
+pub struct PresealedEvidence {
+    seq: i64,
+    closed_at: Timestamp,
+    draft: HourEvidenceDraft,
+    result_digest: String,
+    hasher: ChainHasher,
+}
+
+impl PresealedEvidence {
+    /// Hashes `draft` as the entry at `seq`, closed at `closed_at`.
+    pub fn new(draft: HourEvidenceDraft, seq: i64, closed_at: Timestamp) -> PresealedEvidence {
+        let result_digest = hex::encode(Sha256::digest(draft.result.as_bytes()));
+        let hasher = HourEvidence::hasher_before_prev(
+            seq,
             closed_at,
-            result_digest: hex::encode(Sha256::digest(draft.result.as_bytes())),
+            Fields::of_draft(&draft, &result_digest),
+        );
+        PresealedEvidence {
+            seq,
+            closed_at,
+            draft,
+            result_digest,
+            hasher,
+        }
+    }
+
+    /// The sequence number it was hashed for: it may only follow the entry before it.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    pub fn draft(&self) -> &HourEvidenceDraft {
+        &self.draft
+    }
+
+    /// Completes the entry after the one whose hash is `prev_hash`.
+    pub fn seal(self, prev_hash: &str) -> HourEvidence {
+        let PresealedEvidence {
+            seq,
+            closed_at,
+            draft,
+            result_digest,
+            mut hasher,
+        } = self;
+        hasher.text(prev_hash);
+        HourEvidence {
+            seq,
+            closed_at,
             account_id: draft.account_id,
             hour: draft.hour,
             input_digest: draft.input_digest,
             n_events: draft.n_events,
             result: draft.result,
-            prev_hash: head.hash.clone(),
-            hash: String::new(),
-        };
-        evidence.hash = evidence.hash_as(evidence.seq);
-        evidence
+            result_digest,
+            prev_hash: prev_hash.to_owned(),
+            hash: hasher.finish(),
+        }
     }
 }
 
@@ -96,17 +186,16 @@ impl Chained for HourEvidence {
     }
 
     fn hash_as(&self, seq: i64) -> String {
-        let mut hasher = ChainHasher::new("purser-hour-evidence-v1");
-        hasher
-            .int(seq)
-            .int(self.closed_at.as_microsecond())
-            .text(&self.account_id)
-            .int(self.hour.as_microsecond())
-            .text(&self.input_digest)
-            .int(self.n_events as i64)
-            .text(&self.result)
-            .text(&self.result_digest)
-            .text(&self.prev_hash);
+        let fields = Fields {
+            account_id: &self.account_id,
+            hour: self.hour,
+            input_digest: &self.input_digest,
+            n_events: self.n_events,
+            result: &self.result,
+            result_digest: &self.result_digest,
+        };
+        let mut hasher = HourEvidence::hasher_before_prev(seq, self.closed_at, fields);
+        hasher.text(&self.prev_hash);
         hasher.finish()
     }
 }
@@ -150,6 +239,40 @@ mod tests {
                 evidence
             })
             .collect()
+    }
+
+    #[test]
+    fn presealed_ahead_and_chained_after_is_the_same_chain() {
+        let sealed = chain();
+        let closed_at = sealed[0].closed_at;
+        // Hashed ahead, out of order (as closing threads finish), then chained in order.
+        let mut presealed: Vec<PresealedEvidence> = sealed
+            .iter()
+            .rev()
+            .map(|e| {
+                let draft = HourEvidenceDraft {
+                    account_id: e.account_id.clone(),
+                    hour: e.hour,
+                    input_digest: e.input_digest.clone(),
+                    n_events: e.n_events,
+                    result: e.result.clone(),
+                };
+                PresealedEvidence::new(draft, e.seq, closed_at)
+            })
+            .collect();
+        presealed.reverse();
+        let mut head = Checkpoint::genesis();
+        for (pre, expected) in presealed.into_iter().zip(&sealed) {
+            assert_eq!(pre.seq(), head.seq + 1);
+            let evidence = pre.seal(&head.hash);
+            assert_eq!(&evidence, expected);
+            head = evidence.head();
+        }
+        assert_eq!(
+            verify_chain(&sealed, Some(&head), None),
+            Ok(head.clone()),
+            "the verifier recomputes the same hashes"
+        );
     }
 
     #[test]

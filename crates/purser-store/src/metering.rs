@@ -28,14 +28,14 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use purser_core::audit::Actor;
-use purser_core::chain::{Checkpoint, verify_chain};
+use purser_core::chain::{Chained, Checkpoint, verify_chain};
 use purser_core::closing::{
     AccountHour, AccountHourInput, CarryOut, Contribution, LateHour, Series, close_account_hour,
     hour_input_digest,
 };
 use purser_core::commercial::{DimensionKey, Entitlement, Offer};
 use purser_core::events::{EventKey, EventRejection, Framing, UsageEvent, parse_batch};
-use purser_core::evidence::{HourEvidence, HourEvidenceDraft};
+use purser_core::evidence::{HourEvidence, HourEvidenceDraft, PresealedEvidence};
 use purser_core::meter::{Meter, MeterDraft, Sample};
 use purser_core::{AccountScope, BoundaryName};
 use rust_decimal::Decimal;
@@ -596,22 +596,35 @@ async fn catalogue_version_in(tx: &mut Handle) -> Result<i64, StoreError> {
     .int(0)
 }
 
-/// Locks the metering head for this transaction; returns (closed_through, evidence head).
-async fn lock_head(tx: &mut Handle) -> Result<(Option<i64>, Checkpoint), StoreError> {
+/// The metering head, as locked by a transaction: what no other transaction can
+/// change until it ends.
+struct MeteringHead {
+    /// The last closed hour.
+    closed_through: Option<i64>,
+    /// The evidence chain's head.
+    evidence: Checkpoint,
+    /// Batches stored so far: it moves whenever usage is added (ingest, replay).
+    n_batches: i64,
+}
+
+/// Locks the metering head for this transaction. Every transaction that adds usage
+/// or closes hours takes it first, so they follow one another.
+async fn lock_head(tx: &mut Handle) -> Result<MeteringHead, StoreError> {
     let row = tx
         .query_one(
             "UPDATE metering_head SET n_batches = n_batches WHERE id = 1 \
-             RETURNING closed_through, evidence_seq, evidence_hash",
+             RETURNING closed_through, evidence_seq, evidence_hash, n_batches",
             &[],
         )
         .await?;
-    Ok((
-        row.opt_int(0)?,
-        Checkpoint {
+    Ok(MeteringHead {
+        closed_through: row.opt_int(0)?,
+        evidence: Checkpoint {
             seq: row.int(1)?,
             hash: row.text(2)?,
         },
-    ))
+        n_batches: row.int(3)?,
+    })
 }
 
 impl Store {
@@ -825,7 +838,7 @@ impl Store {
 
         let mut cache = self.dedup.lock().await;
         let mut tx = self.db.begin().await?;
-        let (closed_through, _) = lock_head(&mut tx).await?;
+        let closed_through = lock_head(&mut tx).await?.closed_through;
         let hours: BTreeSet<i64> = batch.hours.iter().copied().collect();
         Self::sync_dedup(&mut tx, &mut cache, &hours).await?;
 
@@ -1202,9 +1215,14 @@ impl Store {
         // empty state, which reads everything back next time.
         let mut consumption = std::mem::take(&mut *kept);
         let mut due = true;
+        // The next hour, computed and sealed while the one before was written.
+        let mut sealed_next: Option<AheadHour> = None;
+        // The hour after a transaction's last, being computed while it commits.
+        let mut pending: Option<AheadTask> = None;
         while due && closed.len() < max_hours {
             let mut tx = self.db.begin().await?;
-            let (mut closed_through, mut head) = lock_head(&mut tx).await?;
+            let locked = lock_head(&mut tx).await?;
+            let (mut closed_through, mut head) = (locked.closed_through, locked.evidence);
             // Entitlements change under the same lock (`bump_catalogue`): one that
             // changed since the catalogue was read is read again before an hour is
             // rated, so an hour is never rated under terms already replaced.
@@ -1213,9 +1231,12 @@ impl Store {
                 catalogue = Arc::new(self.rating_catalogue().await?);
                 catalogue_read_at = version;
             }
+            if let Some(task) = pending.take() {
+                let (ahead, state) = task.finish().await?;
+                consumption = state;
+                sealed_next = Some(ahead?);
+            }
             let mut in_transaction = 0;
-            // The next hour, computed and sealed while this one was written.
-            let mut sealed_next: Option<SealedHour> = None;
             while closed.len() < max_hours && in_transaction < HOURS_PER_TRANSACTION {
                 let next = match closed_through {
                     Some(hour) => hour + HOUR_MICROS,
@@ -1236,22 +1257,38 @@ impl Store {
                     due = false;
                     break;
                 }
+                let ahead_of = AheadOf {
+                    hour: next,
+                    head: head.clone(),
+                    n_batches: locked.n_batches,
+                    catalogue: catalogue_read_at,
+                };
                 let sealed = match sealed_next.take() {
-                    Some(sealed) if sealed.summary.hour.as_microsecond() == next => sealed,
+                    // Computed from what this transaction sees, if nothing it read
+                    // changed since: no usage added, no hour closed elsewhere, the
+                    // same terms.
+                    Some(ahead) if ahead.of == ahead_of => ahead.sealed,
                     _ => {
-                        let computed =
-                            compute_hour(&mut tx, next, &meters, &catalogue, &mut consumption)
-                                .await?;
-                        seal_hour(next, computed, head.clone())?
+                        let placement = Placement::after(&head);
+                        let computed = compute_hour(
+                            &mut tx,
+                            next,
+                            &meters,
+                            &catalogue,
+                            &mut consumption,
+                            Some(placement),
+                        )
+                        .await?;
+                        seal_hour(next, computed, head.clone(), placement)?
                     }
                 };
                 // Closing an hour needs only the results and chain head of the hour
                 // before, not its rows: the hour after is computed and sealed on other
-                // threads while this one is written.
+                // threads while this one is written. For the transaction's last hour
+                // that runs on through the commit; the next transaction takes it only if
+                // the head it locks shows nothing changed in between.
                 let after = next + HOUR_MICROS;
-                let follows = is_due(after)
-                    && closed.len() + 1 < max_hours
-                    && in_transaction + 1 < HOURS_PER_TRANSACTION;
+                let follows = is_due(after) && closed.len() + 1 < max_hours;
                 let ahead = if follows {
                     // Usually it is read there too, on a reader connection: nobody adds a
                     // slice while this transaction holds the head, and all else the hour
@@ -1264,8 +1301,13 @@ impl Store {
                     };
                     let (meters, catalogue) = (meters.clone(), catalogue.clone());
                     let mut state = std::mem::take(&mut consumption);
-                    let head_before = sealed.head.clone();
-                    Some(tokio::spawn(async move {
+                    let of = AheadOf {
+                        hour: after,
+                        head: sealed.head.clone(),
+                        n_batches: locked.n_batches,
+                        catalogue: catalogue_read_at,
+                    };
+                    Some(AheadTask(tokio::spawn(async move {
                         let reading = match source {
                             AheadSource::Read(reading) => Ok(reading),
                             AheadSource::Reader(db) => match db.read().await {
@@ -1278,28 +1320,43 @@ impl Store {
                             Err(e) => return Ok((Err(e), state)),
                         };
                         tokio::task::spawn_blocking(move || {
-                            let sealed =
-                                compute_read_hour(reading, &meters, &catalogue, &mut state)
-                                    .and_then(|computed| seal_hour(after, computed, head_before));
+                            let placement = Placement::after(&of.head);
+                            let sealed = compute_read_hour(
+                                reading,
+                                &meters,
+                                &catalogue,
+                                &mut state,
+                                Some(placement),
+                            )
+                            .and_then(|computed| {
+                                Ok(AheadHour {
+                                    sealed: seal_hour(after, computed, of.head.clone(), placement)?,
+                                    of,
+                                })
+                            });
                             (sealed, state)
                         })
                         .await
-                    }))
+                    })))
                 } else {
                     None
                 };
                 head = sealed.head.clone();
                 let summary = sealed.summary.clone();
                 write_hour(&mut tx, sealed).await?;
-                if let Some(ahead) = ahead {
-                    let stopped = |e| StoreError::Backend(format!("closing stopped: {e}"));
-                    let (sealed, state) = ahead.await.map_err(stopped)?.map_err(stopped)?;
-                    consumption = state;
-                    sealed_next = Some(sealed?);
-                }
                 closed_through = Some(next);
                 in_transaction += 1;
                 closed.push(summary);
+                if let Some(task) = ahead {
+                    if in_transaction == HOURS_PER_TRANSACTION {
+                        // Taken by the next transaction, once this one has committed.
+                        pending = Some(task);
+                        break;
+                    }
+                    let (ahead, state) = task.finish().await?;
+                    consumption = state;
+                    sealed_next = Some(ahead?);
+                }
             }
             if in_transaction == 0 {
                 break;
@@ -1447,8 +1504,15 @@ impl Store {
         for row in &hours {
             let hour = row.int(0)?;
             report.hours += 1;
-            let computed =
-                compute_hour(&mut handle, hour, &meters, &catalogue, &mut consumption).await?;
+            let computed = compute_hour(
+                &mut handle,
+                hour,
+                &meters,
+                &catalogue,
+                &mut consumption,
+                None,
+            )
+            .await?;
             let stored: HashMap<String, HourEvidence> = handle
                 .query(
                     &format!("SELECT {EVIDENCE_COLUMNS} FROM hour_evidence WHERE hour = $1"),
@@ -1470,8 +1534,9 @@ impl Store {
                             .into(),
                     }),
                     Some(evidence) => {
-                        if evidence.input_digest != closed.input_digest
-                            || evidence.n_events != closed.n_events
+                        let recomputed = closed.evidence.draft();
+                        if evidence.input_digest != recomputed.input_digest
+                            || evidence.n_events != recomputed.n_events
                         {
                             report.findings.push(VerifyFinding {
                                 account_id: Some(account_id.clone()),
@@ -1481,8 +1546,8 @@ impl Store {
                                     "the input differs: evidence names {} events ({}), storage holds {} ({})",
                                     evidence.n_events,
                                     evidence.input_digest,
-                                    closed.n_events,
-                                    closed.input_digest
+                                    recomputed.n_events,
+                                    recomputed.input_digest
                                 ),
                             });
                         }
@@ -1490,7 +1555,7 @@ impl Store {
                             account_id,
                             at,
                             evidence,
-                            &closed.json,
+                            &recomputed.result,
                         ));
                     }
                 }
@@ -2120,13 +2185,48 @@ async fn carry_ins(
 /// One account's closed hour, as computed.
 struct ClosedAccount {
     result: AccountHour,
-    /// [`hour_input_digest`]: the digest of the events behind it, and their number.
-    input_digest: String,
-    n_events: u64,
-    /// Of them, late events booked into this hour.
+    /// Of its events, late events booked into this hour.
     n_late: u64,
-    /// The result as the evidence records it (canonical JSON).
-    json: String,
+    evidence: AccountEvidence,
+}
+
+/// What an account's computed hour would record as evidence.
+enum AccountEvidence {
+    /// Recomputed to be compared (verification).
+    Draft(HourEvidenceDraft),
+    /// To be recorded (closing): hashed ahead for its place in the chain, with the
+    /// billed dimensions' rows.
+    Presealed(PresealedEvidence, Vec<Vec<Value>>),
+}
+
+impl AccountEvidence {
+    /// The digest and number of the events behind it ([`hour_input_digest`]) and the
+    /// result as canonical JSON.
+    fn draft(&self) -> &HourEvidenceDraft {
+        match self {
+            AccountEvidence::Draft(draft) => draft,
+            AccountEvidence::Presealed(presealed, _) => presealed.draft(),
+        }
+    }
+}
+
+/// Where the accounts of an hour being closed take their place in the evidence chain:
+/// the first one's sequence number (the others follow in account order) and the
+/// time they are recorded as closed.
+#[derive(Clone, Copy)]
+struct Placement {
+    first_seq: i64,
+    closed_at: Timestamp,
+}
+
+impl Placement {
+    /// Right after the chain's `head`, closed now.
+    fn after(head: &Checkpoint) -> Placement {
+        Placement {
+            first_seq: head.seq + 1,
+            closed_at: crate::now_micros(),
+        }
+    }
 }
 
 /// Each account's computed hour.
@@ -2143,9 +2243,40 @@ async fn compute_hour(
     meters: &BTreeMap<String, Meter>,
     catalogue: &RatingCatalogue,
     consumption: &mut ClosingState,
+    placement: Option<Placement>,
 ) -> Result<ComputedHour, StoreError> {
     let reading = read_hour(handle, hour, consumption).await?;
-    compute_read_hour(reading, meters, catalogue, consumption)
+    compute_read_hour(reading, meters, catalogue, consumption, placement)
+}
+
+/// What an hour computed ahead was computed from: it is taken only by a transaction
+/// that sees the same (the same hour next, chain head, batches stored and terms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AheadOf {
+    hour: i64,
+    head: Checkpoint,
+    n_batches: i64,
+    catalogue: i64,
+}
+
+/// An hour computed and sealed ahead of its turn.
+struct AheadHour {
+    sealed: SealedHour,
+    of: AheadOf,
+}
+
+/// An hour computed ahead (or why it could not be), with the closing state it
+/// carried.
+type AheadResult = (Result<AheadHour, StoreError>, ClosingState);
+
+/// An hour being computed ahead.
+struct AheadTask(tokio::task::JoinHandle<Result<AheadResult, tokio::task::JoinError>>);
+
+impl AheadTask {
+    async fn finish(self) -> Result<AheadResult, StoreError> {
+        let stopped = |e| StoreError::Backend(format!("closing stopped: {e}"));
+        self.0.await.map_err(stopped)?.map_err(stopped)
+    }
 }
 
 /// Where the hour closed after the one being written is read from.
@@ -2232,12 +2363,14 @@ async fn read_hour(
 }
 
 /// Closes every account's hour from what was read: CPU work, no I/O, so that it can
-/// run while the previous hour's records are written.
+/// run while the previous hour's records are written. With a placement, the accounts'
+/// evidence is hashed for its places in the chain, ready to be sealed.
 fn compute_read_hour(
     reading: HourReading,
     meters: &BTreeMap<String, Meter>,
     catalogue: &RatingCatalogue,
     consumption: &mut ClosingState,
+    placement: Option<Placement>,
 ) -> Result<ComputedHour, StoreError> {
     let HourReading {
         hour,
@@ -2249,7 +2382,7 @@ fn compute_read_hour(
         mut carry,
     } = reading;
     // Slices are decoded here, off the connection (see `close_due_hours`).
-    let mut decode_all = |raw: Vec<(i64, Vec<u8>, Vec<u8>)>| -> Result<Contributions, StoreError> {
+    let mut decode_all = |raw: RawSlices| -> Result<Contributions, StoreError> {
         let mut out = Contributions::new();
         for (encoding, keys, contributions) in raw {
             add_slice(
@@ -2311,7 +2444,7 @@ fn compute_read_hour(
         inputs.push((input, n_late));
     }
     // Accounts' hours are independent of each other: close them on every core.
-    let results = close_accounts(inputs)?;
+    let results = close_accounts(inputs, placement)?;
     let mut out = BTreeMap::new();
     let mut carry_outs = HashMap::new();
     for (account, closed) in accounts.into_iter().zip(results) {
@@ -2332,7 +2465,13 @@ fn compute_read_hour(
     Ok(out)
 }
 
-fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> Result<ClosedAccount, StoreError> {
+/// Closes one account's hour; with a place in the chain (its sequence number and
+/// closing time), also hashes its evidence and lays out its billed dimensions' rows.
+fn close_one(
+    input: &AccountHourInput<'_>,
+    n_late: u64,
+    place: Option<(i64, Timestamp)>,
+) -> Result<ClosedAccount, StoreError> {
     let (input_digest, n_events) = hour_input_digest(input);
     let result = close_account_hour(input).map_err(|e| {
         StoreError::Corrupt(format!(
@@ -2340,14 +2479,26 @@ fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> Result<ClosedAccount,
             input.account_id, input.hour
         ))
     })?;
-    // Serialised here, on the closing threads, rather than while rows are written.
-    let json = result.result_json();
-    Ok(ClosedAccount {
-        result,
+    // Serialised and hashed here, on the closing threads, rather than while rows are
+    // written or while the hour's accounts are chained.
+    let draft = HourEvidenceDraft {
+        account_id: input.account_id.to_owned(),
+        hour: input.hour,
         input_digest,
         n_events,
+        result: result.result_json(),
+    };
+    let evidence = match place {
+        None => AccountEvidence::Draft(draft),
+        Some((seq, closed_at)) => {
+            let rows = dimension_rows(input.account_id, &result);
+            AccountEvidence::Presealed(PresealedEvidence::new(draft, seq, closed_at), rows)
+        }
+    };
+    Ok(ClosedAccount {
+        result,
         n_late,
-        json,
+        evidence,
     })
 }
 
@@ -2355,20 +2506,32 @@ fn close_one(input: &AccountHourInput<'_>, n_late: u64) -> Result<ClosedAccount,
 /// are enough of them to be worth a thread.
 fn close_accounts(
     inputs: Vec<(AccountHourInput<'_>, u64)>,
+    placement: Option<Placement>,
 ) -> Result<Vec<Result<ClosedAccount, StoreError>>, StoreError> {
+    // The account at `index` of the hour takes the `index`th place after the first.
+    let close = |index: usize, (input, n_late): &(AccountHourInput<'_>, u64)| {
+        let place = placement.map(|p| (p.first_seq + index as i64, p.closed_at));
+        close_one(input, *n_late, place)
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 || inputs.len() < PARALLEL_ACCOUNTS {
-        return Ok(inputs.iter().map(|(i, n)| close_one(i, *n)).collect());
+        return Ok(inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| close(i, x))
+            .collect());
     }
     let per_thread = inputs.len().div_ceil(cores);
     std::thread::scope(|scope| {
         let handles: Vec<_> = inputs
             .chunks(per_thread)
-            .map(|chunk| {
+            .enumerate()
+            .map(|(n, chunk)| {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|(i, n)| close_one(i, *n))
+                        .enumerate()
+                        .map(|(i, x)| close(n * per_thread + i, x))
                         .collect::<Vec<_>>()
                 })
             })
@@ -2487,85 +2650,92 @@ struct SealedHour {
     evidence_rows: Vec<Vec<Value>>,
 }
 
-/// Chains each account's evidence after `head` and lays out the rows to write. CPU
-/// work only, so that it runs beside the previous hour's writes.
+/// The billed dimensions' rows of an account's closed hour: quantity and, where the
+/// dimension is committed, its rating.
+fn dimension_rows(account_id: &str, result: &AccountHour) -> Vec<Vec<Value>> {
+    let hour = result.hour.as_microsecond();
+    let mut by_dimension: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for d in &result.dimensions {
+        by_dimension.insert(
+            d.dimension.as_str(),
+            vec![
+                account_id.into(),
+                d.dimension.as_str().into(),
+                Value::Int(hour),
+                d.quantity.to_string().into(),
+                d.adjustment.to_string().into(),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ],
+        );
+    }
+    for r in &result.rating {
+        let row = by_dimension.entry(r.dimension.as_str()).or_insert_with(|| {
+            vec![
+                account_id.into(),
+                r.dimension.as_str().into(),
+                Value::Int(hour),
+                r.rated.quantity.normalize().to_string().into(),
+                "0".into(),
+            ]
+        });
+        row.truncate(5);
+        row.extend([
+            (&r.entitlement_id).into(),
+            Value::Int(r.period_start.as_microsecond()),
+            r.committed.normalize().to_string().into(),
+            r.rated.consumed_after.normalize().to_string().into(),
+            r.rated.within_commit.normalize().to_string().into(),
+            r.rated.overage_quantity.normalize().to_string().into(),
+            r.rated.overage_amount.amount.normalize().to_string().into(),
+            r.rated.overage_amount.currency.as_str().into(),
+        ]);
+    }
+    by_dimension.into_values().collect()
+}
+
+/// Chains each account's evidence after `head`, in account order, and gathers the
+/// rows to write. Each account's evidence was hashed ahead for its place
+/// ([`Placement`]), so this is one hash block an account: it runs beside the previous
+/// hour's writes.
 fn seal_hour(
     hour: i64,
     computed: ComputedHour,
     mut head: Checkpoint,
+    placement: Placement,
 ) -> Result<SealedHour, StoreError> {
-    let closed_at = crate::now_micros();
     let mut dimension_rows = Vec::new();
-    let mut evidence_rows = Vec::new();
+    let mut evidence_rows = Vec::with_capacity(computed.len());
     let (mut n_events, mut n_late) = (0i64, 0i64);
-    for (account_id, closed) in &computed {
-        let result = &closed.result;
-        n_events += closed.n_events as i64;
-        n_late += closed.n_late as i64;
-        let mut by_dimension: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for d in &result.dimensions {
-            by_dimension.insert(
-                d.dimension.as_str().to_owned(),
-                vec![
-                    account_id.into(),
-                    d.dimension.as_str().into(),
-                    Value::Int(hour),
-                    d.quantity.to_string().into(),
-                    d.adjustment.to_string().into(),
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                    Value::Null,
-                ],
-            );
-        }
-        for r in &result.rating {
-            let row = by_dimension
-                .entry(r.dimension.as_str().to_owned())
-                .or_insert_with(|| {
-                    vec![
-                        account_id.into(),
-                        r.dimension.as_str().into(),
-                        Value::Int(hour),
-                        r.rated.quantity.normalize().to_string().into(),
-                        "0".into(),
-                    ]
-                });
-            row.truncate(5);
-            row.extend([
-                (&r.entitlement_id).into(),
-                Value::Int(r.period_start.as_microsecond()),
-                r.committed.normalize().to_string().into(),
-                r.rated.consumed_after.normalize().to_string().into(),
-                r.rated.within_commit.normalize().to_string().into(),
-                r.rated.overage_quantity.normalize().to_string().into(),
-                r.rated.overage_amount.amount.normalize().to_string().into(),
-                r.rated.overage_amount.currency.as_str().into(),
-            ]);
-        }
-        dimension_rows.extend(by_dimension.into_values());
-        let evidence = HourEvidence::seal(
-            HourEvidenceDraft {
-                account_id: account_id.clone(),
-                hour: result.hour,
-                input_digest: closed.input_digest.clone(),
-                n_events: closed.n_events,
-                result: closed.json.clone(),
-            },
-            &head,
-            closed_at,
-        );
-        head = Checkpoint {
-            seq: evidence.seq,
-            hash: evidence.hash.clone(),
+    let accounts = computed.len() as i64;
+    for (account_id, closed) in computed {
+        let AccountEvidence::Presealed(presealed, rows) = closed.evidence else {
+            return Err(StoreError::Backend(format!(
+                "closing {account_id} at {hour}: its evidence was not placed in the chain"
+            )));
         };
+        // Placed for the entry after the head, or the chain would break.
+        if presealed.seq() != head.seq + 1 {
+            return Err(StoreError::Backend(format!(
+                "closing {account_id} at {hour}: evidence hashed for seq {}, the chain is at {}",
+                presealed.seq(),
+                head.seq
+            )));
+        }
+        n_events += presealed.draft().n_events as i64;
+        n_late += closed.n_late as i64;
+        dimension_rows.extend(rows);
+        let evidence = presealed.seal(&head.hash);
+        head = evidence.head();
         evidence_rows.push(vec![
             Value::Int(evidence.seq),
-            Value::Int(closed_at.as_microsecond()),
+            Value::Int(evidence.closed_at.as_microsecond()),
             evidence.account_id.into(),
             Value::Int(hour),
             evidence.input_digest.into(),
@@ -2578,8 +2748,8 @@ fn seal_hour(
     }
     let summary = ClosedHour {
         hour: from_micros(hour)?,
-        closed_at,
-        accounts: computed.len() as i64,
+        closed_at: placement.closed_at,
+        accounts,
         events: n_events,
         late: n_late,
     };

@@ -783,3 +783,90 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    hours_computed_ahead_of_a_commit_are_recomputed_when_usage_came_between,
+    |db: TestDatabase| async move {
+        // Closing three days takes three transactions; each one's last hour is followed
+        // by the next hour computed while it commits. Late events sent meanwhile are
+        // booked into that very hour: it must be recomputed with them, not taken as
+        // computed ahead, or they would be in no closed hour at all.
+        let store = db.open().await;
+        let (open, _gov) = setup(&store).await;
+        let polaris = admin();
+        let hours = 60;
+        let on_time: Vec<String> = (0..hours)
+            .flat_map(|h| {
+                [
+                    written(&format!("w{h}"), "acme", h * 60 + 10, GIB),
+                    capacity(
+                        &format!("c{h}"),
+                        "acme",
+                        h * 60 + 20,
+                        "c1",
+                        (h as u64 + 1) * TIB,
+                    ),
+                ]
+            })
+            .collect();
+        ingest(&store, &polaris, &on_time).await;
+
+        let closing = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .close_due_hours(Timestamp::now(), &settings(), 1000)
+                    .await
+                    .unwrap()
+            })
+        };
+        // Late events for the first hour, while the hours close: each waits for the
+        // transaction closing hours to end, and goes in before the next one begins.
+        let mut late_sent = 0;
+        while !closing.is_finished() {
+            let event = written(&format!("late{late_sent}"), "acme", 5, GIB);
+            ingest(&store, &polaris, &[event]).await;
+            late_sent += 1;
+        }
+        let closed = closing.await.unwrap();
+        assert!(
+            closed.len() >= hours as usize,
+            "{} hours closed",
+            closed.len()
+        );
+        // Those booked into the first hour still open are closed with it.
+        store
+            .close_due_hours(
+                Timestamp::now() + SignedDuration::from_hours(2),
+                &settings(),
+                1000,
+            )
+            .await
+            .unwrap();
+
+        let report = store
+            .verify_metering(at(0), Timestamp::now() + SignedDuration::from_hours(2))
+            .await
+            .unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        // Every GiB written is billed once: on time or as a late adjustment.
+        let usage = store
+            .usage(
+                &admin(),
+                &open.id.0,
+                at(0),
+                Timestamp::now() + SignedDuration::from_hours(2),
+                UsageOf::Dimensions,
+                Granularity::Hour,
+            )
+            .await
+            .unwrap();
+        let billed: i64 = usage
+            .iter()
+            .filter(|r| r.name == "data_written_gib")
+            .map(|r| r.quantity.parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(billed, hours + late_sent, "{late_sent} late events");
+        assert!(late_sent > 0);
+    }
+);
