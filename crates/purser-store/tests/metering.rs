@@ -176,19 +176,30 @@ async fn ingest(store: &Store, scope: &AccountScope, lines: &[String]) -> Ingest
     store.ingest(scope, "api", batch).await.unwrap()
 }
 
-/// An account's billed dimensions, hour by hour, over the base hour and the next.
-async fn first_two_hours(store: &Store, account_id: &str) -> Vec<UsageRow> {
+/// An account's billed dimensions, hour by hour, from the base hour until `to`.
+async fn dimensions_until(store: &Store, account_id: &str, to: Timestamp) -> Vec<UsageRow> {
     store
         .usage(
             &admin(),
             account_id,
             base_hour(),
-            at(120),
+            to,
             UsageOf::Dimensions,
             Granularity::Hour,
         )
         .await
         .unwrap()
+}
+
+/// An account's billed dimensions, hour by hour, over the base hour and the next.
+async fn first_two_hours(store: &Store, account_id: &str) -> Vec<UsageRow> {
+    dimensions_until(store, account_id, at(120)).await
+}
+
+/// Recomputes every closed hour from the base hour until `to`: nothing differs.
+async fn assert_verifies(store: &Store, to: Timestamp) {
+    let report = store.verify_metering(at(0), to).await.unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 
 fn quantity_in(usage: &[UsageRow], name: &str, hour: Timestamp) -> Option<String> {
@@ -755,22 +766,8 @@ both_backends!(
             .await
             .unwrap();
         assert!(rest.len() >= 2);
-        let report = store
-            .verify_metering(at(0), Timestamp::now() + SignedDuration::from_hours(3))
-            .await
-            .unwrap();
-        assert!(report.findings.is_empty(), "{:?}", report.findings);
-        let usage = store
-            .usage(
-                &admin(),
-                &open.id.0,
-                at(0),
-                at(240),
-                UsageOf::Dimensions,
-                Granularity::Hour,
-            )
-            .await
-            .unwrap();
+        assert_verifies(&store, Timestamp::now() + SignedDuration::from_hours(3)).await;
+        let usage = dimensions_until(&store, &open.id.0, at(240)).await;
         let consumed: Vec<Option<String>> = usage.iter().map(|r| r.consumed.clone()).collect();
         assert_eq!(
             consumed,
@@ -844,23 +841,10 @@ both_backends!(
             .await
             .unwrap();
 
-        let report = store
-            .verify_metering(at(0), Timestamp::now() + SignedDuration::from_hours(2))
-            .await
-            .unwrap();
-        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let until = Timestamp::now() + SignedDuration::from_hours(2);
+        assert_verifies(&store, until).await;
         // Every GiB written is billed once: on time or as a late adjustment.
-        let usage = store
-            .usage(
-                &admin(),
-                &open.id.0,
-                at(0),
-                Timestamp::now() + SignedDuration::from_hours(2),
-                UsageOf::Dimensions,
-                Granularity::Hour,
-            )
-            .await
-            .unwrap();
+        let usage = dimensions_until(&store, &open.id.0, until).await;
         let billed: i64 = usage
             .iter()
             .filter(|r| r.name == "data_written_gib")
