@@ -95,6 +95,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0009_marketplace_route.sql"),
         postgres: include_str!("../migrations/common/0009_marketplace_route.sql"),
     },
+    Migration {
+        version: 10,
+        name: "dimension_hours_by_hour",
+        // Two indexes, in the shared subset.
+        sqlite: include_str!("../migrations/common/0010_dimension_hours_by_hour.sql"),
+        postgres: include_str!("../migrations/common/0010_dimension_hours_by_hour.sql"),
+    },
 ];
 
 /// What a version computes from existing rows after its SQL, in its transaction:

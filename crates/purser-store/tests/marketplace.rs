@@ -597,13 +597,14 @@ both_backends!(
         store.rebuild_marketplace_rollup().await.unwrap();
         assert_eq!(store.marketplace_accepted_days().await.unwrap(), rollup);
 
-        // A database that had the ledger before migration 8 (and so before 9):
+        // A database that had the ledger before migration 8 (and so before 9 and 10):
         // upgrading fills the roll-up from the records, and reconciles the same; every
         // record it held went directly (migration 9's default).
         let mut tx = store.db().begin().await.unwrap();
         tx.batch(
             "DROP TABLE marketplace_accepted_days; DROP INDEX marketplace_records_unaccepted; \
              DROP TABLE marketplace_exchange_checkpoints; ALTER TABLE marketplace_records DROP COLUMN route; \
+             DROP INDEX dimension_hours_by_hour; DROP INDEX dimension_hours_adjusted; \
              DELETE FROM schema_migrations WHERE version >= 8;",
         )
         .await
