@@ -1236,6 +1236,13 @@ impl Store {
                 consumption = state;
                 sealed_next = Some(ahead?);
             }
+            // What an hour computed in this transaction was computed from.
+            let seen = |hour: i64, head: &Checkpoint| AheadOf {
+                hour,
+                head: head.clone(),
+                n_batches: locked.n_batches,
+                catalogue: catalogue_read_at,
+            };
             let mut in_transaction = 0;
             while closed.len() < max_hours && in_transaction < HOURS_PER_TRANSACTION {
                 let next = match closed_through {
@@ -1257,17 +1264,11 @@ impl Store {
                     due = false;
                     break;
                 }
-                let ahead_of = AheadOf {
-                    hour: next,
-                    head: head.clone(),
-                    n_batches: locked.n_batches,
-                    catalogue: catalogue_read_at,
-                };
                 let sealed = match sealed_next.take() {
                     // Computed from what this transaction sees, if nothing it read
                     // changed since: no usage added, no hour closed elsewhere, the
                     // same terms.
-                    Some(ahead) if ahead.of == ahead_of => ahead.sealed,
+                    Some(ahead) if ahead.of == seen(next, &head) => ahead.sealed,
                     _ => {
                         let placement = Placement::after(&head);
                         let computed = compute_hour(
@@ -1301,12 +1302,7 @@ impl Store {
                     };
                     let (meters, catalogue) = (meters.clone(), catalogue.clone());
                     let mut state = std::mem::take(&mut consumption);
-                    let of = AheadOf {
-                        hour: after,
-                        head: sealed.head.clone(),
-                        n_batches: locked.n_batches,
-                        catalogue: catalogue_read_at,
-                    };
+                    let of = seen(after, &sealed.head);
                     Some(AheadTask(tokio::spawn(async move {
                         let reading = match source {
                             AheadSource::Read(reading) => Ok(reading),
