@@ -12,8 +12,13 @@ timed). The timed part is:
     rate the hours, so that both paths end at the same state.
 Peak memory is the largest resident set of the Purser processes involved.
 
+With --duckdb, each timed run is paired with a DuckDB run just before it (after the
+untimed setup, the file warm), and the run's ratio is taken to that DuckDB run: on a
+shared machine whose speed moves from one minute to the next, a ratio to a DuckDB
+figure taken minutes earlier measures the machine as much as Purser.
+
     python3 bench/pipeline.py EVENTS.ndjson [--backends sqlite,postgres]
-        [--paths ingest,http] [--runs N] [--purser target/release/purser]
+        [--paths ingest,http] [--runs N] [--purser target/release/purser] [--duckdb]
 
 Prints one JSON line per run and a summary of medians.
 """
@@ -230,6 +235,16 @@ def run_http(purser, token, events):
     return ingested + closing, max(server_rss, int(close_rss)), summary
 
 
+def duckdb_rate(events):
+    """DuckDB's events per second on the file, as bench/duckdb_hourly.py times it."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "duckdb_hourly.py")
+    with open(events, "rb") as f:
+        while f.read(1 << 24):
+            pass
+    result = subprocess.run([sys.executable, script, events, "2"], capture_output=True, check=True)
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])["events_per_second"]
+
+
 def verify(purser):
     result = subprocess.run(purser.args("verify", "--from", "2026-01-01T00:00:00Z"), capture_output=True)
     return result.returncode == 0
@@ -243,6 +258,7 @@ def main():
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--purser", default="target/release/purser")
     parser.add_argument("--verify", action="store_true", help="run purser verify after each run (slow)")
+    parser.add_argument("--duckdb", action="store_true", help="pair each run with a DuckDB run just before it")
     options = parser.parse_args()
     with open(options.events, "rb") as f:
         n_lines = sum(1 for _ in f)
@@ -252,6 +268,7 @@ def main():
             for run in range(options.runs):
                 purser, token, workdir = fresh(options.purser, backend)
                 try:
+                    duckdb = duckdb_rate(options.events) if options.duckdb else None
                     if path == "ingest":
                         seconds, rss_kib, summary = run_ingest(purser, options.events)
                     else:
@@ -264,12 +281,19 @@ def main():
                     "seconds": round(seconds, 2), "events_per_second": round(n_lines / seconds),
                     "peak_rss_mib": round(rss_kib / 1024), "summary": summary, "verified": verified,
                 }
+                if duckdb:
+                    line["duckdb_events_per_second"] = duckdb
+                    line["ratio_to_duckdb"] = round(n_lines / seconds / duckdb, 3)
                 print(json.dumps(line), flush=True)
                 results.setdefault((backend, path), []).append(line)
     for (backend, path), lines in results.items():
         rate = statistics.median(l["events_per_second"] for l in lines)
         rss = statistics.median(l["peak_rss_mib"] for l in lines)
-        print(f"median {backend:8} {path:6} {rate:>10,.0f} events/s  peak {rss:,.0f} MiB", flush=True)
+        paired = ""
+        if options.duckdb:
+            ratio = statistics.median(l["ratio_to_duckdb"] for l in lines)
+            paired = f"  {ratio:.2f}x the DuckDB run before each"
+        print(f"median {backend:8} {path:6} {rate:>10,.0f} events/s  peak {rss:,.0f} MiB{paired}", flush=True)
 
 
 if __name__ == "__main__":
