@@ -309,7 +309,10 @@ impl ChunkSource {
 /// Reads up to about [`CHUNK_BYTES`] into `chunk` (whatever it held), ending at a
 /// line end (or the input's end).
 fn read_chunk(reader: &mut impl BufRead, mut chunk: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    // Only what the buffer never held is zeroed (all of it the first time).
+    // Only what the buffer never held is zeroed (all of it the first time); one grown
+    // by a very long line is given back, so memory stays flat after it.
+    chunk.truncate(CHUNK_BYTES);
+    chunk.shrink_to(2 * CHUNK_BYTES);
     chunk.resize(CHUNK_BYTES, 0);
     // Whole blocks first, then the rest of the line the last one ends in.
     let mut filled = 0;
