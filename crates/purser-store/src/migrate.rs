@@ -102,6 +102,15 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0010_dimension_hours_by_hour.sql"),
         postgres: include_str!("../migrations/common/0010_dimension_hours_by_hour.sql"),
     },
+    Migration {
+        version: 11,
+        name: "marketplace_records_by_hour_account",
+        // PostgreSQL's planner alone needs it (see the file); nothing changes on SQLite.
+        sqlite: "",
+        postgres: include_str!(
+            "../migrations/postgres/0011_marketplace_records_by_hour_account.sql"
+        ),
+    },
 ];
 
 /// What a version computes from existing rows after its SQL, in its transaction:

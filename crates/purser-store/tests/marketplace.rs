@@ -9,9 +9,9 @@
 use jiff::{SignedDuration, Timestamp};
 use purser_core::marketplace::{DeliveryState, RecordOutcome, Route};
 use purser_core::{AccountScope, Marketplace, Role};
-use purser_store::Store;
 use purser_store::marketplace::{Finding, LedgerFilter};
 use purser_store::metering::MeteringSettings;
+use purser_store::{Dialect, Store};
 use purser_testkit::marketplace as fixtures;
 use purser_testkit::{TestDatabase, both_backends, scope};
 use rust_decimal::Decimal;
@@ -597,16 +597,23 @@ both_backends!(
         store.rebuild_marketplace_rollup().await.unwrap();
         assert_eq!(store.marketplace_accepted_days().await.unwrap(), rollup);
 
-        // A database that had the ledger before migration 8 (and so before 9 and 10):
+        // A database that had the ledger before migration 8 (and so before 9 to 11):
         // upgrading fills the roll-up from the records, and reconciles the same; every
         // record it held went directly (migration 9's default).
+        let before_11 = match store.db().dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => {
+                "DROP INDEX marketplace_records_by_hour_account; \
+                 CREATE INDEX marketplace_records_by_hour ON marketplace_records (hour, marketplace);"
+            }
+        };
         let mut tx = store.db().begin().await.unwrap();
-        tx.batch(
-            "DROP TABLE marketplace_accepted_days; DROP INDEX marketplace_records_unaccepted; \
+        tx.batch(&format!(
+            "{before_11} DROP TABLE marketplace_accepted_days; DROP INDEX marketplace_records_unaccepted; \
              DROP TABLE marketplace_exchange_checkpoints; ALTER TABLE marketplace_records DROP COLUMN route; \
              DROP INDEX dimension_hours_by_hour; DROP INDEX dimension_hours_adjusted; \
              DELETE FROM schema_migrations WHERE version >= 8;",
-        )
+        ))
         .await
         .unwrap();
         tx.commit().await.unwrap();
