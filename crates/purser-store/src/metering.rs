@@ -357,7 +357,7 @@ pub fn prepare_batch(
 /// the format of `lz4_flex::compress_prepend_size`. Compressed into a buffer each
 /// thread keeps, then copied out at its size: `compress_prepend_size` zeroes a fresh
 /// buffer of the largest possible output (4 MiB a chunk, faulted in page by page) and
-/// then shrinks it, about a tenth of storing's CPU.
+/// then shrinks it (about 5% of storing's time, measured in BENCHMARKS.md).
 fn compress_body(body: &[u8]) -> Vec<u8> {
     /// A buffer grown by a larger body than this is not kept.
     const KEEP_BYTES: usize = 8 * 1024 * 1024;

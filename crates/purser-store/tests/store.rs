@@ -956,25 +956,7 @@ async fn rows_copied_into_postgres_read_back_exactly() {
         })
         .collect();
     tx.copy_in("copied", &["n", "t", "b"], &rows).await.unwrap();
-    // A row that does not match the columns is refused with a clear error.
-    let wrong = tx
-        .copy_in("copied", &["n", "t", "b"], &[vec![Value::Int(1)]])
-        .await;
-    assert!(matches!(wrong, Err(StoreError::Backend(_))), "{wrong:?}");
-    drop(tx);
-
-    let mut tx = store.db().begin().await.unwrap();
-    tx.batch("CREATE TABLE copied (n BIGINT, t TEXT, b BYTEA)")
-        .await
-        .unwrap();
-    tx.copy_in("copied", &["n", "t", "b"], &rows).await.unwrap();
-    let back = tx
-        .query(
-            "SELECT n, t, b FROM copied ORDER BY b, n NULLS FIRST, t",
-            &[],
-        )
-        .await
-        .unwrap();
+    let back = tx.query("SELECT n, t, b FROM copied", &[]).await.unwrap();
     assert_eq!(back.len(), rows.len());
     let mut expected: Vec<(Option<i64>, Option<String>, Vec<u8>)> = rows
         .iter()
@@ -1006,4 +988,9 @@ async fn rows_copied_into_postgres_read_back_exactly() {
     expected.sort();
     got.sort();
     assert_eq!(got, expected);
+    // A row that does not match the columns is refused with a clear error.
+    let wrong = tx
+        .copy_in("copied", &["n", "t", "b"], &[vec![Value::Int(1)]])
+        .await;
+    assert!(matches!(wrong, Err(StoreError::Backend(_))), "{wrong:?}");
 }
