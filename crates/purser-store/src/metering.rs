@@ -1249,10 +1249,8 @@ impl Store {
         // empty state, which reads everything back next time.
         let mut consumption = std::mem::take(&mut *kept);
         let mut due = true;
-        // The next hour, computed and sealed while the one before was written.
-        let mut sealed_next: Option<AheadHour> = None;
-        // The hour after a transaction's last, being computed while it commits.
-        let mut pending: Option<AheadTask> = None;
+        // Hours computed and sealed ahead, in order, while earlier ones are written.
+        let mut ahead: Option<AheadChain> = None;
         while due && closed.len() < max_hours {
             let mut tx = self.db.begin().await?;
             let locked = lock_head(&mut tx).await?;
@@ -1264,11 +1262,6 @@ impl Store {
             if version != catalogue_read_at {
                 catalogue = Arc::new(self.rating_catalogue().await?);
                 catalogue_read_at = version;
-            }
-            if let Some(task) = pending.take() {
-                let (ahead, state) = task.finish().await?;
-                consumption = state;
-                sealed_next = Some(ahead?);
             }
             // What an hour computed in this transaction was computed from.
             let seen = |hour: i64, head: &Checkpoint| AheadOf {
@@ -1298,12 +1291,21 @@ impl Store {
                     due = false;
                     break;
                 }
-                let sealed = match sealed_next.take() {
+                let computed_ahead = match ahead.as_mut() {
+                    Some(chain) => chain.next().await?,
+                    None => None,
+                };
+                let sealed = match computed_ahead {
                     // Computed from what this transaction sees, if nothing it read
                     // changed since: no usage added, no hour closed elsewhere, the
                     // same terms.
-                    Some(ahead) if ahead.of == seen(next, &head) => ahead.sealed,
+                    Some(hour) if hour.of == seen(next, &head) => hour.sealed,
                     _ => {
+                        // The chain's hours were computed from something else (or it
+                        // ended): its state goes, and the hour is computed here.
+                        if let Some(chain) = ahead.take() {
+                            consumption = chain.stop().await?;
+                        }
                         let placement = Placement::after(&head);
                         let computed = compute_hour(
                             &mut tx,
@@ -1318,80 +1320,47 @@ impl Store {
                     }
                 };
                 // Closing an hour needs only the results and chain head of the hour
-                // before, not its rows: the hour after is computed and sealed on other
-                // threads while this one is written. For the transaction's last hour
-                // that runs on through the commit; the next transaction takes it only if
-                // the head it locks shows nothing changed in between.
+                // before, not its rows: the hours after are computed and sealed on other
+                // threads while this one is written, and on through the commit; the next
+                // transaction takes them only if the head it locks shows nothing changed
+                // in between.
                 let after = next + HOUR_MICROS;
-                let follows = is_due(after) && closed.len() + 1 < max_hours;
-                let ahead = if follows {
-                    // Usually it is read there too, on a reader connection: nobody adds a
-                    // slice while this transaction holds the head, and all else the hour
-                    // after needs is carried in `consumption` or was committed before this
-                    // transaction began, so a reader sees what this transaction would.
-                    let source = if consumption.continues_to(after) {
-                        AheadSource::Reader(self.db.clone())
+                let remaining = max_hours - closed.len() - 1;
+                if ahead.is_none() && is_due(after) && remaining > 0 {
+                    // Usually read on a reader connection: nobody adds a slice while this
+                    // transaction holds the head, and all else the hours after need is
+                    // carried in `consumption` or was committed before this transaction
+                    // began, so a reader sees what this transaction would.
+                    let first = if consumption.continues_to(after) {
+                        None
                     } else {
-                        AheadSource::Read(read_hour(&mut tx, after, &mut consumption).await?)
+                        Some(read_hour(&mut tx, after, &mut consumption).await?)
                     };
-                    let (meters, catalogue) = (meters.clone(), catalogue.clone());
-                    let mut state = std::mem::take(&mut consumption);
-                    let of = seen(after, &sealed.head);
-                    Some(AheadTask(tokio::spawn(async move {
-                        let reading = match source {
-                            AheadSource::Read(reading) => Ok(reading),
-                            AheadSource::Reader(db) => match db.read().await {
-                                Ok(mut reader) => read_hour(&mut reader, after, &mut state).await,
-                                Err(e) => Err(e),
-                            },
-                        };
-                        let reading = match reading {
-                            Ok(reading) => reading,
-                            Err(e) => return Ok((Err(e), state)),
-                        };
-                        tokio::task::spawn_blocking(move || {
-                            let placement = Placement::after(&of.head);
-                            let sealed = compute_read_hour(
-                                reading,
-                                &meters,
-                                &catalogue,
-                                &mut state,
-                                Some(placement),
-                            )
-                            .and_then(|computed| {
-                                Ok(AheadHour {
-                                    sealed: seal_hour(after, computed, of.head.clone(), placement)?,
-                                    of,
-                                })
-                            });
-                            (sealed, state)
-                        })
-                        .await
-                    })))
-                } else {
-                    None
-                };
+                    ahead = Some(AheadChain::start(ChainStart {
+                        first,
+                        of: seen(after, &sealed.head),
+                        last_due: now.as_microsecond() - HOUR_MICROS - grace,
+                        hours: remaining,
+                        meters: meters.clone(),
+                        catalogue: catalogue.clone(),
+                        db: self.db.clone(),
+                        state: std::mem::take(&mut consumption),
+                    }));
+                }
                 head = sealed.head.clone();
                 let summary = sealed.summary.clone();
                 write_hour(&mut tx, sealed).await?;
                 closed_through = Some(next);
                 in_transaction += 1;
                 closed.push(summary);
-                if let Some(task) = ahead {
-                    if in_transaction == HOURS_PER_TRANSACTION {
-                        // Taken by the next transaction, once this one has committed.
-                        pending = Some(task);
-                        break;
-                    }
-                    let (ahead, state) = task.finish().await?;
-                    consumption = state;
-                    sealed_next = Some(ahead?);
-                }
             }
             if in_transaction == 0 {
                 break;
             }
             tx.commit().await?;
+        }
+        if let Some(chain) = ahead.take() {
+            consumption = chain.stop().await?;
         }
         *kept = consumption;
         Ok(closed)
@@ -2295,26 +2264,140 @@ struct AheadHour {
     of: AheadOf,
 }
 
-/// An hour computed ahead (or why it could not be), with the closing state it
-/// carried.
-type AheadResult = (Result<AheadHour, StoreError>, ClosingState);
+/// How many hours computed ahead wait to be written: one being computed, one waiting
+/// and one being written keep both cores busy, and hold a few megabytes.
+const HOURS_AHEAD: usize = 1;
 
-/// An hour being computed ahead.
-struct AheadTask(tokio::task::JoinHandle<Result<AheadResult, tokio::task::JoinError>>);
+/// Where a chain of hours computed ahead starts.
+struct ChainStart {
+    /// The first hour as already read, inside the closing transaction, when the state
+    /// did not carry all it needs.
+    first: Option<HourReading>,
+    /// Its first hour and what that is computed from.
+    of: AheadOf,
+    /// The last hour due.
+    last_due: i64,
+    /// At most this many hours.
+    hours: usize,
+    meters: Arc<BTreeMap<String, Meter>>,
+    catalogue: Arc<RatingCatalogue>,
+    db: crate::db::Db,
+    state: ClosingState,
+}
 
-impl AheadTask {
-    async fn finish(self) -> Result<AheadResult, StoreError> {
-        let stopped = |e| StoreError::Backend(format!("closing stopped: {e}"));
-        self.0.await.map_err(stopped)?.map_err(stopped)
+/// Hours computed and sealed ahead of their turn, one after another, each from the
+/// state and chain head the one before left: closing's computing runs beside its
+/// writing instead of taking turns with it.
+struct AheadChain {
+    hours: tokio::sync::mpsc::Receiver<Result<AheadHour, StoreError>>,
+    task: tokio::task::JoinHandle<ClosingState>,
+}
+
+impl AheadChain {
+    fn start(start: ChainStart) -> AheadChain {
+        let (send, hours) = tokio::sync::mpsc::channel(HOURS_AHEAD);
+        let task = tokio::spawn(compute_ahead(start, send));
+        AheadChain { hours, task }
+    }
+
+    /// The next hour computed ahead, or `None` once the chain has ended.
+    async fn next(&mut self) -> Result<Option<AheadHour>, StoreError> {
+        self.hours.recv().await.transpose()
+    }
+
+    /// Stops the chain and returns the closing state it carried.
+    async fn stop(self) -> Result<ClosingState, StoreError> {
+        let AheadChain { hours, task } = self;
+        drop(hours);
+        task.await
+            .map_err(|e| StoreError::Backend(format!("closing stopped: {e}")))
     }
 }
 
-/// Where the hour closed after the one being written is read from.
-enum AheadSource {
-    /// Already read, inside the closing transaction.
-    Read(HourReading),
-    /// To be read on a reader connection, beside the writes.
-    Reader(crate::db::Db),
+/// Computes and seals a chain's hours in order and sends each to the closing loop,
+/// until the last hour due, an error, or the loop stops listening; returns the
+/// closing state after the last hour computed.
+async fn compute_ahead(
+    start: ChainStart,
+    send: tokio::sync::mpsc::Sender<Result<AheadHour, StoreError>>,
+) -> ClosingState {
+    let ChainStart {
+        mut first,
+        mut of,
+        last_due,
+        hours,
+        meters,
+        catalogue,
+        db,
+        mut state,
+    } = start;
+    for _ in 0..hours {
+        if of.hour > last_due {
+            break;
+        }
+        let reading = match first.take() {
+            Some(reading) => reading,
+            // Past its first hour the state carries what each hour needs from the one
+            // before. Late usage is only ever booked into the first hour after those
+            // closed, which the closing transaction reads itself; a chain that meets
+            // any leaves the hour to it.
+            None if state.continues_to(of.hour) => {
+                let read = match db.read().await {
+                    Ok(mut reader) => read_hour(&mut reader, of.hour, &mut state).await,
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok(reading) if reading.is_on_time() => reading,
+                    Ok(_) => break,
+                    Err(e) => {
+                        let _ = send.send(Err(e)).await;
+                        break;
+                    }
+                }
+            }
+            None => break,
+        };
+        let (meters, catalogue, this) = (meters.clone(), catalogue.clone(), of.clone());
+        let computed = tokio::task::spawn_blocking(move || {
+            let placement = Placement::after(&this.head);
+            let sealed =
+                compute_read_hour(reading, &meters, &catalogue, &mut state, Some(placement))
+                    .and_then(|computed| {
+                        seal_hour(this.hour, computed, this.head.clone(), placement)
+                    })
+                    .map(|sealed| AheadHour { sealed, of: this });
+            (sealed, state)
+        })
+        .await;
+        let (ahead, kept) = match computed {
+            Ok(computed) => computed,
+            Err(e) => {
+                let stopped = StoreError::Backend(format!("closing stopped: {e}"));
+                let _ = send.send(Err(stopped)).await;
+                return ClosingState::default();
+            }
+        };
+        state = kept;
+        match ahead {
+            Ok(ahead) => {
+                // The hour after is computed from what this one left.
+                of = AheadOf {
+                    hour: of.hour + HOUR_MICROS,
+                    head: ahead.sealed.head.clone(),
+                    ..of
+                };
+                // Fails once the closing loop has stopped the chain.
+                if send.send(Ok(ahead)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = send.send(Err(e)).await;
+                break;
+            }
+        }
+    }
+    state
 }
 
 /// Slices as read: encoding, keys, contributions.
@@ -2331,6 +2414,13 @@ struct HourReading {
     late_before: BTreeMap<i64, RawSlices>,
     late_carry: BTreeMap<i64, HashMap<String, CarryOut>>,
     carry: HashMap<String, CarryOut>,
+}
+
+impl HourReading {
+    /// Whether it holds only the hour's own events, none booked late into it.
+    fn is_on_time(&self) -> bool {
+        self.late_added.is_empty()
+    }
 }
 
 /// Reads what closing `hour` needs, and readies `consumption` for it.
