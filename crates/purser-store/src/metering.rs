@@ -2264,9 +2264,10 @@ struct AheadHour {
     of: AheadOf,
 }
 
-/// How many hours computed ahead wait to be written: one being computed, one waiting
-/// and one being written keep both cores busy, and hold a few megabytes.
-const HOURS_AHEAD: usize = 1;
+/// How many hours computed ahead may wait to be written: enough for computing to go on
+/// while a day of hours commits (its fsync takes as long as computing a few hours), at
+/// a few megabytes an hour.
+const HOURS_AHEAD: usize = 4;
 
 /// Where a chain of hours computed ahead starts.
 struct ChainStart {
