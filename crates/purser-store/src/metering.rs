@@ -2316,8 +2316,8 @@ impl AheadChain {
 }
 
 /// Computes and seals a chain's hours in order and sends each to the closing loop,
-/// until the last hour due, an error, or the loop stops listening; returns the
-/// closing state after the last hour computed.
+/// until the last hour due, an error (sent too), or the loop stops listening; returns
+/// the closing state after the last hour computed.
 async fn compute_ahead(
     start: ChainStart,
     send: tokio::sync::mpsc::Sender<Result<AheadHour, StoreError>>,
@@ -2336,51 +2336,9 @@ async fn compute_ahead(
         if of.hour > last_due {
             break;
         }
-        let reading = match first.take() {
-            Some(reading) => reading,
-            // Past its first hour the state carries what each hour needs from the one
-            // before. Late usage is only ever booked into the first hour after those
-            // closed, which the closing transaction reads itself; a chain that meets
-            // any leaves the hour to it.
-            None if state.continues_to(of.hour) => {
-                let read = match db.read().await {
-                    Ok(mut reader) => read_hour(&mut reader, of.hour, &mut state).await,
-                    Err(e) => Err(e),
-                };
-                match read {
-                    Ok(reading) if reading.is_on_time() => reading,
-                    Ok(_) => break,
-                    Err(e) => {
-                        let _ = send.send(Err(e)).await;
-                        break;
-                    }
-                }
-            }
-            None => break,
-        };
-        let (meters, catalogue, this) = (meters.clone(), catalogue.clone(), of.clone());
-        let computed = tokio::task::spawn_blocking(move || {
-            let placement = Placement::after(&this.head);
-            let sealed =
-                compute_read_hour(reading, &meters, &catalogue, &mut state, Some(placement))
-                    .and_then(|computed| {
-                        seal_hour(this.hour, computed, this.head.clone(), placement)
-                    })
-                    .map(|sealed| AheadHour { sealed, of: this });
-            (sealed, state)
-        })
-        .await;
-        let (ahead, kept) = match computed {
-            Ok(computed) => computed,
-            Err(e) => {
-                let stopped = StoreError::Backend(format!("closing stopped: {e}"));
-                let _ = send.send(Err(stopped)).await;
-                return ClosingState::default();
-            }
-        };
-        state = kept;
-        match ahead {
-            Ok(ahead) => {
+        let step = compute_ahead_hour(&of, first.take(), &meters, &catalogue, &db, &mut state);
+        match step.await {
+            Ok(Some(ahead)) => {
                 // The hour after is computed from what this one left.
                 of = AheadOf {
                     hour: of.hour + HOUR_MICROS,
@@ -2392,6 +2350,8 @@ async fn compute_ahead(
                     break;
                 }
             }
+            // Left to the closing transaction.
+            Ok(None) => break,
             Err(e) => {
                 let _ = send.send(Err(e)).await;
                 break;
@@ -2399,6 +2359,48 @@ async fn compute_ahead(
         }
     }
     state
+}
+
+/// One hour of a chain: read (unless already read), computed and sealed as `of` says,
+/// or `None` when the hour is the closing transaction's to read.
+async fn compute_ahead_hour(
+    of: &AheadOf,
+    first: Option<HourReading>,
+    meters: &Arc<BTreeMap<String, Meter>>,
+    catalogue: &Arc<RatingCatalogue>,
+    db: &crate::db::Db,
+    state: &mut ClosingState,
+) -> Result<Option<AheadHour>, StoreError> {
+    let reading = match first {
+        Some(reading) => reading,
+        // Past its first hour the state carries what each hour needs from the one
+        // before. Late usage is only ever booked into the first hour after those
+        // closed, which the closing transaction reads itself; a chain that meets any
+        // leaves the hour to it.
+        None if state.continues_to(of.hour) => {
+            let reading = read_hour(&mut db.read().await?, of.hour, state).await?;
+            if !reading.is_on_time() {
+                return Ok(None);
+            }
+            reading
+        }
+        None => return Ok(None),
+    };
+    let (meters, catalogue, of) = (meters.clone(), catalogue.clone(), of.clone());
+    // Moved to the blocking thread and back; a thread that stopped leaves the empty
+    // state, which reads everything back.
+    let mut moved = std::mem::take(state);
+    let (sealed, kept) = tokio::task::spawn_blocking(move || {
+        let placement = Placement::after(&of.head);
+        let sealed = compute_read_hour(reading, &meters, &catalogue, &mut moved, Some(placement))
+            .and_then(|computed| seal_hour(of.hour, computed, of.head.clone(), placement))
+            .map(|sealed| AheadHour { sealed, of });
+        (sealed, moved)
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("closing stopped: {e}")))?;
+    *state = kept;
+    sealed.map(Some)
 }
 
 /// Slices as read: encoding, keys, contributions.
